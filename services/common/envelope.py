@@ -1,0 +1,214 @@
+"""The one JSON envelope every registry and worker response uses, and its error codes.
+
+Handlers raise :class:`ApiError`; :func:`install_envelope` turns it (and every Werkzeug
+HTTP error, and any unexpected exception) into an envelope with the right status code, so
+no route ever answers a bare HTML error page or a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from enum import Enum
+from typing import Any
+
+from flask import Flask, Response, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from services.common.clock import iso_utc, utc_now
+
+log = logging.getLogger(__name__)
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+class ErrorCode(str, Enum):
+    """Machine-readable error codes and the HTTP status each one maps to."""
+
+    INVALID_REQUEST = "INVALID_REQUEST"
+    INVALID_STRUCTURE = "INVALID_STRUCTURE"
+    INVALID_SEQUENCE = "INVALID_SEQUENCE"
+    SEQUENCE_TOO_LONG = "SEQUENCE_TOO_LONG"
+    UNAUTHORIZED = "UNAUTHORIZED"
+    NOT_FOUND = "NOT_FOUND"
+    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
+    CONFLICT = "CONFLICT"
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
+    RATE_LIMITED = "RATE_LIMITED"
+    PREDICTION_FAILED = "PREDICTION_FAILED"
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+    MODEL_NOT_LOADED = "MODEL_NOT_LOADED"
+    OVERLOADED = "OVERLOADED"
+
+    @property
+    def status(self) -> int:
+        return _STATUS[self]
+
+
+_STATUS: dict[ErrorCode, int] = {
+    ErrorCode.INVALID_REQUEST: 400,
+    ErrorCode.INVALID_STRUCTURE: 400,
+    ErrorCode.INVALID_SEQUENCE: 400,
+    ErrorCode.SEQUENCE_TOO_LONG: 400,
+    ErrorCode.UNAUTHORIZED: 401,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.METHOD_NOT_ALLOWED: 405,
+    ErrorCode.CONFLICT: 409,
+    ErrorCode.PAYLOAD_TOO_LARGE: 413,
+    ErrorCode.UNSUPPORTED_MEDIA_TYPE: 415,
+    ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.PREDICTION_FAILED: 500,
+    ErrorCode.INTERNAL_ERROR: 500,
+    ErrorCode.MODEL_NOT_LOADED: 503,
+    ErrorCode.OVERLOADED: 503,
+}
+
+# Werkzeug's HTTP errors mapped onto our codes (anything else 4xx is INVALID_REQUEST).
+_HTTP_TO_CODE: dict[int, ErrorCode] = {
+    401: ErrorCode.UNAUTHORIZED,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    409: ErrorCode.CONFLICT,
+    413: ErrorCode.PAYLOAD_TOO_LARGE,
+    415: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+    429: ErrorCode.RATE_LIMITED,
+}
+
+
+class ApiError(Exception):
+    """An error a handler wants the client to see, with its code and details."""
+
+    def __init__(
+        self,
+        code: ErrorCode,
+        details: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(f"{code.value}: {details}")
+        self.code = code
+        self.details = details
+        self.status = status or code.status
+        self.retry_after = retry_after
+        self.extra = extra or {}
+
+
+def current_request_id() -> str:
+    """The id of the request being served (echoed from X-Request-ID or minted)."""
+    rid = g.get("request_id")
+    if rid is None:
+        rid = _incoming_request_id()
+        g.request_id = rid
+    return rid
+
+
+def _incoming_request_id() -> str:
+    rid = request.headers.get(REQUEST_ID_HEADER, "")
+    return rid if _REQUEST_ID_RE.match(rid) else uuid.uuid4().hex
+
+
+def envelope(
+    data: Any = None,
+    message: str = "ok",
+    *,
+    success: bool = True,
+    error: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Build the envelope dict (outside a request the request id is minted)."""
+    try:
+        rid = current_request_id()
+    except RuntimeError:  # outside an application context
+        rid = uuid.uuid4().hex
+    return {
+        "success": success,
+        "message": message,
+        "data": data if data is not None else ({} if success else None),
+        "error": error,
+        "timestamp": iso_utc(utc_now()),
+        "request_id": rid,
+    }
+
+
+def ok(data: Any = None, message: str = "ok", status: int = 200, headers: dict | None = None) -> Response:
+    """A success response in the envelope."""
+    resp = jsonify(envelope(data, message))
+    resp.status_code = status
+    for key, value in (headers or {}).items():
+        resp.headers[key] = str(value)
+    return resp
+
+
+def error_response(err: ApiError) -> Response:
+    """An error response in the envelope; 503/429 carry Retry-After."""
+    body = envelope(
+        None,
+        err.details,
+        success=False,
+        error={"code": err.code.value, "details": err.details, **err.extra},
+    )
+    resp = jsonify(body)
+    resp.status_code = err.status
+    if err.retry_after is not None:
+        resp.headers["Retry-After"] = str(max(1, round(err.retry_after)))
+    return resp
+
+
+def install_envelope(app: Flask) -> None:
+    """Make every error of ``app`` an envelope and echo the request id on every response."""
+
+    @app.before_request
+    def _assign_request_id() -> None:
+        g.request_id = _incoming_request_id()
+
+    @app.after_request
+    def _echo_request_id(resp: Response) -> Response:
+        rid = g.get("request_id")
+        if rid:
+            resp.headers[REQUEST_ID_HEADER] = rid
+        return resp
+
+    @app.errorhandler(ApiError)
+    def _api_error(err: ApiError) -> Response:
+        return error_response(err)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(err: HTTPException) -> Response:
+        status = err.code or 500
+        code = _HTTP_TO_CODE.get(status, ErrorCode.INVALID_REQUEST if status < 500 else ErrorCode.INTERNAL_ERROR)
+        resp = error_response(ApiError(code, err.description or err.name, status=status))
+        if status == 405 and hasattr(err, "valid_methods") and err.valid_methods:
+            resp.headers["Allow"] = ", ".join(err.valid_methods)
+        return resp
+
+    @app.errorhandler(Exception)
+    def _unexpected(err: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(ApiError(ErrorCode.INTERNAL_ERROR, f"internal error: {type(err).__name__}"))
+
+
+def json_body(max_bytes: int | None = None) -> dict[str, Any]:
+    """The request's JSON object, or an INVALID_REQUEST / PAYLOAD_TOO_LARGE error.
+
+    An empty body counts as ``{}`` so optional-body calls (heartbeat) accept it.
+    """
+    length = request.content_length
+    if max_bytes is not None and length is not None and length > max_bytes:
+        raise ApiError(ErrorCode.PAYLOAD_TOO_LARGE, f"body of {length} bytes exceeds the {max_bytes}-byte limit")
+    raw = request.get_data(cache=True)
+    if max_bytes is not None and len(raw) > max_bytes:
+        raise ApiError(ErrorCode.PAYLOAD_TOO_LARGE, f"body exceeds the {max_bytes}-byte limit")
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(ErrorCode.INVALID_REQUEST, f"malformed JSON body: {exc}") from None
+    if not isinstance(body, dict):
+        raise ApiError(ErrorCode.INVALID_REQUEST, "the JSON body must be an object")
+    return body

@@ -1,0 +1,347 @@
+"""The registry's live view: instances, their health, and the change index watchers wait on.
+
+Everything here is memory-speed and guarded by one condition variable. Durable changes
+(register, state change, maintenance, deregister) are written to the store before the call
+returns; heartbeat timestamps are only marked dirty and flushed in batches by the sweeper.
+The index moves when membership or a state changes, never for a mere heartbeat, so a
+blocking query wakes only when its answer changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.common.clock import Clock, iso_utc
+from services.common.instance import CheckSpec, Instance, worst
+from services.registry.store import Store, StoredInstance
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Entry:
+    """An instance plus the bookkeeping the health logic needs."""
+
+    inst: Instance
+    last_beat: float  # monotonic time of the last heartbeat (or of registration / restore)
+    reported: str = "passing"  # what the worker itself said
+    ttl_critical: bool = False
+    check_state: str | None = None
+    check_fails: int = 0
+    check_oks: int = 0
+    next_check: float = 0.0
+    beat_dirty: bool = False
+
+    def stored(self) -> StoredInstance:
+        return StoredInstance(self.inst, self.reported, self.ttl_critical, self.check_state)
+
+    def recompute(self) -> bool:
+        """Refresh health/status from the three sources; True when the visible state changed."""
+        health = worst(self.reported, "critical" if self.ttl_critical else None, self.check_state)
+        status = "maintenance" if self.inst.maintenance else health
+        if self.ttl_critical:
+            reason = "no heartbeat within the TTL"
+        elif self.check_state == "critical":
+            reason = "active check failing"
+        elif self.reported != "passing":
+            reason = f"reported {self.reported} by the worker"
+        else:
+            reason = ""
+        changed = (health, status, reason) != (self.inst.health, self.inst.status, self.inst.status_reason)
+        self.inst.health, self.inst.status, self.inst.status_reason = health, status, reason
+        return changed
+
+
+@dataclass
+class Query:
+    """Filters of a list query; every given filter must match."""
+
+    name: str | None = None
+    tags: list[str] = field(default_factory=list)
+    statuses: list[str] = field(default_factory=list)
+    capability: str | None = None
+    meta: dict[str, str] = field(default_factory=dict)
+
+    def matches(self, inst: Instance) -> bool:
+        if self.name is not None and inst.service_name != self.name:
+            return False
+        if self.statuses and inst.status not in self.statuses:
+            return False
+        if self.tags and not all(t in inst.tags for t in self.tags):
+            return False
+        if self.capability is not None and self.capability not in inst.capabilities:
+            return False
+        for key, want in self.meta.items():
+            have = inst.metadata.get(key)
+            if have is None:
+                return False
+            if isinstance(have, list):
+                if want not in [str(v) for v in have]:
+                    return False
+            elif _meta_str(have) != want:
+                return False
+        return True
+
+
+def _meta_str(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+class Catalog:
+    """Thread-safe registry state with a monotonically increasing change index."""
+
+    def __init__(self, store: Store, clock: Clock, ttl_s: float, deregister_after_s: float) -> None:
+        self.store = store
+        self.clock = clock
+        self.ttl_s = ttl_s
+        self.deregister_after_s = deregister_after_s
+        self._cond = threading.Condition()
+        self._entries: dict[str, Entry] = {}
+        self._by_address: dict[tuple[str, str, int], str] = {}
+        self._name_index: dict[str, int] = {}
+        self.index = 1
+        self._restore()
+
+    # ----- restore -----------------------------------------------------------------------
+    def _restore(self) -> None:
+        """Rebuild from the store; every instance starts a fresh grace period of one TTL."""
+        items, index = self.store.load()
+        now = self.clock.monotonic()
+        for item in items:
+            entry = Entry(
+                inst=item.instance,
+                last_beat=now,
+                reported=item.reported,
+                ttl_critical=item.ttl_critical,
+                check_state=item.check_state,
+            )
+            entry.recompute()
+            self._add(entry)
+        # Never reuse an index a client may have seen before the restart.
+        self.index = index + 1
+        for entry in self._entries.values():
+            self._name_index[entry.inst.service_name] = self.index
+        if items:
+            log.info("restored %d instances at index %d", len(items), self.index)
+
+    # ----- writes ------------------------------------------------------------------------
+    def register(self, inst: Instance) -> tuple[Instance, bool]:
+        """Insert or replace; a new id at an address already registered replaces the old row."""
+        now_wall = self.clock.now()
+        inst.registered_at = iso_utc(now_wall)
+        inst.last_heartbeat = inst.registered_at
+        entry = Entry(inst=inst, last_beat=self.clock.monotonic(), reported=inst.health)
+        entry.recompute()
+        with self._cond:
+            created = inst.instance_id not in self._entries
+            address = (inst.service_name, inst.host.lower(), inst.port)
+            stale_id = self._by_address.get(address)
+            index = self._bump([inst.service_name])
+            if stale_id is not None and stale_id != inst.instance_id:
+                self._remove(stale_id)
+                self.store.delete([stale_id], index)
+                log.info("instance %s replaces %s at %s:%d", inst.instance_id, stale_id, inst.host, inst.port)
+            old = self._entries.get(inst.instance_id)
+            if old is not None:
+                self._remove(inst.instance_id)
+                self._name_index[old.inst.service_name] = index
+            self.store.put(entry.stored(), index)
+            self._add(entry)
+            self._cond.notify_all()
+            return _copy(inst), created
+
+    def heartbeat(self, instance_id: str, status: str | None, load: dict[str, Any] | None) -> Instance | None:
+        """Record a heartbeat; None when the id is unknown (the worker must re-register)."""
+        with self._cond:
+            entry = self._entries.get(instance_id)
+            if entry is None:
+                return None
+            entry.last_beat = self.clock.monotonic()
+            entry.inst.last_heartbeat = iso_utc(self.clock.now())
+            entry.beat_dirty = True
+            if load is not None:
+                entry.inst.load = load
+            if status is not None:
+                entry.reported = status
+            was_ttl_critical = entry.ttl_critical
+            entry.ttl_critical = False
+            if entry.recompute() or was_ttl_critical:
+                index = self._bump([entry.inst.service_name])
+                self.store.put(entry.stored(), index)
+                entry.beat_dirty = False
+                self._cond.notify_all()
+            return _copy(entry.inst)
+
+    def set_maintenance(self, instance_id: str, enabled: bool, reason: str) -> Instance | None:
+        with self._cond:
+            entry = self._entries.get(instance_id)
+            if entry is None:
+                return None
+            entry.inst.maintenance = enabled
+            entry.inst.maintenance_reason = reason if enabled else ""
+            entry.recompute()
+            index = self._bump([entry.inst.service_name])
+            self.store.put(entry.stored(), index)
+            self._cond.notify_all()
+            return _copy(entry.inst)
+
+    def deregister(self, instance_id: str) -> Instance | None:
+        with self._cond:
+            entry = self._entries.get(instance_id)
+            if entry is None:
+                return None
+            index = self._bump([entry.inst.service_name])
+            self._remove(instance_id)
+            self.store.delete([instance_id], index)
+            self._cond.notify_all()
+            return entry.inst
+
+    # ----- health ------------------------------------------------------------------------
+    def sweep(self) -> tuple[list[Instance], list[Instance]]:
+        """Expire TTLs and remove long-dead instances; returns (turned critical, removed)."""
+        now = self.clock.monotonic()
+        went_critical: list[Entry] = []
+        removed: list[Entry] = []
+        with self._cond:
+            for entry in self._entries.values():
+                silent_for = now - entry.last_beat
+                if silent_for > self.ttl_s + self.deregister_after_s:
+                    removed.append(entry)
+                elif silent_for > self.ttl_s and not entry.ttl_critical:
+                    entry.ttl_critical = True
+                    entry.recompute()
+                    went_critical.append(entry)
+            if not went_critical and not removed:
+                return [], []
+            index = self._bump([e.inst.service_name for e in went_critical + removed])
+            if went_critical:
+                self.store.put_many([e.stored() for e in went_critical], index)
+            if removed:
+                for entry in removed:
+                    self._remove(entry.inst.instance_id)
+                self.store.delete([e.inst.instance_id for e in removed], index)
+            self._cond.notify_all()
+        return [_copy(e.inst) for e in went_critical], [e.inst for e in removed]
+
+    def flush_heartbeats(self) -> int:
+        """Write dirty heartbeat timestamps to the store in one transaction."""
+        with self._cond:
+            dirty = {iid: e.inst.last_heartbeat for iid, e in self._entries.items() if e.beat_dirty}
+            for iid in dirty:
+                self._entries[iid].beat_dirty = False
+        self.store.touch({k: v for k, v in dirty.items() if v})
+        return len(dirty)
+
+    def due_checks(self) -> list[tuple[str, str, CheckSpec]]:
+        """(instance id, url, spec) of every active check whose time has come."""
+        now = self.clock.monotonic()
+        due = []
+        with self._cond:
+            for iid, entry in self._entries.items():
+                spec = entry.inst.check
+                if spec is not None and now >= entry.next_check:
+                    entry.next_check = now + spec.interval_s
+                    due.append((iid, entry.inst.base_url + spec.path, spec))
+        return due
+
+    def record_check(self, instance_id: str, success: bool) -> None:
+        """Apply one active-check result with the spec's consecutive thresholds (no flapping)."""
+        with self._cond:
+            entry = self._entries.get(instance_id)
+            if entry is None or entry.inst.check is None:
+                return
+            spec = entry.inst.check
+            if success:
+                entry.check_oks, entry.check_fails = entry.check_oks + 1, 0
+                if entry.check_state == "critical" and entry.check_oks >= spec.successes_before_passing:
+                    entry.check_state = "passing"
+                elif entry.check_state is None:
+                    entry.check_state = "passing"
+            else:
+                entry.check_fails, entry.check_oks = entry.check_fails + 1, 0
+                if entry.check_fails >= spec.failures_before_critical:
+                    entry.check_state = "critical"
+            if entry.recompute():
+                index = self._bump([entry.inst.service_name])
+                self.store.put(entry.stored(), index)
+                self._cond.notify_all()
+
+    # ----- reads -------------------------------------------------------------------------
+    def get(self, instance_id: str) -> Instance | None:
+        with self._cond:
+            entry = self._entries.get(instance_id)
+            return _copy(entry.inst) if entry else None
+
+    def query(self, q: Query) -> tuple[list[Instance], int]:
+        with self._cond:
+            items = [_copy(e.inst) for e in self._entries.values() if q.matches(e.inst)]
+            index = self._query_index(q)
+        items.sort(key=lambda i: (i.service_name, i.instance_id))
+        return items, index
+
+    def wait(self, q: Query, after_index: int, timeout: float) -> int:
+        """Block until the index relevant to ``q`` passes ``after_index`` or time runs out.
+
+        An ``after_index`` ahead of ours (a client that saw another registry or an older
+        life of this one) answers at once so the client resets.
+        """
+        deadline = self.clock.monotonic() + timeout
+        with self._cond:
+            while True:
+                current = self._query_index(q)
+                if current != after_index:
+                    return current
+                remaining = deadline - self.clock.monotonic()
+                if remaining <= 0:
+                    return current
+                self._cond.wait(remaining)
+
+    def snapshot(self) -> list[Instance]:
+        with self._cond:
+            return [_copy(e.inst) for e in self._entries.values()]
+
+    def count(self) -> int:
+        with self._cond:
+            return len(self._entries)
+
+    # ----- internals ---------------------------------------------------------------------
+    def _query_index(self, q: Query) -> int:
+        if q.name is not None:
+            return self._name_index.get(q.name, 1)
+        return self.index
+
+    def _bump(self, names: Iterable[str]) -> int:
+        self.index += 1
+        for name in names:
+            self._name_index[name] = self.index
+        return self.index
+
+    def _add(self, entry: Entry) -> None:
+        inst = entry.inst
+        self._entries[inst.instance_id] = entry
+        self._by_address[(inst.service_name, inst.host.lower(), inst.port)] = inst.instance_id
+
+    def _remove(self, instance_id: str) -> None:
+        entry = self._entries.pop(instance_id)
+        inst = entry.inst
+        address = (inst.service_name, inst.host.lower(), inst.port)
+        if self._by_address.get(address) == instance_id:
+            del self._by_address[address]
+
+
+def _copy(inst: Instance) -> Instance:
+    """A detached copy, so callers never see (or mutate) state under the lock."""
+    return Instance(
+        **{
+            **inst.__dict__,
+            "tags": list(inst.tags),
+            "metadata": dict(inst.metadata),
+            "load": dict(inst.load),
+        }
+    )

@@ -1,0 +1,104 @@
+"""Background health work: the TTL sweep, batched heartbeat flushes and active HTTP checks."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+
+from services.registry.catalog import Catalog
+from services.registry.metrics import RegistryMetrics
+
+log = logging.getLogger(__name__)
+
+
+class HealthSweeper:
+    """Runs the sweep at least once per heartbeat interval and flushes heartbeats to disk."""
+
+    def __init__(self, catalog: Catalog, metrics: RegistryMetrics, sweep_every: float, flush_every: float) -> None:
+        self.catalog = catalog
+        self.metrics = metrics
+        self.sweep_every = sweep_every
+        self.flush_every = flush_every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="health-sweeper", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.catalog.flush_heartbeats()
+
+    def run_once(self) -> None:
+        started = time.perf_counter()
+        went_critical, removed = self.catalog.sweep()
+        self.metrics.sweep_seconds.observe(time.perf_counter() - started)
+        for inst in went_critical:
+            log.warning("instance %s (%s) is critical: no heartbeat within the TTL", inst.instance_id, inst.service_name)
+        for inst in removed:
+            self.metrics.deregistrations.labels(reason="expired").inc()
+            log.warning("instance %s (%s) removed: critical past deregister_after", inst.instance_id, inst.service_name)
+
+    def _run(self) -> None:
+        next_flush = time.monotonic() + self.flush_every
+        while not self._stop.wait(self.sweep_every):
+            try:
+                self.run_once()
+                if time.monotonic() >= next_flush:
+                    self.catalog.flush_heartbeats()
+                    next_flush = time.monotonic() + self.flush_every
+            except Exception:  # a sweep must never die: log and go on
+                log.exception("health sweep failed")
+
+
+class ActiveChecker:
+    """Probes each instance's check URL on its own interval; thresholds live in the catalog."""
+
+    def __init__(self, catalog: Catalog, tick: float = 0.1, max_parallel: int = 16) -> None:
+        self.catalog = catalog
+        self.tick = tick
+        self._pool = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="active-check")
+        self._session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_connections=max_parallel, pool_maxsize=max_parallel)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+        self._inflight: set[str] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="active-checker", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.tick):
+            try:
+                for instance_id, url, spec in self.catalog.due_checks():
+                    with self._lock:
+                        if instance_id in self._inflight:
+                            continue
+                        self._inflight.add(instance_id)
+                    self._pool.submit(self._probe, instance_id, url, spec.timeout_s)
+            except Exception:
+                log.exception("active check scheduling failed")
+
+    def _probe(self, instance_id: str, url: str, timeout: float) -> None:
+        try:
+            try:
+                ok = self._session.get(url, timeout=timeout).status_code < 400
+            except requests.RequestException:
+                ok = False
+            self.catalog.record_check(instance_id, ok)
+        finally:
+            with self._lock:
+                self._inflight.discard(instance_id)
