@@ -159,6 +159,16 @@ def error_response(err: ApiError) -> Response:
     return resp
 
 
+def http_error_response(err: HTTPException) -> Response:
+    """A Werkzeug HTTP error (404, 405, 413, ...) as an envelope."""
+    status = err.code or 500
+    code = _HTTP_TO_CODE.get(status, ErrorCode.INVALID_REQUEST if status < 500 else ErrorCode.INTERNAL_ERROR)
+    resp = error_response(ApiError(code, err.description or err.name, status=status))
+    if status == 405 and getattr(err, "valid_methods", None):
+        resp.headers["Allow"] = ", ".join(err.valid_methods)
+    return resp
+
+
 def install_envelope(app: Flask) -> None:
     """Make every error of ``app`` an envelope and echo the request id on every response."""
 
@@ -177,14 +187,7 @@ def install_envelope(app: Flask) -> None:
     def _api_error(err: ApiError) -> Response:
         return error_response(err)
 
-    @app.errorhandler(HTTPException)
-    def _http_error(err: HTTPException) -> Response:
-        status = err.code or 500
-        code = _HTTP_TO_CODE.get(status, ErrorCode.INVALID_REQUEST if status < 500 else ErrorCode.INTERNAL_ERROR)
-        resp = error_response(ApiError(code, err.description or err.name, status=status))
-        if status == 405 and hasattr(err, "valid_methods") and err.valid_methods:
-            resp.headers["Allow"] = ", ".join(err.valid_methods)
-        return resp
+    app.register_error_handler(HTTPException, http_error_response)
 
     @app.errorhandler(Exception)
     def _unexpected(err: Exception) -> Response:

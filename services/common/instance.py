@@ -12,11 +12,13 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from services.common.envelope import ApiError, ErrorCode
 
 SERVICE_NAME_RE = re.compile(r"^[a-z0-9-]{1,63}$")
 INSTANCE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$")
+BASE_URL_RE = re.compile(r"^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$")
 TAG_RE = re.compile(r"^[A-Za-z0-9._:=\-]{1,64}$")
 HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?)*$")
 
@@ -109,6 +111,14 @@ class Instance:
         return [m for m in models if isinstance(m, str)]
 
 
+def _parses_as_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        return bool(parts.hostname) and (parts.port is None or 1 <= parts.port <= 65535)
+    except ValueError:
+        return False
+
+
 def _bad(details: str) -> ApiError:
     return ApiError(ErrorCode.INVALID_REQUEST, details)
 
@@ -160,8 +170,8 @@ def validate_metadata(metadata: Any) -> dict[str, Any]:
     if size > MAX_METADATA_BYTES:
         raise ApiError(ErrorCode.PAYLOAD_TOO_LARGE, f"metadata is {size} bytes; the limit is {MAX_METADATA_BYTES}")
     for key in ("capabilities", "models"):
-        value = metadata.get(key)
-        if value is not None and (not isinstance(value, list) or not all(isinstance(v, str) for v in value)):
+        value = metadata.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise _bad(f"metadata.{key} must be a list of strings")
     return metadata
 
@@ -224,11 +234,13 @@ def parse_registration(body: dict[str, Any]) -> Instance:
     host = validate_host(_require_str(body, "host", max_len=253) or "")
     port = validate_port(body.get("port"))
     instance_id = _require_str(body, "instance_id", required=False, max_len=128)
-    if instance_id is not None and not INSTANCE_ID_RE.match(instance_id):
-        raise _bad("instance_id must match [A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-    base_url = _require_str(body, "base_url", required=False, max_len=512) or default_base_url(host, port)
-    if not re.match(r"^https?://[^\s/]+(/\S*)?$", base_url):
-        raise _bad("base_url must be an http:// or https:// URL")
+    if instance_id is not None and (not INSTANCE_ID_RE.match(instance_id) or instance_id == "register"):
+        raise _bad("instance_id must match [A-Za-z0-9][A-Za-z0-9._-]{0,127} and not be 'register'")
+    base_url = _require_str(body, "base_url", required=False, max_len=512)
+    if base_url is None:
+        base_url = default_base_url(host, port)
+    elif not BASE_URL_RE.match(base_url) or not _parses_as_url(base_url):
+        raise _bad("base_url must be an http:// or https:// URL such as http://10.0.0.5:8000")
     weight = body.get("weight", 1)
     if isinstance(weight, bool) or not isinstance(weight, int) or not 1 <= weight <= MAX_WEIGHT:
         raise _bad(f"'weight' must be an integer between 1 and {MAX_WEIGHT}")

@@ -78,3 +78,8 @@ class WorkerSettings:
     registry_timeout: float = field(default_factory=lambda: _env_float("WORKER_REGISTRY_TIMEOUT", 3.0))
     tags: list[str] = field(default_factory=lambda: _env_list("WORKER_TAGS"))
     weight: int = field(default_factory=lambda: _env_int("WORKER_WEIGHT", 1))
+
+
+def child_environment(**overrides: str) -> dict[str, str]:
+    """This process's environment plus ``overrides``, for a child (e.g. a secret kept off its argv)."""
+    return {**os.environ, **overrides}

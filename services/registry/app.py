@@ -11,6 +11,8 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import BaseConverter
 
 from services.common.auth import require_token
 from services.common.clock import Clock, SystemClock
@@ -51,6 +53,12 @@ class RegistryState:
         self.catalog.store.close()
 
 
+class InstanceIdConverter(BaseConverter):
+    """Instance ids in paths; 'register' is reserved so /services/register has one meaning."""
+
+    regex = r"(?!register$)[A-Za-z0-9][A-Za-z0-9._\-]{0,127}"
+
+
 def state() -> RegistryState:
     return current_app.extensions["registry"]
 
@@ -79,13 +87,13 @@ def register() -> Response:
     return ok(data, "registered" if created else "registration replaced", status=201 if created else 200)
 
 
-@api.put("/services/<instance_id>/heartbeat")
+@api.put("/services/<iid:instance_id>/heartbeat")
 def heartbeat(instance_id: str) -> Response:
     st = state()
     require_token(st.settings.token)
     body = json_body(MAX_BODY_BYTES)
     status = validate_health(body["status"]) if body.get("status") is not None else None
-    load = validate_load(body.get("load")) if "load" in body else None
+    load = validate_load(body["load"]) if body.get("load") is not None else None
     inst = st.catalog.heartbeat(instance_id, status, load)
     if inst is None:
         st.metrics.heartbeats.labels(result="unknown").inc()
@@ -94,7 +102,7 @@ def heartbeat(instance_id: str) -> Response:
     return ok({"instance_id": instance_id, "status": inst.status, "heartbeat_interval_s": st.settings.heartbeat_interval})
 
 
-@api.put("/services/<instance_id>/maintenance")
+@api.put("/services/<iid:instance_id>/maintenance")
 def maintenance(instance_id: str) -> Response:
     st = state()
     require_token(st.settings.token)
@@ -111,7 +119,7 @@ def maintenance(instance_id: str) -> Response:
     return ok(_instance_answer(inst), "maintenance on" if enabled else "maintenance off")
 
 
-@api.delete("/services/<instance_id>")
+@api.delete("/services/<iid:instance_id>")
 def deregister(instance_id: str) -> Response:
     st = state()
     require_token(st.settings.token)
@@ -152,7 +160,7 @@ def _blocking_wait(st: RegistryState, query: Any, index: int, wait_s: float) -> 
         st.watch_slots.release()
 
 
-@api.get("/services/<instance_id>")
+@api.get("/services/<iid:instance_id>")
 def get_service(instance_id: str) -> Response:
     inst = state().catalog.get(instance_id)
     if inst is None:
@@ -232,7 +240,7 @@ def create_app(
     start_background: bool = True,
 ) -> Flask:
     """Build the registry app over ``store``; background sweeps start unless told not to."""
-    from services.registry.compat import compat
+    from services.registry.compat import compat, routing_error
 
     clock = clock or SystemClock()
     catalog = Catalog(store, clock, settings.ttl_s, settings.deregister_after)
@@ -249,10 +257,12 @@ def create_app(
         rng=random.Random(),
     )
     app = Flask("services.registry")
+    app.url_map.converters["iid"] = InstanceIdConverter
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False
     app.extensions["registry"] = reg_state
     install_envelope(app)
+    app.register_error_handler(HTTPException, routing_error)
     _install_request_metrics(app, metrics_)
     app.register_blueprint(api, url_prefix="/api/v1")
     app.register_blueprint(compat, url_prefix="/compat/v0")

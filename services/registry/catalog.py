@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -291,13 +292,13 @@ class Catalog:
         An ``after_index`` ahead of ours (a client that saw another registry or an older
         life of this one) answers at once so the client resets.
         """
-        deadline = self.clock.monotonic() + timeout
+        deadline = time.monotonic() + timeout  # real time: this bounds a request, not a TTL
         with self._cond:
             while True:
                 current = self._query_index(q)
                 if current != after_index:
                     return current
-                remaining = deadline - self.clock.monotonic()
+                remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return current
                 self._cond.wait(remaining)

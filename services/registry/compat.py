@@ -14,7 +14,7 @@ from werkzeug.exceptions import HTTPException
 
 from services.common.auth import require_token
 from services.common.clock import iso_utc_offset, parse_iso, utc_now
-from services.common.envelope import ApiError, ErrorCode, json_body
+from services.common.envelope import ApiError, ErrorCode, http_error_response, json_body
 from services.common.instance import Instance, parse_registration, validate_service_name
 from services.registry.catalog import Query
 
@@ -60,6 +60,19 @@ def _http_error(err: HTTPException) -> tuple[Response, int]:
     return jsonify({"detail": err.description or err.name}), err.code or 500
 
 
+def routing_error(err: HTTPException) -> Response:
+    """Errors raised before a blueprint is chosen (unknown path, bad id): old shape under /compat/v0."""
+    if request.path.startswith("/compat/v0/"):
+        resp, status = _http_error(err)
+        resp.status_code = status
+        if status == 404 and "/services/" in request.path:
+            resp.set_data(b'{"detail":"Service not found"}\n')
+        if status == 405 and getattr(err, "valid_methods", None):
+            resp.headers["Allow"] = ", ".join(err.valid_methods)
+        return resp
+    return http_error_response(err)
+
+
 @compat.get("/health")
 def health() -> Response:
     return jsonify({"status": "healthy", "message": "registry is running", "timestamp": iso_utc_offset(utc_now())})
@@ -82,7 +95,7 @@ def register() -> tuple[Response, int]:
     return jsonify(answer), 200
 
 
-@compat.post("/api/v1/services/<service_id>/heartbeat")
+@compat.post("/api/v1/services/<iid:service_id>/heartbeat")
 def heartbeat(service_id: str) -> Response:
     st, limit = _state()
     require_token(st.settings.token)
@@ -93,7 +106,7 @@ def heartbeat(service_id: str) -> Response:
     return jsonify({"message": "Heartbeat received", "timestamp": _ts(inst.last_heartbeat)})
 
 
-@compat.delete("/api/v1/services/<service_id>")
+@compat.delete("/api/v1/services/<iid:service_id>")
 def deregister(service_id: str) -> Response:
     st, _ = _state()
     require_token(st.settings.token)
@@ -108,7 +121,7 @@ def discover() -> Response:
     st, _ = _state()
     q = Query()
     name = request.args.get("service_name")
-    if name:
+    if name is not None:
         q.name = validate_service_name(name)
     status_filter = request.args.get("status_filter")
     if status_filter is not None:
@@ -120,7 +133,7 @@ def discover() -> Response:
     return jsonify({"services": services, "count": len(services)})
 
 
-@compat.get("/api/v1/services/<service_id>")
+@compat.get("/api/v1/services/<iid:service_id>")
 def get_one(service_id: str) -> Response:
     st, _ = _state()
     inst = st.catalog.get(service_id)

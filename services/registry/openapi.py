@@ -29,8 +29,27 @@ _ERR = {
     "401": _json(_ref("ErrorEnvelope"), "token missing or wrong"),
     "404": _json(_ref("ErrorEnvelope"), "unknown instance"),
     "413": _json(_ref("ErrorEnvelope"), "body or metadata too large"),
+    "405": _json(_ref("ErrorEnvelope"), "method not allowed (the id 'register' is reserved)"),
     "415": _json(_ref("ErrorEnvelope"), "unsupported media type"),
 }
+_HOST = {
+    "type": "string",
+    "maxLength": 253,
+    "pattern": "^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$",
+}
+
+
+def _links(operations: dict[str, str]) -> dict[str, Any]:
+    """OpenAPI links from a registration to the calls that take its id (drives stateful fuzzing)."""
+    return {
+        name: {"operationId": op, "parameters": {param: "$response.body#/data/instance_id"}}
+        for name, (op, param) in {k: (v, "instance_id") for k, v in operations.items()}.items()
+    }
+
+
+_REGISTER_LINKS = _links(
+    {"Heartbeat": "heartbeat", "Maintenance": "maintenance", "GetInstance": "getInstance", "Deregister": "deregister"}
+)
 _AUTH = [{"bearer": []}, {}]
 
 
@@ -90,7 +109,7 @@ def _schemas() -> dict[str, Any]:
             "type": "object",
             "additionalProperties": False,
             "properties": {
-                "path": {"type": "string", "pattern": "^/[^\\s]{0,255}$"},
+                "path": {"type": "string", "pattern": "^/[A-Za-z0-9._~/-]{0,255}$"},
                 "interval_s": {"type": "number", "minimum": 0.05, "maximum": 3600},
                 "timeout_s": {"type": "number", "minimum": 0.05, "maximum": 3600},
                 "failures_before_critical": {"type": "integer", "minimum": 1, "maximum": 100},
@@ -101,25 +120,26 @@ def _schemas() -> dict[str, Any]:
             "type": "object",
             "required": ["service_name", "host", "port"],
             "properties": {
-                "instance_id": _ID,
+                "instance_id": {**_ID, "nullable": True},
                 "service_name": _NAME,
-                "host": {"type": "string", "minLength": 1, "maxLength": 253},
+                "host": _HOST,
                 "port": {"type": "integer", "minimum": 1, "maximum": 65535},
-                "base_url": {"type": "string", "pattern": "^https?://", "maxLength": 512},
-                "tags": {"type": "array", "maxItems": 32, "items": _TAG},
+                "base_url": {"type": "string", "pattern": "^https?://[A-Za-z0-9.-]+(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~/-]*)?$", "maxLength": 512, "nullable": True},
+                "tags": {"type": "array", "maxItems": 32, "items": _TAG, "nullable": True},
                 "metadata": {
                     "type": "object",
+                    "nullable": True,
                     "description": "≤ 8 KiB as JSON; capabilities and models are lists of strings",
                     "properties": {
                         "capabilities": {"type": "array", "items": {"type": "string"}},
                         "models": {"type": "array", "items": {"type": "string"}},
                     },
                 },
-                "version": {"type": "string", "maxLength": 64},
+                "version": {"type": "string", "maxLength": 64, "nullable": True},
                 "weight": {"type": "integer", "minimum": 1, "maximum": 1000},
                 "status": _HEALTH,
-                "load": _ref("Load"),
-                "check": _ref("Check"),
+                "load": {"allOf": [_ref("Load")], "nullable": True},
+                "check": {"allOf": [_ref("Check")], "nullable": True},
             },
         },
         "Load": {
@@ -127,7 +147,10 @@ def _schemas() -> dict[str, Any]:
             "description": "numbers or strings: inflight, queued, cpu_percent, rss_mb, gpu_mem_mb, ...",
             "additionalProperties": {"oneOf": [{"type": "number"}, {"type": "string"}]},
         },
-        "Heartbeat": {"type": "object", "properties": {"status": _HEALTH, "load": _ref("Load")}},
+        "Heartbeat": {
+            "type": "object",
+            "properties": {"status": {**_HEALTH, "nullable": True}, "load": {"allOf": [_ref("Load")], "nullable": True}},
+        },
         "Maintenance": {
             "type": "object",
             "required": ["enabled"],
@@ -162,10 +185,10 @@ def _schemas() -> dict[str, Any]:
             "required": ["service_name", "host", "port"],
             "properties": {
                 "service_name": _NAME,
-                "host": {"type": "string", "minLength": 1, "maxLength": 253},
+                "host": _HOST,
                 "port": {"type": "integer", "minimum": 1, "maximum": 65535},
-                "metadata": {"type": "object"},
-                "version": {"type": "string", "maxLength": 64},
+                "metadata": {"type": "object", "nullable": True},
+                "version": {"type": "string", "maxLength": 64, "nullable": True},
             },
         },
         "ServiceInfo": {
@@ -197,14 +220,20 @@ def _native_paths() -> dict[str, Any]:
     return {
         "/api/v1/services/register": {
             "post": {
+                "operationId": "register",
                 "summary": "Register (idempotent: a stable id replaces, never duplicates)",
                 "security": _AUTH,
                 "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("Registration")}}},
-                "responses": {"201": _json(_envelope(), "registered"), "200": _json(_envelope(), "replaced"), **_ERR},
+                "responses": {
+                    "201": {**_json(_envelope(), "registered"), "links": _REGISTER_LINKS},
+                    "200": {**_json(_envelope(), "replaced"), "links": _REGISTER_LINKS},
+                    **_ERR,
+                },
             }
         },
         "/api/v1/services/{instance_id}/heartbeat": {
             "put": {
+                "operationId": "heartbeat",
                 "summary": "Heartbeat with optional status and load; 404 means register again",
                 "security": _AUTH,
                 "parameters": [_id_param()],
@@ -214,6 +243,7 @@ def _native_paths() -> dict[str, Any]:
         },
         "/api/v1/services/{instance_id}/maintenance": {
             "put": {
+                "operationId": "maintenance",
                 "summary": "Drain on or off",
                 "security": _AUTH,
                 "parameters": [_id_param()],
@@ -222,8 +252,9 @@ def _native_paths() -> dict[str, Any]:
             }
         },
         "/api/v1/services/{instance_id}": {
-            "get": {"summary": "One instance", "parameters": [_id_param()], "responses": {"200": _json(inst_env, "the instance"), **_ERR}},
+            "get": {"operationId": "getInstance", "summary": "One instance", "parameters": [_id_param()], "responses": {"200": _json(inst_env, "the instance"), **_ERR}},
             "delete": {
+                "operationId": "deregister",
                 "summary": "Deregister",
                 "security": _AUTH,
                 "parameters": [_id_param()],

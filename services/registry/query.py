@@ -12,6 +12,7 @@ from services.common.instance import SERVICE_NAME_RE, STATUSES, TAG_RE
 from services.registry.catalog import Query
 
 MAX_WAIT_PARAM_S = 600.0
+MAX_INDEX = 10**17
 _DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m)?$")
 _META_KEY_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 _KNOWN = {"name", "tag", "status", "capability", "index", "wait"}
@@ -75,8 +76,8 @@ def parse_list_params(args: MultiDict[str, str]) -> ListParams:
     index = None
     if "index" in args:
         raw = args["index"]
-        if not raw.isdigit() or len(raw) > 18:
-            raise _bad(f"index={raw!r} must be a non-negative integer")
+        if not raw.isdigit() or len(raw) > 18 or int(raw) > MAX_INDEX:
+            raise _bad(f"index={raw!r} must be an integer between 0 and {MAX_INDEX}")
         index = int(raw)
     wait_s = parse_duration(args["wait"]) if "wait" in args else None
     return ListParams(q, index, wait_s)

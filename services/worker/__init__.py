@@ -1,0 +1,17 @@
+"""The runtime every worker is built on: implement :class:`WorkerModel`, call :func:`run_worker_cli`.
+
+Everything not re-exported here is internal to the runtime.
+"""
+
+from services.worker.agent import Backoff as Backoff
+from services.worker.agent import RegistryAgent as RegistryAgent
+from services.worker.app import create_worker_app as create_worker_app
+from services.worker.app import worker_state as worker_state
+from services.worker.cli import run_worker_cli as run_worker_cli
+from services.worker.model import UploadedFile as UploadedFile
+from services.worker.model import WorkerIdentity as WorkerIdentity
+from services.worker.model import WorkerModel as WorkerModel
+from services.worker.model import item_error as item_error
+from services.worker.model import item_ok as item_ok
+from services.worker.serve import WorkerServer as WorkerServer
+from services.worker.serve import serve as serve

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE  # noqa: N811 - re-exported name
 from prometheus_client.process_collector import ProcessCollector
 
 __all__ = ["CONTENT_TYPE", "WorkerMetrics"]
@@ -40,7 +40,12 @@ class WorkerMetrics:
         Gauge("worker_draining", "1 while the worker drains before exit.", registry=self.registry).set_function(
             draining
         )
-        info = Gauge("worker_info", "Constant 1, labelled with what this worker serves.", ["service", "version"], registry=self.registry)
+        info = Gauge(
+            "worker_info",
+            "Constant 1, labelled with what this worker serves.",
+            ["service", "version"],
+            registry=self.registry,
+        )
         info.labels(service=service_name, version=version).set(1)
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:

@@ -90,9 +90,10 @@ class WorkerModel(ABC):
     * ``version`` – model/worker version reported to the registry and in ``/health``.
     * ``capabilities`` – what Routers look workers up by (``affinity``, ``splice-site``...).
     * ``models`` – model names this worker serves (``/model/info``, registry metadata).
-    * ``task_types`` – accepted ``task_type`` values; empty means the capabilities.
+    * ``task_types`` – accepted ``task_type`` values (others get 400); None accepts any.
     * ``rate_limit_per_min`` – per-client request limit; 0 turns it off.
     * ``max_batch_items`` – optional cap below the runtime's ``max_batch_items`` setting.
+    * ``predict_schema`` – optional JSON Schema of the /predict body, shown in ``/openapi.json``.
 
     Errors: raise :class:`ApiError` with a specific code (``INVALID_SEQUENCE``...) for bad
     input; any other exception becomes ``PREDICTION_FAILED``.
@@ -105,6 +106,7 @@ class WorkerModel(ABC):
     task_types: list[str] | None = None
     rate_limit_per_min: int = 0
     max_batch_items: int | None = None
+    predict_schema: dict[str, Any] | None = None
     identity: WorkerIdentity | None = None
 
     @property
@@ -137,7 +139,7 @@ class WorkerModel(ABC):
         for item in items:
             try:
                 results.append(item_ok(self.predict(item)))
-            except Exception as exc:  # noqa: BLE001 - every item reports its own failure
+            except Exception as exc:  # each item reports its own failure
                 err = as_api_error(exc)
                 if err.code is ErrorCode.PREDICTION_FAILED:
                     log.warning("batch item failed: %s", err.details)
@@ -156,7 +158,7 @@ class WorkerModel(ABC):
             "version": self.version,
             "models": list(self.models),
             "capabilities": list(self.capabilities),
-            "task_types": list(self.task_types or self.capabilities),
+            "task_types": list(self.task_types) if self.task_types is not None else None,
             "limits": self.limits(),
         }
 

@@ -34,14 +34,14 @@ class ResourceProbe:
     def _torch(self) -> ModuleType | None:
         torch = sys.modules.get("torch")
         if torch is None and self.device.startswith("cuda") and importlib.util.find_spec("torch") is not None:
-            import torch  # noqa: PLC0415 - optional and heavy, imported only for CUDA workers
+            import torch  # heavy: imported only for CUDA workers
         return torch
 
     def gpu_available(self) -> bool:
         torch = self._torch()
         try:
             return bool(torch is not None and torch.cuda.is_available())
-        except Exception:  # noqa: BLE001 - a broken CUDA install must not break /health
+        except Exception:  # a broken CUDA install must not break /health
             log.debug("torch.cuda.is_available() failed", exc_info=True)
             return False
 
@@ -52,5 +52,5 @@ class ResourceProbe:
         torch = self._torch()
         try:
             return round(torch.cuda.memory_reserved() / 2**20, 1)  # type: ignore[union-attr]
-        except Exception:  # noqa: BLE001
+        except Exception:
             return None

@@ -1,0 +1,655 @@
+"""Registry under heartbeat load, side by side with etcd (leases + keep-alives) under the same load.
+
+For each scenario (``INSTANCESxINTERVAL``) and each target (our registry, then etcd), this starts the
+target on 127.0.0.1 with a temporary data dir, then two load processes (``bench/loadgen.py``):
+
+* the heartbeat generator registers every instance (etcd: a lease per instance plus a key put
+  with it), then beats each instance every INTERVAL seconds, open-loop with phases spread
+  uniformly (registry: ``PUT /api/v1/services/{id}/heartbeat``; etcd: ``POST /v3/lease/keepalive``),
+  plus a little status churn (registry: a heartbeat carrying ``status``; etcd: a key put);
+* the clients process runs discovery clients in a loop (registry: ``GET /services?name=S``;
+  etcd: a prefix range) and blocking-query watchers (registry: ``index=N&wait=…``; etcd: watch
+  streams on the service prefix).
+
+After a warm-up the measurement window starts; the target's CPU and RSS come from psutil on its
+pid. Figures are printed (never pass/fail): heartbeats/s achieved vs target, heartbeat latency
+from the scheduled send time and from the actual send, discovery latency, blocking-query
+answers, errors, CPU %, RSS; then registry/etcd ratios.
+
+    .venv/bin/python bench/registry_load.py                       # 1000x2 and 10000x5, 30 s each
+    .venv/bin/python bench/registry_load.py --quick               # smoke test
+    .venv/bin/python bench/registry_load.py --scenarios 10000x5 --targets registry --profile-dir /tmp/prof
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import json
+import math
+import os
+import platform
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+CRITICAL_AFTER = 3
+DEREGISTER_AFTER = 60.0
+
+
+# ----------------------------------------------------------------------------------------------
+# child processes (all ours, all on loopback, all stopped on exit, even on Ctrl-C)
+# ----------------------------------------------------------------------------------------------
+
+
+def _die_with_parent() -> None:
+    """preexec_fn: SIGTERM the child if this process dies (Linux), so nothing is left behind."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class Child:
+    """A subprocess whose stdout JSON lines arrive on a queue; stderr goes to a log file."""
+
+    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.log_path = log_path
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.popen = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            cwd=REPO,
+            env=env,
+            start_new_session=True,  # Ctrl-C reaches only us; we stop the children in order
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        )
+        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        _CHILDREN.append(self)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def _read(self) -> None:
+        for raw in self.popen.stdout:  # type: ignore[union-attr]
+            line = raw.decode(errors="replace").strip()
+            if line.startswith("{"):
+                with contextlib.suppress(ValueError):
+                    self.events.put(json.loads(line))
+
+    def send(self, obj: dict[str, Any]) -> None:
+        self.popen.stdin.write((json.dumps(obj) + "\n").encode())  # type: ignore[union-attr]
+        self.popen.stdin.flush()  # type: ignore[union-attr]
+
+    def log_tail(self, lines: int = 30) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+    def wait_event(self, name: str, timeout: float, on_event: Any = None) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RuntimeError(f"{self.name}: no {name!r} event within {timeout:.0f}s\n{self.log_tail()}")
+            try:
+                ev = self.events.get(timeout=min(left, 0.5))
+            except queue.Empty:
+                if self.popen.poll() is not None and self.events.empty():
+                    raise RuntimeError(
+                        f"{self.name} exited with {self.popen.returncode} before {name!r}\n{self.log_tail()}"
+                    ) from None
+                continue
+            if ev.get("event") == name:
+                return ev
+            if on_event is not None:
+                on_event(ev)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.popen.poll() is None:
+            with contextlib.suppress(OSError):
+                self.popen.stdin.close()  # type: ignore[union-attr]
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(timeout=timeout)
+        self._log.close()
+        if self in _CHILDREN:
+            _CHILDREN.remove(self)
+
+
+_CHILDREN: list[Child] = []
+
+
+def stop_all_children() -> None:
+    for child in reversed(list(_CHILDREN)):
+        with contextlib.suppress(Exception):
+            child.stop()
+
+
+def python_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# ----------------------------------------------------------------------------------------------
+# targets
+# ----------------------------------------------------------------------------------------------
+
+
+def start_registry(tmp: Path, interval: float, threads: int) -> tuple[Child, int]:
+    argv = [sys.executable, "-m", "services.registry", "--host", "127.0.0.1", "--port", "0"]
+    argv += ["--db", str(tmp / "registry.db"), "--heartbeat-interval", f"{interval:g}"]
+    argv += ["--critical-after", str(CRITICAL_AFTER), "--deregister-after", f"{DEREGISTER_AFTER:g}"]
+    argv += ["--threads", str(threads)]
+    child = Child("registry", argv, tmp / "registry.log", python_env())
+    ready = child.wait_event("ready", 30)
+    return child, int(ready["port"])
+
+
+def etcd_version(binary: str) -> str:
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout
+    return out.splitlines()[0].strip() if out else "?"
+
+
+def start_etcd(tmp: Path, binary: str) -> tuple[Child, int]:
+    client, peer = free_port(), free_port()
+    argv = [binary, "--name", "bench", "--data-dir", str(tmp / "etcd-data")]
+    argv += ["--listen-client-urls", f"http://127.0.0.1:{client}", "--advertise-client-urls", f"http://127.0.0.1:{client}"]
+    argv += ["--listen-peer-urls", f"http://127.0.0.1:{peer}", "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}"]
+    argv += ["--initial-cluster", f"bench=http://127.0.0.1:{peer}", "--logger", "zap", "--log-level", "warn"]
+    child = Child("etcd", argv, tmp / "etcd.log")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if child.popen.poll() is not None:
+            raise RuntimeError(f"etcd exited with {child.popen.returncode}\n{child.log_tail()}")
+        with contextlib.suppress(OSError, ValueError):
+            with urllib.request.urlopen(f"http://127.0.0.1:{client}/health", timeout=1) as resp:
+                if json.loads(resp.read()).get("health") == "true":
+                    return child, client
+        time.sleep(0.1)
+    raise RuntimeError(f"etcd did not become healthy\n{child.log_tail()}")
+
+
+def loadgen(role: str, tmp: Path, cfg: dict[str, Any]) -> Child:
+    child = Child(role, [sys.executable, "-m", "bench.loadgen", role], tmp / f"{role}.log", python_env())
+    child.send(cfg)
+    return child
+
+
+# ----------------------------------------------------------------------------------------------
+# one run: a scenario against a target
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Scenario:
+    instances: int
+    interval: float
+
+    @property
+    def label(self) -> str:
+        return f"{self.instances}x{self.interval:g}"
+
+    @classmethod
+    def parse(cls, text: str) -> Scenario:
+        n, _, every = text.lower().partition("x")
+        try:
+            scenario = cls(int(n), float(every))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"scenario {text!r} must look like 10000x5") from None
+        if scenario.instances < 1 or scenario.interval <= 0:
+            raise argparse.ArgumentTypeError(f"scenario {text!r}: instances ≥ 1 and interval > 0")
+        return scenario
+
+
+@dataclass
+class CpuProbe:
+    """CPU seconds and RSS of a set of pids, sampled over the measurement window."""
+
+    pids: dict[str, int]
+    start: dict[str, float] = field(default_factory=dict)
+    rss_max: dict[str, int] = field(default_factory=dict)
+    sys_start: Any = None
+
+    def _procs(self) -> dict[str, psutil.Process]:
+        out = {}
+        for name, pid in self.pids.items():
+            with contextlib.suppress(psutil.Error):
+                out[name] = psutil.Process(pid)
+        return out
+
+    def begin(self) -> None:
+        self.t0 = time.monotonic()
+        self.sys_start = psutil.cpu_times()
+        for name, proc in self._procs().items():
+            times = proc.cpu_times()
+            self.start[name] = times.user + times.system
+        self.sample()
+
+    def sample(self) -> None:
+        for name, proc in self._procs().items():
+            with contextlib.suppress(psutil.Error):
+                self.rss_max[name] = max(self.rss_max.get(name, 0), proc.memory_info().rss)
+
+    def end(self) -> dict[str, Any]:
+        self.sample()
+        wall = time.monotonic() - self.t0
+        out: dict[str, Any] = {}
+        for name, proc in self._procs().items():
+            with contextlib.suppress(psutil.Error):
+                times = proc.cpu_times()
+                out[f"{name}_cpu_pct"] = round((times.user + times.system - self.start[name]) / wall * 100, 1)
+                out[f"{name}_rss_mb"] = round(proc.memory_info().rss / 2**20, 1)
+                out[f"{name}_rss_max_mb"] = round(self.rss_max.get(name, 0) / 2**20, 1)
+        now = psutil.cpu_times()
+        busy = sum(now) - sum(self.sys_start) - (now.idle - self.sys_start.idle) - (now.iowait - self.sys_start.iowait)
+        out["machine_cpu_pct"] = round(busy / wall * 100, 1)  # of (cores × 100)
+        return out
+
+
+def run_one(args: argparse.Namespace, sc: Scenario, target: str, log: Any) -> dict[str, Any]:
+    tmp = Path(tempfile.mkdtemp(prefix=f"registry-load-{target}-"))
+    tag = f"[{target} {sc.label}]"
+    children: list[Child] = []
+    try:
+        if target == "registry":
+            server, port = start_registry(tmp, sc.interval, args.registry_threads)
+            lease_ttl = 0.0
+        else:
+            server, port = start_etcd(tmp, args.etcd_bin)
+            lease_ttl = CRITICAL_AFTER * sc.interval + DEREGISTER_AFTER
+        children.append(server)
+        log(f"{tag} {target} up on 127.0.0.1:{port} (pid {server.pid}, data in {tmp})")
+        common = {"target": target, "host": "127.0.0.1", "port": port, "instances": sc.instances}
+        common |= {"per_service": args.per_service, "lease_ttl": lease_ttl}
+        gen = loadgen(
+            "heartbeats",
+            tmp,
+            common
+            | {
+                "interval": sc.interval,
+                "connections": args.connections,
+                "register_concurrency": args.connections,
+                "churn": args.churn,
+                "drain_s": max(5.0, min(sc.interval, 10.0)),
+                "raw_path": str(tmp / "heartbeats-raw.json") if args.keep else None,
+            },
+        )
+        children.append(gen)
+        reg = _wait_registration(gen, sc, tag, log)
+        clients = loadgen(
+            "clients",
+            tmp,
+            common
+            | {
+                "watchers": args.watchers,
+                "watch_wait_s": args.watch_wait,
+                "discovery_clients": args.discovery_clients,
+                "discovery_pause_s": args.discovery_pause,
+            },
+        )
+        children.append(clients)
+        ready = clients.wait_event("ready", 60)
+        log(f"{tag} {ready['watchers']}/{args.watchers} watchers armed, {args.discovery_clients} discovery clients")
+        # every instance is on its schedule one interval after the last registration
+        t0 = max(reg["reg_end"] + sc.interval, time.monotonic()) + 1.0
+        t1 = t0 + args.duration
+        for child in (gen, clients):
+            child.send({"cmd": "window", "t0": t0, "t1": t1})
+        probe = CpuProbe({"target": server.pid, "gen": gen.pid, "clients": clients.pid})
+        profiler = _start_profiler(args, server.pid, tmp, sc, target, t0, log)
+        time.sleep(max(0.0, t0 - time.monotonic()))
+        log(f"{tag} measuring for {args.duration:g}s")
+        probe.begin()
+
+        def on_progress(ev: dict[str, Any]) -> None:
+            if ev.get("event") == "progress":
+                elapsed = time.monotonic() - t0
+                log(
+                    f"{tag} t={elapsed:4.0f}s beats ok {ev['ok']} ({ev['ok'] / max(elapsed, 1e-9):.0f}/s) "
+                    f"errors {ev['errors']} queued {ev['queued']} | {target} RSS "
+                    f"{probe.rss_max.get('target', 0) / 2**20:.0f} MB"
+                )
+
+        while time.monotonic() < t1:
+            time.sleep(min(1.0, max(0.0, t1 - time.monotonic())))
+            probe.sample()
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    on_progress(gen.events.get_nowait())
+        usage = probe.end()
+        hb = gen.wait_event("result", 30 + sc.interval, on_progress)
+        cl = clients.wait_event("result", 30)
+        if profiler is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                profiler.wait(timeout=30)
+        return {"scenario": sc.label, "target": target, "registration": reg, "heartbeats": hb, "clients": cl} | usage
+    finally:
+        for child in reversed(children):
+            child.stop()
+        if args.keep:
+            log(f"{tag} kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _wait_registration(gen: Child, sc: Scenario, tag: str, log: Any) -> dict[str, Any]:
+    bar = None
+    with contextlib.suppress(ImportError):
+        from tqdm import tqdm
+
+        bar = tqdm(total=sc.instances, desc=f"{tag} registering", unit="inst", file=sys.stderr, leave=False)
+
+    def on_event(ev: dict[str, Any]) -> None:
+        if ev.get("event") == "reg_progress" and bar is not None:
+            bar.update(ev["done"] - bar.n)
+
+    try:
+        reg = gen.wait_event("registered", max(120.0, sc.instances / 20), on_event)
+    finally:
+        if bar is not None:
+            bar.close()
+    log(
+        f"{tag} registered {reg['registered']}/{sc.instances} in {reg['seconds']:.1f}s "
+        f"({reg['per_s']}/s), errors {reg['errors'] or 0}"
+    )
+    return reg
+
+
+def _start_profiler(
+    args: argparse.Namespace, pid: int, tmp: Path, sc: Scenario, target: str, t0: float, log: Any
+) -> subprocess.Popen | None:
+    """py-spy on the registry for the window (only with --profile-dir); never on etcd."""
+    if not args.profile_dir or target != "registry":
+        return None
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(py_spy).exists():
+        log("py-spy not found (.venv/bin/pip install py-spy); not profiling")
+        return None
+    out = Path(args.profile_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"registry-{sc.label}"
+    time.sleep(max(0.0, t0 - time.monotonic()))
+    argv = [py_spy, "record", "--pid", str(pid), "--duration", str(int(args.duration)), "--rate", "200"]
+    argv += ["--nonblocking", "--threads", "--format", "raw", "-o", f"{stem}.txt"]
+    log(f"profiling the registry with py-spy into {stem}.txt")
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=open(tmp / "py-spy.log", "wb"))  # noqa: SIM115
+
+
+# ----------------------------------------------------------------------------------------------
+# client comparison
+# ----------------------------------------------------------------------------------------------
+
+
+def compare_clients(args: argparse.Namespace, targets: list[str], log: Any) -> list[dict[str, Any]]:
+    rows = []
+    for target in targets:
+        tmp = Path(tempfile.mkdtemp(prefix=f"registry-load-compare-{target}-"))
+        try:
+            server, port = start_registry(tmp, 5.0, args.registry_threads) if target == "registry" else start_etcd(
+                tmp, args.etcd_bin
+            )
+            cfg = {"target": target, "host": "127.0.0.1", "port": port, "instances": 256, "per_service": 64}
+            cfg |= {"lease_ttl": 120, "connections": args.connections, "seconds": 5.0}
+            child = loadgen("compare", tmp, cfg)
+            result = child.wait_event("result", 120)
+            child.stop()
+            server.stop()
+            for row in result["rows"]:
+                rows.append({"target": target, **row})
+                log(f"[compare {target}] {row}")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------
+# report
+# ----------------------------------------------------------------------------------------------
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _row(r: dict[str, Any]) -> dict[str, Any]:
+    hb, cl, reg = r["heartbeats"], r["clients"], r["registration"]
+    lat, sent, disc = hb["latency_from_scheduled"], hb["latency_from_send"], cl["discovery"]
+    errors = sum(hb["errors"].values()) + hb["unanswered"] + sum(cl["discovery_errors"].values())
+    errors += sum(cl["watch_errors"].values()) + sum(hb["churn"]["errors"].values())
+    return {
+        "scenario": r["scenario"],
+        "target": r["target"],
+        "reg/s": reg["per_s"],
+        "target/s": hb["target_per_s"],
+        "beats/s": hb["achieved_per_s"],
+        "hb p50": lat.get("p50_ms"),
+        "hb p99": lat.get("p99_ms"),
+        "hb p99.9": lat.get("p999_ms"),
+        "hb max": lat.get("max_ms"),
+        "p99 send": sent.get("p99_ms"),
+        "disc/s": cl["discovery_per_s"],
+        "disc p50": disc.get("p50_ms"),
+        "disc p99": disc.get("p99_ms"),
+        "watch ans": cl["watch_answers"],
+        "errors": errors,
+        "CPU %": r.get("target_cpu_pct"),
+        "RSS MB": r.get("target_rss_max_mb"),
+        "gen CPU %": r.get("gen_cpu_pct"),
+        "clients CPU %": r.get("clients_cpu_pct"),
+        "machine CPU %": r.get("machine_cpu_pct"),
+    }
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "(no results)"
+    cols = list(rows[0])
+    cells = [[_fmt(row[c]) for c in cols] for row in rows]
+    widths = [max(len(c), *(len(cell[i]) for cell in cells)) for i, c in enumerate(cols)]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(cols, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.rjust(w) for v, w in zip(cell, widths, strict=True)) for cell in cells]
+    return "\n".join(lines)
+
+
+def ratios(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    by = {(r["scenario"], r["target"]): _row(r) for r in results}
+    for scenario in dict.fromkeys(r["scenario"] for r in results):
+        reg, etcd = by.get((scenario, "registry")), by.get((scenario, "etcd"))
+        if not reg or not etcd:
+            continue
+
+        def ratio(key: str, reg: dict = reg, etcd: dict = etcd) -> float | None:
+            a, b = reg.get(key), etcd.get(key)
+            return round(a / b, 2) if a is not None and b else None
+
+        out.append(
+            {
+                "scenario": scenario,
+                "throughput reg/etcd": ratio("beats/s"),
+                "hb p50 reg/etcd": ratio("hb p50"),
+                "hb p99 reg/etcd": ratio("hb p99"),
+                "disc p99 reg/etcd": ratio("disc p99"),
+                "CPU reg/etcd": ratio("CPU %"),
+                "RSS reg/etcd": ratio("RSS MB"),
+            }
+        )
+    return out
+
+
+def goal_line(results: list[dict[str, Any]]) -> str | None:
+    for r in results:
+        if r["target"] == "registry" and r["scenario"] == "10000x5":
+            row = _row(r)
+            met = row["beats/s"] >= 0.99 * row["target/s"] and (row["hb p99"] or math.inf) < 50 and row["errors"] == 0
+            return (
+                f"goal (10000x5: 2000 beats/s, heartbeat p99 < 50 ms from the scheduled time, no errors): "
+                f"{'MET' if met else 'NOT MET'} — {row['beats/s']} beats/s, p99 {row['hb p99']} ms, "
+                f"errors {row['errors']}"
+            )
+    return None
+
+
+# ----------------------------------------------------------------------------------------------
+# main
+# ----------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="bench/registry_load.py",
+        description="Heartbeat load on the registry and on etcd (leases + keep-alives) with the same load generator.",
+    )
+    p.add_argument("--scenarios", help="comma-separated INSTANCESxINTERVAL (default 1000x2,10000x5)")
+    p.add_argument("--duration", type=float, help="measurement window per scenario and target, seconds (default 30)")
+    p.add_argument("--watchers", type=int, help="blocking-query watchers (default 200)")
+    p.add_argument("--discovery-clients", type=int, help="discovery clients in a loop (default 4)")
+    p.add_argument("--discovery-pause", type=float, default=0.1, help="pause between a client's discoveries, s")
+    p.add_argument("--watch-wait", type=float, default=30.0, help="blocking-query wait, s (default %(default)s)")
+    p.add_argument("--per-service", type=int, help="instances per service name (default 100)")
+    p.add_argument("--churn", type=float, default=1.0, help="status changes per second (wake watchers)")
+    p.add_argument("--connections", type=int, default=64, help="persistent connections of the generator")
+    p.add_argument("--targets", default="registry,etcd", help="registry,etcd (default both)")
+    p.add_argument("--etcd-bin", default=shutil.which("etcd") or "etcd", help="etcd binary")
+    p.add_argument("--registry-threads", type=int, default=384, help="registry --threads (default %(default)s)")
+    p.add_argument("--quick", action="store_true", help="smoke test: 200x1 for 5 s, 20 watchers, 2 discovery clients")
+    p.add_argument("--compare-clients", action="store_true", help="first compare asyncio vs http.client threads")
+    p.add_argument("--profile-dir", help="record the registry with py-spy (raw collapsed stacks) during each window")
+    p.add_argument("--json", dest="json_out", help="also write the figures to this JSON file")
+    p.add_argument("--keep", action="store_true", help="keep the temporary dirs (logs, db, raw heartbeat samples)")
+    return p
+
+
+def resolve(args: argparse.Namespace) -> argparse.Namespace:
+    quick = args.quick
+    defaults = {
+        "scenarios": "200x1" if quick else "1000x2,10000x5",
+        "duration": 5.0 if quick else 30.0,
+        "watchers": 20 if quick else 200,
+        "discovery_clients": 2 if quick else 4,
+        "per_service": 50 if quick else 100,
+    }
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    args.scenario_list = [Scenario.parse(s) for s in args.scenarios.split(",") if s.strip()]
+    args.target_list = [t.strip() for t in args.targets.split(",") if t.strip()]
+    bad = set(args.target_list) - {"registry", "etcd"}
+    if bad:
+        raise SystemExit(f"unknown target(s): {', '.join(sorted(bad))}")
+    if args.duration <= 0 or args.watchers < 0 or args.discovery_clients < 0 or args.per_service < 1:
+        raise SystemExit("--duration > 0, --watchers ≥ 0, --discovery-clients ≥ 0, --per-service ≥ 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = resolve(build_parser().parse_args(argv))
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    def on_term(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    targets = list(args.target_list)
+    etcd_ver = None
+    if "etcd" in targets:
+        if not shutil.which(args.etcd_bin) and not Path(args.etcd_bin).exists():
+            log(f"etcd binary {args.etcd_bin!r} not found (apt-get install etcd-server); skipping the etcd runs")
+            targets.remove("etcd")
+        else:
+            etcd_ver = etcd_version(args.etcd_bin)
+    machine = {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "etcd": etcd_ver,
+    }
+    log(f"machine: {machine}")
+    results: list[dict[str, Any]] = []
+    compare: list[dict[str, Any]] = []
+    try:
+        if args.compare_clients:
+            compare = compare_clients(args, targets, log)
+        for sc in args.scenario_list:
+            for target in targets:
+                results.append(run_one(args, sc, target, log))
+    except KeyboardInterrupt:
+        log("interrupted: stopping every process we started")
+        return 130
+    finally:
+        stop_all_children()
+
+    print()
+    print(
+        f"registry load: {args.duration:g}s windows, {args.watchers} watchers (wait {args.watch_wait:g}s), "
+        f"{args.discovery_clients} discovery clients (pause {args.discovery_pause:g}s), {args.per_service} "
+        f"instances/service, churn {args.churn:g}/s, {args.connections} generator connections, "
+        f"{machine['cpus']} CPUs, etcd {etcd_ver or 'n/a'}"
+    )
+    print("latencies in ms; hb = heartbeat measured from its scheduled send time (p99 send = from the actual send)")
+    print(format_table([_row(r) for r in results]))
+    ratio_rows = ratios(results)
+    if ratio_rows:
+        print()
+        print(format_table(ratio_rows))
+    if compare:
+        print()
+        print("client comparison (closed loop, same connections):")
+        print(format_table(compare))
+    goal = goal_line(results)
+    if goal:
+        print()
+        print(goal)
+    if args.json_out:
+        payload = {
+            "config": {k: v for k, v in vars(args).items() if k not in ("scenario_list", "target_list")},
+            "machine": machine,
+            "results": results,
+            "table": [_row(r) for r in results],
+            "ratios": ratio_rows,
+            "client_comparison": compare,
+            "goal": goal,
+        }
+        Path(args.json_out).write_text(json.dumps(payload, indent=2))
+        log(f"figures written to {args.json_out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

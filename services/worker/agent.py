@@ -1,0 +1,256 @@
+"""The registry agent: registers the worker, heartbeats its load, re-registers, and leaves cleanly.
+
+It runs in one background thread and never raises into the worker: a registry outage only
+delays registration (jittered exponential backoff) while the worker keeps serving direct
+callers. All of its decisions live in :meth:`RegistryAgent.step`, which returns how long to
+wait, so tests drive it without threads or real time.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+log = logging.getLogger(__name__)
+
+API = "/api/v1/services"
+_DEFAULT_INTERVAL_S = 2.0
+# Registry answers worth trying the next registry URL for (it may be restarting or behind a proxy).
+_FAILOVER_STATUSES = frozenset({502, 503, 504})
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Full-jitter exponential backoff: attempt n waits U(0, min(cap, base × multiplier**n)) seconds."""
+
+    base: float = 0.2
+    multiplier: float = 2.0
+    cap: float = 10.0
+
+    def ceiling(self, attempt: int) -> float:
+        return min(self.cap, self.base * self.multiplier ** min(attempt, 64))
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        return rng.uniform(0.0, self.ceiling(attempt))
+
+
+def normalize_registry_urls(urls: Sequence[str]) -> list[str]:
+    """``host:port`` gains ``http://``; trailing slashes go; duplicates and blanks are dropped."""
+    out: list[str] = []
+    for raw in urls:
+        for part in raw.split(","):
+            url = part.strip().rstrip("/")
+            if not url:
+                continue
+            if "://" not in url:
+                url = "http://" + url
+            if url not in out:
+                out.append(url)
+    return out
+
+
+class RegistryAgent:
+    """Keeps one worker registered with any of several registry URLs (tried in turn on failure).
+
+    ``registration`` builds the register body; ``status`` and ``load`` are sampled for each
+    heartbeat. The agent adopts the heartbeat interval the registry answers with.
+    """
+
+    def __init__(
+        self,
+        urls: Sequence[str],
+        registration: Callable[[], dict[str, Any]],
+        *,
+        status: Callable[[], str],
+        load: Callable[[], dict[str, Any]],
+        token: str = "",
+        timeout: float = 3.0,
+        backoff: Backoff | None = None,
+        rng: random.Random | None = None,
+        session: requests.Session | None = None,
+        on_registered: Callable[[str], None] | None = None,
+    ) -> None:
+        self.urls = normalize_registry_urls(urls)
+        if not self.urls:
+            raise ValueError("the registry agent needs at least one registry URL")
+        self._registration = registration
+        self._status = status
+        self._load = load
+        self._timeout = timeout
+        self._backoff = backoff or Backoff()
+        self._rng = rng or random.Random()
+        self._session = session or requests.Session()
+        if token:
+            self._session.headers["Authorization"] = f"Bearer {token}"
+        self._on_registered = on_registered
+        self._current = 0
+        self._failures = 0
+        self._leaving = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.instance_id: str | None = None
+        self.heartbeat_interval = _DEFAULT_INTERVAL_S
+        self.ttl_s: float | None = None
+        self.registered = threading.Event()
+        self.registrations = 0
+
+    @property
+    def registry_url(self) -> str:
+        """The registry URL currently in use."""
+        return self.urls[self._current]
+
+    # -- transport -------------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> requests.Response | None:
+        """Send to the current registry, failing over to the others; None when none answered."""
+        last: requests.Response | None = None
+        for offset in range(len(self.urls)):
+            index = (self._current + offset) % len(self.urls)
+            url = self.urls[index] + path
+            try:
+                resp = self._session.request(method, url, json=body, timeout=self._timeout)
+            except requests.RequestException as exc:
+                log.debug("registry %s %s failed: %s", method, url, exc)
+                continue
+            if resp.status_code in _FAILOVER_STATUSES:
+                last = resp
+                continue
+            if index != self._current:
+                log.info("registry agent now uses %s", self.urls[index])
+                self._current = index
+            return resp
+        return last
+
+    def _retry_delay(self, what: str, detail: str, cap: float | None = None) -> float:
+        self._failures += 1
+        level = logging.WARNING if self._failures == 1 or self._failures % 10 == 0 else logging.DEBUG
+        log.log(level, "%s failed (attempt %d): %s", what, self._failures, detail)
+        delay = self._backoff.delay(self._failures - 1, self._rng)
+        return min(delay, cap) if cap is not None else delay
+
+    # -- the state machine -------------------------------------------------------------------
+
+    def step(self) -> float:
+        """Do the next registry call (register or heartbeat) and return the seconds until the next."""
+        if self.instance_id is None:
+            return self._register() if not self._leaving else self.heartbeat_interval
+        return self._heartbeat()
+
+    def _register(self) -> float:
+        resp = self._call("POST", f"{API}/register", self._registration())
+        if resp is None:
+            return self._retry_delay("registration", f"no registry reachable at {', '.join(self.urls)}")
+        if resp.status_code not in (200, 201):
+            return self._retry_delay("registration", f"HTTP {resp.status_code}: {_error_details(resp)}")
+        try:
+            data = resp.json()["data"]
+            instance_id = str(data["instance_id"])
+            interval = float(data.get("heartbeat_interval_s") or _DEFAULT_INTERVAL_S)
+        except (ValueError, KeyError, TypeError) as exc:
+            return self._retry_delay("registration", f"unexpected answer: {exc!r}")
+        self.instance_id = instance_id
+        self.heartbeat_interval = max(0.05, interval)
+        self.ttl_s = data.get("ttl_s")
+        self._failures = 0
+        self.registrations += 1
+        self.registered.set()
+        log.info(
+            "registered as %s with %s (heartbeat every %.2fs)", instance_id, self.registry_url, self.heartbeat_interval
+        )
+        if self._on_registered is not None:
+            self._on_registered(instance_id)
+        return self.heartbeat_interval
+
+    def _heartbeat(self) -> float:
+        body = {"status": self._status(), "load": self._load()}
+        resp = self._call("PUT", f"{API}/{self.instance_id}/heartbeat", body)
+        if resp is None:
+            return self._retry_delay("heartbeat", "no registry reachable", cap=self.heartbeat_interval)
+        if resp.status_code == 404:
+            log.info("registry no longer knows %s; registering again", self.instance_id)
+            self.instance_id = None
+            self.registered.clear()
+            self._failures = 0
+            return 0.0
+        if not resp.ok:
+            return self._retry_delay(
+                "heartbeat", f"HTTP {resp.status_code}: {_error_details(resp)}", cap=self.heartbeat_interval
+            )
+        self._failures = 0
+        return self.heartbeat_interval
+
+    # -- thread and shutdown ---------------------------------------------------------------
+
+    def run(self) -> None:
+        """The thread body: step until stopped; an unexpected error is logged, never raised."""
+        delay = 0.0
+        while not self._stop.wait(delay):
+            started = time.monotonic()
+            try:
+                delay = self.step()
+            except Exception:  # the agent must never take the worker down
+                log.exception("registry agent error")
+                delay = self._retry_delay("registry agent step", "unexpected error", cap=self.heartbeat_interval)
+            delay = max(0.0, delay - (time.monotonic() - started))
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self.run, name="registry-agent", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout if timeout is not None else self._timeout * len(self.urls) + 1)
+
+    def set_maintenance(self, enabled: bool, reason: str) -> bool:
+        """Tell the registry to route around (or back to) this worker; never re-registers."""
+        self._leaving = self._leaving or enabled
+        instance_id = self.instance_id
+        if instance_id is None:
+            return False
+        resp = self._call("PUT", f"{API}/{instance_id}/maintenance", {"enabled": enabled, "reason": reason})
+        if resp is None or not resp.ok:
+            log.warning("could not set maintenance=%s on %s: %s", enabled, instance_id, _describe(resp))
+            return False
+        log.info("maintenance=%s on %s (%s)", enabled, instance_id, reason)
+        return True
+
+    def deregister(self) -> bool:
+        """Stop heartbeating, then remove the registration (a 404 means it is already gone)."""
+        self._leaving = True
+        self.stop()
+        instance_id = self.instance_id
+        if instance_id is None:
+            return False
+        resp = self._call("DELETE", f"{API}/{instance_id}")
+        if resp is None or not (resp.ok or resp.status_code == 404):
+            log.warning("could not deregister %s: %s (the registry will expire it)", instance_id, _describe(resp))
+            return False
+        log.info("deregistered %s", instance_id)
+        self.instance_id = None
+        self.registered.clear()
+        return True
+
+
+def _error_details(resp: requests.Response) -> str:
+    try:
+        err = resp.json().get("error") or {}
+        return str(err.get("details") or err.get("code") or resp.reason)
+    except ValueError:
+        return resp.text[:200] or str(resp.reason)
+
+
+def _describe(resp: requests.Response | None) -> str:
+    return "no registry reachable" if resp is None else f"HTTP {resp.status_code}: {_error_details(resp)}"
