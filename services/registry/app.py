@@ -256,7 +256,7 @@ def create_app(
         started=time.monotonic(),
         rng=random.Random(),
     )
-    app = Flask("services.registry")
+    app = Flask("services.registry", static_folder=None)
     app.url_map.converters["iid"] = InstanceIdConverter
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False

@@ -1,0 +1,119 @@
+"""The issue's acceptance scenario with real processes on loopback.
+
+Failures tried here: kill -9 of a worker (TTL expiry, then removal), SIGTERM of a worker with a
+request in flight (drain), kill -9 of the registry mid-run followed by a restart (no
+registration lost, no duplicate after the workers re-register).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.support import Proc, free_port, read_json_line, spawn, start_registry, wait_until
+
+INTERVAL = 0.5
+CRITICAL_AFTER = 3
+DEREGISTER_AFTER = 3.0
+SWEEP = INTERVAL / 2  # the registry sweeps twice per heartbeat interval
+FLAGS = (
+    "--heartbeat-interval", str(INTERVAL),
+    "--critical-after", str(CRITICAL_AFTER),
+    "--deregister-after", str(DEREGISTER_AFTER),
+)  # fmt: skip
+
+
+def start_echo(tmp_path: Path, registry: str, name: str) -> Proc:
+    proc = spawn(
+        ["-m", "services.worker.echo", "--port", "0", "--registry", registry, "--drain-timeout", "20"],
+        tmp_path / f"{name}.log",
+        base_url="",
+    )
+    ready = read_json_line(proc, "event")
+    proc.base_url = ready["base_url"]
+    return proc
+
+
+def by_port(registry: str) -> dict[int, dict]:
+    data = requests.get(f"{registry}/api/v1/services", params={"name": "echo"}, timeout=5).json()["data"]
+    return {inst["port"]: inst for inst in data["instances"]}
+
+
+@pytest.fixture
+def mesh(tmp_path: Path):
+    port = free_port()
+    db = tmp_path / "registry.db"
+    registry = start_registry(tmp_path, *FLAGS, port=port, db=db)
+    workers = [start_echo(tmp_path, registry.base_url, f"echo{i}") for i in range(3)]
+    procs = {"registry": registry, "workers": workers, "port": port, "db": db}
+    try:
+        ports = {int(w.base_url.rsplit(":", 1)[1]) for w in workers}
+        wait_until(lambda: set(by_port(registry.base_url)) == ports, timeout=15, what="3 echo workers registered")
+        yield procs
+    finally:
+        for w in procs["workers"]:
+            w.stop()
+        procs["registry"].stop()
+
+
+def test_kill9_worker_goes_critical_on_time_then_is_removed(mesh):
+    registry, victim = mesh["registry"], mesh["workers"][0]
+    port = int(victim.base_url.rsplit(":", 1)[1])
+    victim.kill9()
+    killed_at = time.monotonic()
+    budget = (CRITICAL_AFTER + 1) * INTERVAL + SWEEP
+    wait_until(lambda: by_port(registry.base_url)[port]["status"] == "critical", timeout=budget + 0.5, interval=0.02)
+    detected = time.monotonic() - killed_at
+    assert detected <= budget + 0.25, f"critical after {detected:.2f}s, budget {budget:.2f}s"
+    others = [p for p in by_port(registry.base_url) if p != port]
+    assert all(by_port(registry.base_url)[p]["status"] == "passing" for p in others)
+    wait_until(lambda: port not in by_port(registry.base_url), timeout=DEREGISTER_AFTER + budget + 1, interval=0.05)
+    assert len(by_port(registry.base_url)) == 2
+
+
+def test_sigterm_drains_in_flight_work_then_deregisters(mesh):
+    registry, worker = mesh["registry"], mesh["workers"][1]
+    port = int(worker.base_url.rsplit(":", 1)[1])
+    result: dict = {}
+
+    def slow_call() -> None:
+        body = {"input": {"x": 1}, "sleep_ms": 1500}
+        result["resp"] = requests.post(f"{worker.base_url}/predict", json=body, timeout=30)
+
+    caller = threading.Thread(target=slow_call)
+    caller.start()
+    wait_until(lambda: requests.get(f"{worker.base_url}/health", timeout=2).json()["data"].get("inflight", 0) >= 1
+               or "resp" in result, timeout=5, what="the slow request to be in flight")  # fmt: skip
+    worker.popen.terminate()  # SIGTERM
+    wait_until(
+        lambda: by_port(registry.base_url).get(port, {}).get("status") == "maintenance" or port not in by_port(registry.base_url),
+        timeout=3,
+        what="the draining worker to leave rotation",
+    )
+    caller.join(timeout=30)
+    assert result["resp"].status_code == 200, result["resp"].text  # the in-flight request finished
+    assert worker.popen.wait(timeout=30) == 0
+    assert port not in by_port(registry.base_url), "drained worker still registered"
+
+
+def test_registry_kill9_and_restart_loses_nothing_and_duplicates_nothing(mesh, tmp_path: Path):
+    registry = mesh["registry"]
+    before = by_port(registry.base_url)
+    ids_before = {p: inst["instance_id"] for p, inst in before.items()}
+    registry.kill9()
+    time.sleep(INTERVAL * 2)  # the workers keep trying to heartbeat into a dead registry
+    restarted = start_registry(tmp_path, *FLAGS, port=mesh["port"], db=mesh["db"], name="registry-restarted")
+    mesh["registry"] = restarted
+    after = by_port(restarted.base_url)
+    assert {p: inst["instance_id"] for p, inst in after.items()} == ids_before, "registration lost across kill -9"
+    # The workers keep heartbeating (or re-register): all stay passing, and nothing is duplicated.
+    deadline = time.monotonic() + CRITICAL_AFTER * INTERVAL * 4
+    while time.monotonic() < deadline:
+        listed = requests.get(f"{restarted.base_url}/api/v1/services", timeout=5).json()["data"]["instances"]
+        assert len(listed) == 3, f"duplicate or lost instances: {listed}"
+        assert all(i["status"] == "passing" for i in listed), listed
+        time.sleep(INTERVAL / 2)

@@ -1,0 +1,120 @@
+"""The registry as a real process: crash safety (kill -9), restart grace, token, schemathesis fuzzing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.support import REPO, free_port, start_registry, wait_until
+
+TOKEN = "integration-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def register(base: str, port: int, name: str = "echo", headers: dict | None = None) -> str:
+    body = {"service_name": name, "host": "127.0.0.1", "port": port, "metadata": {"capabilities": ["echo"]}}
+    resp = requests.post(f"{base}/api/v1/services/register", json=body, headers=headers or {}, timeout=5)
+    assert resp.status_code in (200, 201), resp.text
+    return resp.json()["data"]["instance_id"]
+
+
+def instances(base: str, **params) -> list[dict]:
+    return requests.get(f"{base}/api/v1/services", params=params, timeout=5).json()["data"]["instances"]
+
+
+def test_kill9_loses_no_registration_and_restart_gives_grace(tmp_path: Path):
+    db = tmp_path / "registry.db"
+    port = free_port()
+    flags = ("--heartbeat-interval", "0.5", "--critical-after", "3", "--deregister-after", "30")
+    reg = start_registry(tmp_path, *flags, port=port, db=db)
+    try:
+        ids = [register(reg.base_url, 10_000 + i) for i in range(40)]
+        dead = register(reg.base_url, 20_000, name="dead")
+        # Let "dead" go critical while the 40 others keep beating.
+        def dead_critical() -> bool:
+            for iid in ids:
+                requests.put(f"{reg.base_url}/api/v1/services/{iid}/heartbeat", json={"load": {"inflight": 1}}, timeout=5)
+            return requests.get(f"{reg.base_url}/api/v1/services/{dead}", timeout=5).json()["data"]["status"] == "critical"
+
+        wait_until(dead_critical, timeout=10, interval=0.2, what="the silent instance to turn critical")
+        index_before = requests.get(f"{reg.base_url}/api/v1/services", timeout=5).json()["data"]["index"]
+        reg.kill9()
+
+        reg2 = start_registry(tmp_path, *flags, port=port, db=db, name="registry2")
+        try:
+            after = {i["instance_id"]: i for i in instances(reg2.base_url)}
+            assert set(after) == {*ids, dead}, "a registration was lost across kill -9"
+            assert all(after[i]["status"] == "passing" for i in ids), "restart expired live instances at once"
+            assert after[dead]["status"] == "critical", "a dead instance came back falsely passing"
+            index_after = requests.get(f"{reg2.base_url}/api/v1/services", timeout=5).json()["data"]["index"]
+            assert index_after > index_before, "the index went backwards across a restart"
+            # Workers re-register after the restart: replaced, never duplicated.
+            again = [register(reg2.base_url, 10_000 + i) for i in range(40)]
+            assert again == ids
+            assert len(instances(reg2.base_url)) == 41
+            # Nobody beats now: the grace period ends and they all turn critical on time.
+            wait_until(
+                lambda: all(i["status"] == "critical" for i in instances(reg2.base_url)),
+                timeout=1.5 + 0.5 + 0.25 + 3,
+                what="every instance to expire after the grace TTL",
+            )
+        finally:
+            reg2.stop()
+    finally:
+        reg.stop()
+
+
+def test_sigterm_flushes_heartbeat_timestamps(tmp_path: Path):
+    db = tmp_path / "registry.db"
+    port = free_port()
+    reg = start_registry(tmp_path, "--flush-interval", "60", port=port, db=db)
+    iid = register(reg.base_url, 9000)
+    requests.put(f"{reg.base_url}/api/v1/services/{iid}/heartbeat", timeout=5)
+    beat = requests.get(f"{reg.base_url}/api/v1/services/{iid}", timeout=5).json()["data"]["last_heartbeat"]
+    registered = requests.get(f"{reg.base_url}/api/v1/services/{iid}", timeout=5).json()["data"]["registered_at"]
+    assert reg.terminate() == 0
+    reg2 = start_registry(tmp_path, port=port, db=db, name="registry2")
+    try:
+        got = requests.get(f"{reg2.base_url}/api/v1/services/{iid}", timeout=5).json()["data"]
+        assert got["last_heartbeat"] == beat and got["registered_at"] == registered
+    finally:
+        reg2.stop()
+
+
+def test_token_enforced_by_the_real_server(tmp_path: Path):
+    reg = start_registry(tmp_path, "--token", TOKEN)
+    try:
+        body = {"service_name": "echo", "host": "127.0.0.1", "port": 1}
+        resp = requests.post(f"{reg.base_url}/api/v1/services/register", json=body, timeout=5)
+        assert resp.status_code == 401 and resp.json()["error"]["code"] == "UNAUTHORIZED"
+        iid = register(reg.base_url, 1, headers=AUTH)
+        assert requests.delete(f"{reg.base_url}/api/v1/services/{iid}", timeout=5).status_code == 401
+        assert requests.delete(f"{reg.base_url}/api/v1/services/{iid}", headers=AUTH, timeout=5).status_code == 200
+    finally:
+        reg.stop()
+
+
+def test_schemathesis_finds_no_server_error_or_contract_break(tmp_path: Path):
+    """Fuzz every route from /openapi.json (bounded examples, fixed seed) against the real server.
+
+    positive_data_acceptance is left out: the spec cannot say "a valid IP or host name" exactly,
+    so some schema-valid strings are rightly refused with 400.
+    """
+    pytest.importorskip("schemathesis")
+    reg = start_registry(tmp_path, "--token", TOKEN, "--max-wait", "0.2", "--heartbeat-interval", "0.5")
+    try:
+        st = Path(sys.executable).with_name("st")
+        cmd = [
+            str(st), "run", f"{reg.base_url}/openapi.json", "-H", f"Authorization: Bearer {TOKEN}",
+            "--checks", "all", "--exclude-checks", "positive_data_acceptance",
+            "--max-examples", "25", "--seed", "7", "--request-timeout", "5", "--no-color",
+        ]
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=REPO)
+        assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+        assert "Traceback" not in reg.log()
+    finally:
+        reg.stop()
