@@ -36,10 +36,12 @@ def wait_until(fn: Callable[[], T], timeout: float = 10.0, interval: float = 0.0
             value = fn()
             if value:
                 return value
-        except Exception as exc:  # noqa: BLE001 - the condition may raise until it holds
+        except Exception as exc:
             last_exc = exc
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last_exc!r})" if last_exc else ""))
+    raise AssertionError(
+        f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last_exc!r})" if last_exc else "")
+    )
 
 
 @dataclass
@@ -88,11 +90,15 @@ def spawn(args: list[str], log_path: Path, base_url: str, env: dict[str, str] | 
     """Start ``python args...`` with output to ``log_path``."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     handle = open(log_path, "ab")  # noqa: SIM115 - lives as long as the process
-    popen = subprocess.Popen([sys.executable, *args], stdout=handle, stderr=subprocess.STDOUT, env=env or python_env(), cwd=REPO)
+    popen = subprocess.Popen(
+        [sys.executable, *args], stdout=handle, stderr=subprocess.STDOUT, env=env or python_env(), cwd=REPO
+    )
     return Proc(popen, base_url, log_path)
 
 
-def start_registry(tmp_path: Path, *flags: str, port: int | None = None, db: Path | None = None, name: str = "registry") -> Proc:
+def start_registry(
+    tmp_path: Path, *flags: str, port: int | None = None, db: Path | None = None, name: str = "registry"
+) -> Proc:
     """Start a real registry process and wait until /health answers."""
     port = port or free_port()
     db = db or tmp_path / f"{name}.db"

@@ -11,7 +11,7 @@ import json
 import logging
 import re
 import uuid
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
@@ -25,7 +25,7 @@ REQUEST_ID_HEADER = "X-Request-ID"
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
-class ErrorCode(str, Enum):
+class ErrorCode(StrEnum):
     """Machine-readable error codes and the HTTP status each one maps to."""
 
     INVALID_REQUEST = "INVALID_REQUEST"

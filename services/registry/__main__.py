@@ -23,11 +23,21 @@ def build_parser(defaults: RegistrySettings) -> argparse.ArgumentParser:
     p.add_argument("--etcd-endpoints", default=",".join(defaults.etcd_endpoints), help="comma-separated etcd URLs")
     p.add_argument("--token", default=defaults.token, help="bearer token required on mutating calls")
     p.add_argument("--heartbeat-interval", type=float, default=defaults.heartbeat_interval, help="seconds")
-    p.add_argument("--critical-after", type=int, default=defaults.critical_after, help="missed heartbeats before critical")
-    p.add_argument("--deregister-after", type=float, default=defaults.deregister_after, help="seconds critical before removal")
-    p.add_argument("--flush-interval", type=float, default=defaults.flush_interval, help="seconds between heartbeat flushes")
-    p.add_argument("--threads", type=int, default=defaults.threads, help="WSGI threads (blocking queries hold one each)")
-    p.add_argument("--watch-reserve", type=int, default=defaults.watch_reserve, help="threads kept free of blocking queries")
+    p.add_argument(
+        "--critical-after", type=int, default=defaults.critical_after, help="missed heartbeats before critical"
+    )
+    p.add_argument(
+        "--deregister-after", type=float, default=defaults.deregister_after, help="seconds critical before removal"
+    )
+    p.add_argument(
+        "--flush-interval", type=float, default=defaults.flush_interval, help="seconds between heartbeat flushes"
+    )
+    p.add_argument(
+        "--threads", type=int, default=defaults.threads, help="WSGI threads (blocking queries hold one each)"
+    )
+    p.add_argument(
+        "--watch-reserve", type=int, default=defaults.watch_reserve, help="threads kept free of blocking queries"
+    )
     p.add_argument("--max-wait", type=float, default=defaults.max_wait, help="longest blocking-query wait, seconds")
     p.add_argument("--log-level", default=defaults.log_level)
     return p
@@ -75,10 +85,26 @@ def main(argv: list[str] | None = None) -> int:
         ident="compass-registry",
     )
     port = int(server.effective_port)
-    print(json.dumps({"event": "ready", "service": "registry", "pid": os.getpid(), "port": port, "base_url": f"http://{settings.host}:{port}"}), flush=True)
+    print(
+        json.dumps(
+            {
+                "event": "ready",
+                "service": "registry",
+                "pid": os.getpid(),
+                "port": port,
+                "base_url": f"http://{settings.host}:{port}",
+            }
+        ),
+        flush=True,
+    )
     log.info(
         "registry on %s:%s store=%s ttl=%.2fs deregister_after=%.1fs token=%s",
-        settings.host, port, settings.store, settings.ttl_s, settings.deregister_after, "on" if settings.token else "off",
+        settings.host,
+        port,
+        settings.store,
+        settings.ttl_s,
+        settings.deregister_after,
+        "on" if settings.token else "off",
     )
 
     def _stop(signum: int, _frame: object) -> None:

@@ -99,7 +99,9 @@ def heartbeat(instance_id: str) -> Response:
         st.metrics.heartbeats.labels(result="unknown").inc()
         raise ApiError(ErrorCode.NOT_FOUND, f"instance {instance_id!r} is not registered; register again")
     st.metrics.heartbeats.labels(result="ok").inc()
-    return ok({"instance_id": instance_id, "status": inst.status, "heartbeat_interval_s": st.settings.heartbeat_interval})
+    return ok(
+        {"instance_id": instance_id, "status": inst.status, "heartbeat_interval_s": st.settings.heartbeat_interval}
+    )
 
 
 @api.put("/services/<iid:instance_id>/maintenance")
@@ -183,7 +185,12 @@ def catalog() -> Response:
         svc["models"].update(inst.models)
         svc["tags"].update(inst.tags)
     out = {
-        name: {**svc, "capabilities": sorted(svc["capabilities"]), "models": sorted(svc["models"]), "tags": sorted(svc["tags"])}
+        name: {
+            **svc,
+            "capabilities": sorted(svc["capabilities"]),
+            "models": sorted(svc["models"]),
+            "tags": sorted(svc["tags"]),
+        }
         for name, svc in sorted(services.items())
     }
     return ok({"services": out, "total": len(instances), "index": index}, f"{len(out)} service(s)")

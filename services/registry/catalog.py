@@ -260,9 +260,8 @@ class Catalog:
             spec = entry.inst.check
             if success:
                 entry.check_oks, entry.check_fails = entry.check_oks + 1, 0
-                if entry.check_state == "critical" and entry.check_oks >= spec.successes_before_passing:
-                    entry.check_state = "passing"
-                elif entry.check_state is None:
+                recovered = entry.check_state == "critical" and entry.check_oks >= spec.successes_before_passing
+                if recovered or entry.check_state is None:
                     entry.check_state = "passing"
             else:
                 entry.check_fails, entry.check_oks = entry.check_fails + 1, 0

@@ -39,7 +39,9 @@ class HealthSweeper:
         went_critical, removed = self.catalog.sweep()
         self.metrics.sweep_seconds.observe(time.perf_counter() - started)
         for inst in went_critical:
-            log.warning("instance %s (%s) is critical: no heartbeat within the TTL", inst.instance_id, inst.service_name)
+            log.warning(
+                "instance %s (%s) is critical: no heartbeat within the TTL", inst.instance_id, inst.service_name
+            )
         for inst in removed:
             self.metrics.deregistrations.labels(reason="expired").inc()
             log.warning("instance %s (%s) removed: critical past deregister_after", inst.instance_id, inst.service_name)

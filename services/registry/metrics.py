@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from services.common.instance import Instance, STATUSES
+from services.common.instance import STATUSES, Instance
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0, 120.0)
 
@@ -21,7 +21,9 @@ class _InstanceCollector(Collector):
         self._snapshot = snapshot
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = GaugeMetricFamily("registry_instances", "Registered instances by service and status", labels=["service", "status"])
+        family = GaugeMetricFamily(
+            "registry_instances", "Registered instances by service and status", labels=["service", "status"]
+        )
         tally = Tally((inst.service_name, inst.status) for inst in self._snapshot())
         for service in sorted({name for name, _ in tally}):
             for status in STATUSES:
@@ -43,8 +45,12 @@ class RegistryMetrics:
         self.heartbeats = Counter("registry_heartbeats", "Heartbeats", ["result"], registry=r)
         self.deregistrations = Counter("registry_deregistrations", "Instances removed", ["reason"], registry=r)
         self.watchers = Gauge("registry_blocking_queries", "Blocking queries waiting now", registry=r)
-        self.watch_rejected = Counter("registry_blocking_queries_rejected", "Blocking queries refused (full)", registry=r)
-        self.sweep_seconds = Histogram("registry_sweep_duration_seconds", "Health sweep duration", buckets=_LATENCY_BUCKETS, registry=r)
+        self.watch_rejected = Counter(
+            "registry_blocking_queries_rejected", "Blocking queries refused (full)", registry=r
+        )
+        self.sweep_seconds = Histogram(
+            "registry_sweep_duration_seconds", "Health sweep duration", buckets=_LATENCY_BUCKETS, registry=r
+        )
         index_gauge = Gauge("registry_index", "Current catalog change index", registry=r)
         index_gauge.set_function(lambda: float(index()))
         r.register(_InstanceCollector(snapshot))

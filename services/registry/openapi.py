@@ -66,12 +66,21 @@ _LIST_PARAMS = [
     _query("tag", _TAG, "tag every instance must carry"),
     _query(
         "status",
-        {"type": "string", "pattern": "^(passing|warning|critical|maintenance)(,(passing|warning|critical|maintenance))*$"},
+        {
+            "type": "string",
+            "pattern": "^(passing|warning|critical|maintenance)(,(passing|warning|critical|maintenance))*$",
+        },
         "comma-separated states (default: every state)",
     ),
     _query("capability", _TAG, "capability listed in metadata.capabilities"),
-    _query("index", {"type": "integer", "minimum": 0, "maximum": 10**17}, "blocking query: wait until the index passes this"),
-    _query("wait", {"type": "string", "pattern": "^[0-9]{1,3}(\\.[0-9]{1,3})?(ms|s)?$"}, "longest wait, e.g. 30s (≤ 600s)"),
+    _query(
+        "index",
+        {"type": "integer", "minimum": 0, "maximum": 10**17},
+        "blocking query: wait until the index passes this",
+    ),
+    _query(
+        "wait", {"type": "string", "pattern": "^[0-9]{1,3}(\\.[0-9]{1,3})?(ms|s)?$"}, "longest wait, e.g. 30s (≤ 600s)"
+    ),
 ]
 
 
@@ -124,7 +133,12 @@ def _schemas() -> dict[str, Any]:
                 "service_name": _NAME,
                 "host": _HOST,
                 "port": {"type": "integer", "minimum": 1, "maximum": 65535},
-                "base_url": {"type": "string", "pattern": "^https?://[A-Za-z0-9.-]+(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~/-]*)?$", "maxLength": 512, "nullable": True},
+                "base_url": {
+                    "type": "string",
+                    "pattern": "^https?://[A-Za-z0-9.-]+(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~/-]*)?$",
+                    "maxLength": 512,
+                    "nullable": True,
+                },
                 "tags": {"type": "array", "maxItems": 32, "items": _TAG, "nullable": True},
                 "metadata": {
                     "type": "object",
@@ -149,7 +163,10 @@ def _schemas() -> dict[str, Any]:
         },
         "Heartbeat": {
             "type": "object",
-            "properties": {"status": {**_HEALTH, "nullable": True}, "load": {"allOf": [_ref("Load")], "nullable": True}},
+            "properties": {
+                "status": {**_HEALTH, "nullable": True},
+                "load": {"allOf": [_ref("Load")], "nullable": True},
+            },
         },
         "Maintenance": {
             "type": "object",
@@ -252,7 +269,12 @@ def _native_paths() -> dict[str, Any]:
             }
         },
         "/api/v1/services/{instance_id}": {
-            "get": {"operationId": "getInstance", "summary": "One instance", "parameters": [_id_param()], "responses": {"200": _json(inst_env, "the instance"), **_ERR}},
+            "get": {
+                "operationId": "getInstance",
+                "summary": "One instance",
+                "parameters": [_id_param()],
+                "responses": {"200": _json(inst_env, "the instance"), **_ERR},
+            },
             "delete": {
                 "operationId": "deregister",
                 "summary": "Deregister",
@@ -285,7 +307,13 @@ def _native_paths() -> dict[str, Any]:
 def _compat_paths() -> dict[str, Any]:
     detail = {
         code: _json(_ref("Detail"), text)
-        for code, text in (("400", "invalid"), ("401", "token"), ("404", "unknown id"), ("413", "too large"), ("415", "media type"))
+        for code, text in (
+            ("400", "invalid"),
+            ("401", "token"),
+            ("404", "unknown id"),
+            ("413", "too large"),
+            ("415", "media type"),
+        )
     }
     base = "/compat/v0/api/v1/services"
     return {
@@ -294,7 +322,10 @@ def _compat_paths() -> dict[str, Any]:
             "post": {
                 "summary": "compat register",
                 "security": _AUTH,
-                "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("CompatRegistration")}}},
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("CompatRegistration")}},
+                },
                 "responses": {"200": _json({"type": "object", "required": ["service_id"]}, "registered"), **detail},
             }
         },
@@ -344,7 +375,9 @@ def build_spec(version: str) -> dict[str, Any]:
         paths[f"{prefix}/metrics"] = {
             "get": {
                 "summary": "Prometheus metrics",
-                "responses": {"200": {"description": "text exposition", "content": {"text/plain": {"schema": {"type": "string"}}}}},
+                "responses": {
+                    "200": {"description": "text exposition", "content": {"text/plain": {"schema": {"type": "string"}}}}
+                },
             }
         }
     paths.update(_native_paths())

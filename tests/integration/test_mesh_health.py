@@ -90,7 +90,10 @@ def test_sigterm_drains_in_flight_work_then_deregisters(mesh):
                or "resp" in result, timeout=5, what="the slow request to be in flight")  # fmt: skip
     worker.popen.terminate()  # SIGTERM
     wait_until(
-        lambda: by_port(registry.base_url).get(port, {}).get("status") == "maintenance" or port not in by_port(registry.base_url),
+        lambda: (
+            by_port(registry.base_url).get(port, {}).get("status") == "maintenance"
+            or port not in by_port(registry.base_url)
+        ),
         timeout=3,
         what="the draining worker to leave rotation",
     )

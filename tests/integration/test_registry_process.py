@@ -34,11 +34,16 @@ def test_kill9_loses_no_registration_and_restart_gives_grace(tmp_path: Path):
     try:
         ids = [register(reg.base_url, 10_000 + i) for i in range(40)]
         dead = register(reg.base_url, 20_000, name="dead")
+
         # Let "dead" go critical while the 40 others keep beating.
         def dead_critical() -> bool:
             for iid in ids:
-                requests.put(f"{reg.base_url}/api/v1/services/{iid}/heartbeat", json={"load": {"inflight": 1}}, timeout=5)
-            return requests.get(f"{reg.base_url}/api/v1/services/{dead}", timeout=5).json()["data"]["status"] == "critical"
+                requests.put(
+                    f"{reg.base_url}/api/v1/services/{iid}/heartbeat", json={"load": {"inflight": 1}}, timeout=5
+                )
+            return (
+                requests.get(f"{reg.base_url}/api/v1/services/{dead}", timeout=5).json()["data"]["status"] == "critical"
+            )
 
         wait_until(dead_critical, timeout=10, interval=0.2, what="the silent instance to turn critical")
         index_before = requests.get(f"{reg.base_url}/api/v1/services", timeout=5).json()["data"]["index"]
@@ -109,9 +114,22 @@ def test_schemathesis_finds_no_server_error_or_contract_break(tmp_path: Path):
     try:
         st = Path(sys.executable).with_name("st")
         cmd = [
-            str(st), "run", f"{reg.base_url}/openapi.json", "-H", f"Authorization: Bearer {TOKEN}",
-            "--checks", "all", "--exclude-checks", "positive_data_acceptance",
-            "--max-examples", "25", "--seed", "7", "--request-timeout", "5", "--no-color",
+            str(st),
+            "run",
+            f"{reg.base_url}/openapi.json",
+            "-H",
+            f"Authorization: Bearer {TOKEN}",
+            "--checks",
+            "all",
+            "--exclude-checks",
+            "positive_data_acceptance",
+            "--max-examples",
+            "25",
+            "--seed",
+            "7",
+            "--request-timeout",
+            "5",
+            "--no-color",
         ]
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=REPO)
         assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]

@@ -124,12 +124,18 @@ def test_malformed_and_non_object_json(client):
     resp = client.post("/api/v1/services/register", data="{not json", content_type="application/json")
     assert "malformed JSON" in assert_error(resp, 400, "INVALID_REQUEST")["error"]["details"]
     assert_error(client.post("/api/v1/services/register", json=[1, 2]), 400, "INVALID_REQUEST")
-    assert_error(client.post("/api/v1/services/register", data=b"\xff\xfe", content_type="application/json"), 400, "INVALID_REQUEST")
+    assert_error(
+        client.post("/api/v1/services/register", data=b"\xff\xfe", content_type="application/json"),
+        400,
+        "INVALID_REQUEST",
+    )
 
 
 def test_body_over_64kib_is_413(client):
     big = json.dumps({"service_name": "echo", "host": "h", "port": 1, "pad": "x" * 70_000})
-    assert_error(client.post("/api/v1/services/register", data=big, content_type="application/json"), 413, "PAYLOAD_TOO_LARGE")
+    assert_error(
+        client.post("/api/v1/services/register", data=big, content_type="application/json"), 413, "PAYLOAD_TOO_LARGE"
+    )
 
 
 @pytest.mark.parametrize(
@@ -149,8 +155,19 @@ def test_bad_maintenance(client, body):
 
 @pytest.mark.parametrize(
     "query",
-    ["name=Bad_Name", "status=alive", "status=passing,nope", "index=-1", "index=abc", "wait=forever", "wait=601s",
-     "service=echo", "tag=bad%20tag", "meta.=x", "capability=a%20b"],
+    [
+        "name=Bad_Name",
+        "status=alive",
+        "status=passing,nope",
+        "index=-1",
+        "index=abc",
+        "wait=forever",
+        "wait=601s",
+        "service=echo",
+        "tag=bad%20tag",
+        "meta.=x",
+        "capability=a%20b",
+    ],
 )
 def test_bad_query_values(client, query):
     assert_error(client.get(f"/api/v1/services?{query}"), 400, "INVALID_REQUEST")
@@ -176,7 +193,9 @@ def test_token_enforced_on_writes_only(secured):
 
 
 def test_filters_over_http(client):
-    register(client, service_name="compass", port=1, tags=["gpu"], metadata={"capabilities": ["affinity"], "device": "cuda"})
+    register(
+        client, service_name="compass", port=1, tags=["gpu"], metadata={"capabilities": ["affinity"], "device": "cuda"}
+    )
     register(client, service_name="compass-lite", port=2, metadata={"capabilities": ["affinity"], "device": "cpu"})
 
     def names(qs: str) -> list[str]:
@@ -286,8 +305,18 @@ def test_compat_api_shapes_and_same_store(client):
     listed = client.get("/compat/v0/api/v1/services?service_name=legacy&status_filter=healthy").get_json()
     assert listed["count"] == 1
     info = listed["services"][0]
-    assert set(info) == {"service_name", "service_id", "host", "port", "base_url", "status", "metadata",
-                         "registered_at", "last_heartbeat", "version"}
+    assert set(info) == {
+        "service_name",
+        "service_id",
+        "host",
+        "port",
+        "base_url",
+        "status",
+        "metadata",
+        "registered_at",
+        "last_heartbeat",
+        "version",
+    }
     assert info["status"] == "healthy" and info["base_url"] == "http://10.0.0.5:8000"
     native = client.get(f"/api/v1/services/{sid}").get_json()["data"]
     assert native["service_name"] == "legacy"  # same store as the native API
