@@ -14,4 +14,3 @@ from services.worker.model import WorkerModel as WorkerModel
 from services.worker.model import item_error as item_error
 from services.worker.model import item_ok as item_ok
 from services.worker.serve import WorkerServer as WorkerServer
-from services.worker.serve import serve as serve
