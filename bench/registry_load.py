@@ -399,7 +399,7 @@ def _start_profiler(
     stem = out / f"registry-{sc.label}"
     time.sleep(max(0.0, t0 - time.monotonic()))
     argv = [py_spy, "record", "--pid", str(pid), "--duration", str(int(args.duration)), "--rate", "100", "--gil"]
-    argv += ["--threads", "--format", "raw", "-o", f"{stem}.txt"]
+    argv += ["--nonblocking", "--threads", "--format", "raw", "-o", f"{stem}.txt"]
     log(f"profiling the registry with py-spy into {stem}.txt")
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=open(tmp / "py-spy.log", "wb"))  # noqa: SIM115
 

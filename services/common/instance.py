@@ -90,9 +90,31 @@ class Instance:
     check: CheckSpec | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["check"] = asdict(self.check) if self.check else None
-        return out
+        """A JSON-ready dict; shallow (metadata and load are shared), which is what a listing needs.
+
+        Written out by hand: ``dataclasses.asdict`` deep-copies and made a 1,000-instance
+        listing cost ~35 ms.
+        """
+        return {
+            "instance_id": self.instance_id,
+            "service_name": self.service_name,
+            "host": self.host,
+            "port": self.port,
+            "base_url": self.base_url,
+            "tags": self.tags,
+            "metadata": self.metadata,
+            "version": self.version,
+            "weight": self.weight,
+            "status": self.status,
+            "health": self.health,
+            "maintenance": self.maintenance,
+            "maintenance_reason": self.maintenance_reason,
+            "status_reason": self.status_reason,
+            "last_heartbeat": self.last_heartbeat,
+            "registered_at": self.registered_at,
+            "load": self.load,
+            "check": asdict(self.check) if self.check else None,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Instance:

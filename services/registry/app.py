@@ -139,8 +139,8 @@ def list_services() -> Response:
     if params.index is not None:
         wait_s = min(params.wait_s if params.wait_s is not None else 30.0, st.settings.max_wait)
         _blocking_wait(st, params.query, params.index, wait_s)
-    instances, index = st.catalog.query(params.query)
-    data = {"instances": [i.to_dict() for i in instances], "index": index}
+    instances, index = st.catalog.query_dicts(params.query)
+    data = {"instances": instances, "index": index}
     return ok(data, f"{len(instances)} instance(s)", headers={"X-Registry-Index": index})
 
 

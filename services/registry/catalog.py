@@ -302,6 +302,18 @@ class Catalog:
                     return current
                 self._cond.wait(remaining)
 
+    def query_dicts(self, q: Query) -> tuple[list[dict[str, Any]], int]:
+        """Like :meth:`query` but JSON-ready dicts, built under the lock without copying.
+
+        Safe because the catalog never mutates a tags/metadata/load object in place: a
+        registration or heartbeat swaps in a new one.
+        """
+        with self._cond:
+            items = [e.inst.to_dict() for e in self._entries.values() if q.matches(e.inst)]
+            index = self._query_index(q)
+        items.sort(key=lambda d: (d["service_name"], d["instance_id"]))
+        return items, index
+
     def snapshot(self) -> list[Instance]:
         with self._cond:
             return [_copy(e.inst) for e in self._entries.values()]
