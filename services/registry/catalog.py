@@ -102,7 +102,9 @@ class Catalog:
         self.clock = clock
         self.ttl_s = ttl_s
         self.deregister_after_s = deregister_after_s
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        # Waiting blocking queries by service name (None = any change); woken only when it changes.
+        self._waiters: dict[str | None, set[threading.Event]] = {}
         self._entries: dict[str, Entry] = {}
         self._by_address: dict[tuple[str, str, int], str] = {}
         self._name_index: dict[str, int] = {}
@@ -139,7 +141,7 @@ class Catalog:
         inst.last_heartbeat = inst.registered_at
         entry = Entry(inst=inst, last_beat=self.clock.monotonic(), reported=inst.health)
         entry.recompute()
-        with self._cond:
+        with self._lock:
             created = inst.instance_id not in self._entries
             address = (inst.service_name, inst.host.lower(), inst.port)
             stale_id = self._by_address.get(address)
@@ -154,12 +156,11 @@ class Catalog:
                 self._name_index[old.inst.service_name] = index
             self.store.put(entry.stored(), index)
             self._add(entry)
-            self._cond.notify_all()
             return _copy(inst), created
 
     def heartbeat(self, instance_id: str, status: str | None, load: dict[str, Any] | None) -> Instance | None:
         """Record a heartbeat; None when the id is unknown (the worker must re-register)."""
-        with self._cond:
+        with self._lock:
             entry = self._entries.get(instance_id)
             if entry is None:
                 return None
@@ -176,11 +177,10 @@ class Catalog:
                 index = self._bump([entry.inst.service_name])
                 self.store.put(entry.stored(), index)
                 entry.beat_dirty = False
-                self._cond.notify_all()
             return _copy(entry.inst)
 
     def set_maintenance(self, instance_id: str, enabled: bool, reason: str) -> Instance | None:
-        with self._cond:
+        with self._lock:
             entry = self._entries.get(instance_id)
             if entry is None:
                 return None
@@ -189,18 +189,16 @@ class Catalog:
             entry.recompute()
             index = self._bump([entry.inst.service_name])
             self.store.put(entry.stored(), index)
-            self._cond.notify_all()
             return _copy(entry.inst)
 
     def deregister(self, instance_id: str) -> Instance | None:
-        with self._cond:
+        with self._lock:
             entry = self._entries.get(instance_id)
             if entry is None:
                 return None
             index = self._bump([entry.inst.service_name])
             self._remove(instance_id)
             self.store.delete([instance_id], index)
-            self._cond.notify_all()
             return entry.inst
 
     # ----- health ------------------------------------------------------------------------
@@ -209,7 +207,7 @@ class Catalog:
         now = self.clock.monotonic()
         went_critical: list[Entry] = []
         removed: list[Entry] = []
-        with self._cond:
+        with self._lock:
             for entry in self._entries.values():
                 silent_for = now - entry.last_beat
                 if silent_for > self.ttl_s + self.deregister_after_s:
@@ -227,12 +225,11 @@ class Catalog:
                 for entry in removed:
                     self._remove(entry.inst.instance_id)
                 self.store.delete([e.inst.instance_id for e in removed], index)
-            self._cond.notify_all()
         return [_copy(e.inst) for e in went_critical], [e.inst for e in removed]
 
     def flush_heartbeats(self) -> int:
         """Write dirty heartbeat timestamps to the store in one transaction."""
-        with self._cond:
+        with self._lock:
             dirty = {iid: e.inst.last_heartbeat for iid, e in self._entries.items() if e.beat_dirty}
             for iid in dirty:
                 self._entries[iid].beat_dirty = False
@@ -243,7 +240,7 @@ class Catalog:
         """(instance id, url, spec) of every active check whose time has come."""
         now = self.clock.monotonic()
         due = []
-        with self._cond:
+        with self._lock:
             for iid, entry in self._entries.items():
                 spec = entry.inst.check
                 if spec is not None and now >= entry.next_check:
@@ -253,7 +250,7 @@ class Catalog:
 
     def record_check(self, instance_id: str, success: bool) -> None:
         """Apply one active-check result with the spec's consecutive thresholds (no flapping)."""
-        with self._cond:
+        with self._lock:
             entry = self._entries.get(instance_id)
             if entry is None or entry.inst.check is None:
                 return
@@ -270,16 +267,15 @@ class Catalog:
             if entry.recompute():
                 index = self._bump([entry.inst.service_name])
                 self.store.put(entry.stored(), index)
-                self._cond.notify_all()
 
     # ----- reads -------------------------------------------------------------------------
     def get(self, instance_id: str) -> Instance | None:
-        with self._cond:
+        with self._lock:
             entry = self._entries.get(instance_id)
             return _copy(entry.inst) if entry else None
 
     def query(self, q: Query) -> tuple[list[Instance], int]:
-        with self._cond:
+        with self._lock:
             items = [_copy(e.inst) for e in self._entries.values() if q.matches(e.inst)]
             index = self._query_index(q)
         items.sort(key=lambda i: (i.service_name, i.instance_id))
@@ -292,15 +288,23 @@ class Catalog:
         life of this one) answers at once so the client resets.
         """
         deadline = time.monotonic() + timeout  # real time: this bounds a request, not a TTL
-        with self._cond:
-            while True:
+        while True:
+            with self._lock:
                 current = self._query_index(q)
-                if current != after_index:
-                    return current
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if current != after_index or remaining <= 0:
                     return current
-                self._cond.wait(remaining)
+                woken = threading.Event()
+                self._waiters.setdefault(q.name, set()).add(woken)
+            try:
+                woken.wait(remaining)
+            finally:
+                with self._lock:
+                    waiting = self._waiters.get(q.name)
+                    if waiting is not None:
+                        waiting.discard(woken)
+                        if not waiting:
+                            del self._waiters[q.name]
 
     def query_dicts(self, q: Query) -> tuple[list[dict[str, Any]], int]:
         """Like :meth:`query` but JSON-ready dicts, built under the lock without copying.
@@ -308,18 +312,18 @@ class Catalog:
         Safe because the catalog never mutates a tags/metadata/load object in place: a
         registration or heartbeat swaps in a new one.
         """
-        with self._cond:
+        with self._lock:
             items = [e.inst.to_dict() for e in self._entries.values() if q.matches(e.inst)]
             index = self._query_index(q)
         items.sort(key=lambda d: (d["service_name"], d["instance_id"]))
         return items, index
 
     def snapshot(self) -> list[Instance]:
-        with self._cond:
+        with self._lock:
             return [_copy(e.inst) for e in self._entries.values()]
 
     def count(self) -> int:
-        with self._cond:
+        with self._lock:
             return len(self._entries)
 
     # ----- internals ---------------------------------------------------------------------
@@ -329,9 +333,18 @@ class Catalog:
         return self.index
 
     def _bump(self, names: Iterable[str]) -> int:
+        """Advance the index for ``names`` and wake only the queries that watch them.
+
+        One event per waiting query (not one shared condition): a change to one service
+        wakes its watchers and the unfiltered ones, not hundreds of unrelated threads.
+        """
         self.index += 1
-        for name in names:
+        touched = set(names)
+        for name in touched:
             self._name_index[name] = self.index
+        for key in (*touched, None):
+            for woken in self._waiters.pop(key, ()):
+                woken.set()
         return self.index
 
     def _add(self, entry: Entry) -> None:
