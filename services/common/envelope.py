@@ -7,6 +7,7 @@ no route ever answers a bare HTML error page or a traceback.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import re
@@ -22,6 +23,10 @@ from services.common.clock import iso_utc, utc_now
 log = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "X-Request-ID"
+# Minted ids: a random per-process prefix plus a counter. uuid4 reads os.urandom on every
+# request and showed up as 4 % of the registry's heartbeat profile.
+_ID_PREFIX = uuid.uuid4().hex[:12]
+_ID_COUNTER = itertools.count(1)
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
@@ -110,7 +115,12 @@ def current_request_id() -> str:
 
 def _incoming_request_id() -> str:
     rid = request.headers.get(REQUEST_ID_HEADER, "")
-    return rid if _REQUEST_ID_RE.match(rid) else uuid.uuid4().hex
+    return rid if _REQUEST_ID_RE.match(rid) else new_request_id()
+
+
+def new_request_id() -> str:
+    """A process-unique request id (random prefix + counter)."""
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):08x}"
 
 
 def envelope(
@@ -124,7 +134,7 @@ def envelope(
     try:
         rid = current_request_id()
     except RuntimeError:  # outside an application context
-        rid = uuid.uuid4().hex
+        rid = new_request_id()
     return {
         "success": success,
         "message": message,
