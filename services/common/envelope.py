@@ -154,6 +154,17 @@ def ok(data: Any = None, message: str = "ok", status: int = 200, headers: dict |
     return resp
 
 
+def ok_raw(data_json: str, message: str, headers: dict | None = None) -> Response:
+    """A success envelope around ``data`` that is already serialised (shared watch answers)."""
+    head = envelope(None, message)
+    del head["data"]
+    body = json.dumps(head, separators=(",", ":"))[:-1] + ',"data":' + data_json + "}"
+    resp = Response(body, status=200, mimetype="application/json")
+    for key, value in (headers or {}).items():
+        resp.headers[key] = str(value)
+    return resp
+
+
 def error_response(err: ApiError) -> Response:
     """An error response in the envelope; 503/429 carry Retry-After."""
     body = envelope(

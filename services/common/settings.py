@@ -44,6 +44,8 @@ class RegistrySettings:
     threads: int = field(default_factory=lambda: _env_int("REGISTRY_THREADS", 384))
     watch_reserve: int = field(default_factory=lambda: _env_int("REGISTRY_WATCH_RESERVE", 32))
     max_wait: float = field(default_factory=lambda: _env_float("REGISTRY_MAX_WAIT", 120.0))
+    # A woken blocking query waits this long before answering, folding bursts of changes.
+    watch_coalesce: float = field(default_factory=lambda: _env_float("REGISTRY_WATCH_COALESCE", 0.1))
     connection_limit: int = field(default_factory=lambda: _env_int("REGISTRY_CONNECTION_LIMIT", 4096))
     log_level: str = field(default_factory=lambda: _env("REGISTRY_LOG_LEVEL", "INFO"))
 
@@ -78,6 +80,35 @@ class WorkerSettings:
     registry_timeout: float = field(default_factory=lambda: _env_float("WORKER_REGISTRY_TIMEOUT", 3.0))
     tags: list[str] = field(default_factory=lambda: _env_list("WORKER_TAGS"))
     weight: int = field(default_factory=lambda: _env_int("WORKER_WEIGHT", 1))
+
+
+def _env_fallbacks(name: str, default: str) -> dict[str, list[str]]:
+    """``"compass=compass-lite;affinity=compass-lite"`` → ``{"compass": ["compass-lite"], ...}``."""
+    chains: dict[str, list[str]] = {}
+    for rule in os.environ.get(name, default).split(";"):
+        primary, _, rest = rule.partition("=")
+        if primary.strip() and rest.strip():
+            chains[primary.strip()] = [s.strip() for s in rest.split(",") if s.strip()]
+    return chains
+
+
+@dataclass
+class ClientSettings:
+    """Settings of `services.client` (Router, RegistryClient, batch runner): `REGISTRY_URL`, `CLIENT_*`."""
+
+    registry_urls: list[str] = field(default_factory=lambda: _env_list("REGISTRY_URL", ""))
+    # Sent as X-Client-ID (workers rate-limit per client); empty = derived from host and pid.
+    client_id: str = field(default_factory=lambda: _env("CLIENT_ID", ""))
+    balancer: str = field(default_factory=lambda: _env("CLIENT_BALANCER", "p2c"))
+    deadline_s: float = field(default_factory=lambda: _env_float("CLIENT_DEADLINE_S", 30.0))
+    connect_timeout_s: float = field(default_factory=lambda: _env_float("CLIENT_CONNECT_TIMEOUT_S", 2.0))
+    max_attempts: int = field(default_factory=lambda: _env_int("CLIENT_MAX_ATTEMPTS", 3))
+    # Blocking-query wait of the discovery watchers.
+    watch_wait_s: float = field(default_factory=lambda: _env_float("CLIENT_WATCH_WAIT_S", 30.0))
+    # Per primary service or capability, the services tried when it has nothing usable.
+    fallbacks: dict[str, list[str]] = field(
+        default_factory=lambda: _env_fallbacks("CLIENT_FALLBACKS", "compass=compass-lite")
+    )
 
 
 def child_environment(**overrides: str) -> dict[str, str]:

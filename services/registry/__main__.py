@@ -39,6 +39,9 @@ def build_parser(defaults: RegistrySettings) -> argparse.ArgumentParser:
         "--watch-reserve", type=int, default=defaults.watch_reserve, help="threads kept free of blocking queries"
     )
     p.add_argument("--max-wait", type=float, default=defaults.max_wait, help="longest blocking-query wait, seconds")
+    p.add_argument(
+        "--watch-coalesce", type=float, default=defaults.watch_coalesce, help="seconds a woken blocking query waits"
+    )
     p.add_argument("--log-level", default=defaults.log_level)
     return p
 

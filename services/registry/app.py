@@ -16,7 +16,7 @@ from werkzeug.routing import BaseConverter
 
 from services.common.auth import require_token
 from services.common.clock import Clock, SystemClock
-from services.common.envelope import ApiError, ErrorCode, install_envelope, json_body, ok
+from services.common.envelope import ApiError, ErrorCode, install_envelope, json_body, ok, ok_raw
 from services.common.instance import STATUSES, Instance, parse_registration, validate_health, validate_load
 from services.common.settings import RegistrySettings
 from services.registry.catalog import Catalog
@@ -25,6 +25,7 @@ from services.registry.metrics import RegistryMetrics
 from services.registry.openapi import build_spec
 from services.registry.query import parse_list_params
 from services.registry.store import Store
+from services.registry.watch import WatchCache
 
 MAX_BODY_BYTES = 64 * 1024
 VERSION = "0.1.0"
@@ -42,6 +43,7 @@ class RegistryState:
     watch_slots: threading.BoundedSemaphore
     started: float
     rng: random.Random
+    watch_cache: WatchCache
 
     def start(self) -> None:
         self.sweeper.start()
@@ -139,6 +141,8 @@ def list_services() -> Response:
     if params.index is not None:
         wait_s = min(params.wait_s if params.wait_s is not None else 30.0, st.settings.max_wait)
         _blocking_wait(st, params.query, params.index, wait_s)
+        data_json, index, count = st.watch_cache.answer(params.query)
+        return ok_raw(data_json, f"{count} instance(s)", headers={"X-Registry-Index": index})
     instances, index = st.catalog.query_dicts(params.query)
     data = {"instances": instances, "index": index}
     return ok(data, f"{len(instances)} instance(s)", headers={"X-Registry-Index": index})
@@ -155,8 +159,12 @@ def _blocking_wait(st: RegistryState, query: Any, index: int, wait_s: float) -> 
         )
     st.metrics.watchers.inc()
     try:
-        jitter = st.rng.uniform(0, wait_s / 16)
-        st.catalog.wait(query, index, wait_s + jitter)
+        if st.catalog.current_index(query) != index:
+            return
+        deadline = time.monotonic() + wait_s + st.rng.uniform(0, wait_s / 16)
+        if st.catalog.wait(query, index, deadline - time.monotonic()) != index:
+            # Coalesce: a burst of changes (a fleet registering) becomes one answer, not dozens.
+            time.sleep(max(0.0, min(st.settings.watch_coalesce, deadline - time.monotonic())))
     finally:
         st.metrics.watchers.dec()
         st.watch_slots.release()
@@ -262,6 +270,7 @@ def create_app(
         watch_slots=threading.BoundedSemaphore(settings.max_watchers),
         started=time.monotonic(),
         rng=random.Random(),
+        watch_cache=WatchCache(catalog),
     )
     app = Flask("services.registry", static_folder=None)
     app.url_map.converters["iid"] = InstanceIdConverter

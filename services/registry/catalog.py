@@ -318,6 +318,11 @@ class Catalog:
         items.sort(key=lambda d: (d["service_name"], d["instance_id"]))
         return items, index
 
+    def current_index(self, q: Query) -> int:
+        """The index a blocking query with these filters compares against."""
+        with self._lock:
+            return self._query_index(q)
+
     def snapshot(self) -> list[Instance]:
         with self._lock:
             return [_copy(e.inst) for e in self._entries.values()]

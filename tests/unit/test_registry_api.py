@@ -329,3 +329,18 @@ def test_compat_api_shapes_and_same_store(client):
     assert bad.status_code == 400 and "detail" in bad.get_json()
     health = client.get("/compat/v0/health").get_json()
     assert health["status"] == "healthy"
+
+
+def test_watchers_share_one_serialised_answer_per_index(tmp_path):
+    app, _ = make_app(tmp_path)
+    client = app.test_client()
+    register(client)
+    cache = app.extensions["registry"].watch_cache
+    from services.registry.catalog import Query
+
+    first, index, count = cache.answer(Query(name="echo"))
+    again, index_again, _ = cache.answer(Query(name="echo"))
+    assert again is first and index_again == index and count == 1
+    register(client, port=9002)
+    changed, new_index, new_count = cache.answer(Query(name="echo"))
+    assert new_index > index and new_count == 2 and changed is not first
