@@ -36,6 +36,7 @@ class Entry:
     check_oks: int = 0
     next_check: float = 0.0
     beat_dirty: bool = False
+    state_dirty: bool = False  # health changed by a heartbeat: written with the next flush
 
     def stored(self) -> StoredInstance:
         return StoredInstance(self.inst, self.reported, self.ttl_critical, self.check_state)
@@ -174,9 +175,11 @@ class Catalog:
             was_ttl_critical = entry.ttl_critical
             entry.ttl_critical = False
             if entry.recompute() or was_ttl_critical:
-                index = self._bump([entry.inst.service_name])
-                self.store.put(entry.stored(), index)
-                entry.beat_dirty = False
+                # Visible at once; on disk with the next flush. No synchronous write here:
+                # a fleet reviving after an outage must not serialise on SQLite commits, and a
+                # crash before the flush only restores the older state until the next beat.
+                self._bump([entry.inst.service_name])
+                entry.state_dirty = True
             return _copy(entry.inst)
 
     def set_maintenance(self, instance_id: str, enabled: bool, reason: str) -> Instance | None:
@@ -228,13 +231,32 @@ class Catalog:
         return [_copy(e.inst) for e in went_critical], [e.inst for e in removed]
 
     def flush_heartbeats(self) -> int:
-        """Write dirty heartbeat timestamps to the store in one transaction."""
-        with self._lock:
-            dirty = {iid: e.inst.last_heartbeat for iid, e in self._entries.items() if e.beat_dirty}
-            for iid in dirty:
-                self._entries[iid].beat_dirty = False
-        self.store.touch({k: v for k, v in dirty.items() if v})
-        return len(dirty)
+        """Write heartbeat timestamps and heartbeat-driven state changes in one batch.
+
+        The store's write lock is taken before the catalog lock is released, so a
+        registration or drain written right after the snapshot lands after it, never under it.
+        """
+        self._lock.acquire()
+        try:
+            beats: dict[str, str] = {}
+            states: list[StoredInstance] = []
+            for iid, entry in self._entries.items():
+                if entry.state_dirty:
+                    states.append(_stored_copy(entry))
+                elif entry.beat_dirty and entry.inst.last_heartbeat:
+                    beats[iid] = entry.inst.last_heartbeat
+                entry.beat_dirty = entry.state_dirty = False
+            index = self.index
+            self.store.write_lock.acquire()
+        finally:
+            self._lock.release()
+        try:
+            if states:
+                self.store.put_many(states, index)
+            self.store.touch(beats)
+        finally:
+            self.store.write_lock.release()
+        return len(beats) + len(states)
 
     def due_checks(self) -> list[tuple[str, str, CheckSpec]]:
         """(instance id, url, spec) of every active check whose time has come."""
@@ -363,6 +385,10 @@ class Catalog:
         address = (inst.service_name, inst.host.lower(), inst.port)
         if self._by_address.get(address) == instance_id:
             del self._by_address[address]
+
+
+def _stored_copy(entry: Entry) -> StoredInstance:
+    return StoredInstance(_copy(entry.inst), entry.reported, entry.ttl_critical, entry.check_state)
 
 
 def _copy(inst: Instance) -> Instance:

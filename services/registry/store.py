@@ -30,6 +30,9 @@ class StoredInstance:
 class Store(Protocol):
     """What the catalog needs from durable storage."""
 
+    # Held across a batch flush so no other write interleaves with it (re-entrant).
+    write_lock: threading.RLock
+
     def load(self) -> tuple[list[StoredInstance], int]:
         """Every stored instance and the last catalog index written."""
         ...
@@ -73,7 +76,8 @@ class SQLiteStore:
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self.write_lock = self._lock
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous}")

@@ -194,3 +194,14 @@ def test_active_check_critical_instance_is_not_removed_while_heartbeating(db, cl
         cat.heartbeat(inst.instance_id, None, None)
         cat.sweep()
     assert cat.get(inst.instance_id).status == "critical"
+
+
+def test_revival_by_heartbeat_reaches_disk_with_the_flush(db, clock):
+    cat = make(db, clock)
+    inst, _ = cat.register(reg())
+    clock.advance(TTL + 1)
+    cat.sweep()  # critical, written at once
+    cat.heartbeat(inst.instance_id, None, None)  # passing again, written with the next flush
+    assert cat.flush_heartbeats() == 1
+    cat.store.close()
+    assert make(db, clock).get(inst.instance_id).status == "passing"
