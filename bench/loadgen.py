@@ -399,7 +399,7 @@ class EtcdTarget(Target):
 
     def __init__(self, cfg: dict[str, Any]) -> None:
         super().__init__(cfg)
-        self.lease_ttl = int(math.ceil(cfg["lease_ttl"]))
+        self.lease_ttl = math.ceil(cfg["lease_ttl"])
         self.leases: dict[int, str] = {}
 
     def key(self, i: int) -> str:
@@ -640,20 +640,25 @@ async def heartbeats_role(cfg: dict[str, Any]) -> None:
 
     async def reg_progress() -> None:
         while True:
-            emit("reg_progress", done=done_count, total=n)
+            emit("reg_progress", done=done_count, total=n, idle=len(pool.idle), queued=len(pool.pending))
             await asyncio.sleep(0.5)
 
     prog = loop.create_task(reg_progress())
     t_reg = time.monotonic()
-    await asyncio.gather(*(register(i) for i in range(n)))
+    reg_tasks = [loop.create_task(register(i)) for i in range(n)]
+    _, late = await asyncio.wait(reg_tasks, timeout=cfg.get("register_timeout_s", 300.0))
+    for task in late:  # bounded: what did not register in time is reported, not waited for
+        task.cancel()
     reg_s = time.monotonic() - t_reg
     prog.cancel()
+    ok_count = int(sum(registered))
     emit(
         "registered",
         instances=n,
-        registered=int(sum(registered)),
+        registered=ok_count,
+        timed_out=len(late),
         seconds=round(reg_s, 3),
-        per_s=round(n / reg_s, 1) if reg_s > 0 else None,
+        per_s=round(ok_count / reg_s, 1) if reg_s > 0 else None,
         errors=dict(reg_errors),
         reg_end=time.monotonic(),
     )
@@ -666,7 +671,14 @@ async def heartbeats_role(cfg: dict[str, Any]) -> None:
         await asyncio.sleep(min(0.25, max(0.0, stats.t1 - time.monotonic())))
         if time.monotonic() >= next_progress:
             next_progress += 5
-            emit("progress", ok=stats.ok, errors=sum(stats.errors.values()), queued=len(pool.pending))
+            emit(
+                "progress",
+                t=round(time.monotonic() - stats.t0, 1),
+                ok=stats.ok,
+                errors=sum(stats.errors.values()),
+                queued=len(pool.pending),
+                idle=len(pool.idle),
+            )
     cpu_window = time.process_time() - cpu0
     # drain: beats scheduled inside the window get a bounded time to answer; load continues meanwhile
     drain_until = stats.t1 + cfg.get("drain_s", 5.0)

@@ -146,9 +146,9 @@ def stop_all_children() -> None:
             child.stop()
 
 
-def python_env() -> dict[str, str]:
+def python_env(root: Path = REPO) -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys([str(root), str(REPO), *filter(None, [env.get("PYTHONPATH")])]))
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
@@ -164,14 +164,25 @@ def free_port() -> int:
 # ----------------------------------------------------------------------------------------------
 
 
-def start_registry(tmp: Path, interval: float, threads: int) -> tuple[Child, int]:
+def start_registry(tmp: Path, interval: float, threads: int, root: Path = REPO) -> tuple[Child, int]:
     argv = [sys.executable, "-m", "services.registry", "--host", "127.0.0.1", "--port", "0"]
     argv += ["--db", str(tmp / "registry.db"), "--heartbeat-interval", f"{interval:g}"]
     argv += ["--critical-after", str(CRITICAL_AFTER), "--deregister-after", f"{DEREGISTER_AFTER:g}"]
     argv += ["--threads", str(threads)]
-    child = Child("registry", argv, tmp / "registry.log", python_env())
+    child = Child("registry", argv, tmp / "registry.log", python_env(root))
     ready = child.wait_event("ready", 30)
     return child, int(ready["port"])
+
+
+def registry_commit() -> str:
+    """HEAD of the checkout (read-only git), '+dirty' when services/ has local changes."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+        paths = ["services/registry", "services/common"]
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", *paths], cwd=REPO, capture_output=True, text=True)
+    except OSError:
+        return "?"
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "") if head.returncode == 0 else "?"
 
 
 def etcd_version(binary: str) -> str:
@@ -182,20 +193,45 @@ def etcd_version(binary: str) -> str:
 def start_etcd(tmp: Path, binary: str) -> tuple[Child, int]:
     client, peer = free_port(), free_port()
     argv = [binary, "--name", "bench", "--data-dir", str(tmp / "etcd-data")]
-    argv += ["--listen-client-urls", f"http://127.0.0.1:{client}", "--advertise-client-urls", f"http://127.0.0.1:{client}"]
-    argv += ["--listen-peer-urls", f"http://127.0.0.1:{peer}", "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}"]
+    argv += [
+        "--listen-client-urls",
+        f"http://127.0.0.1:{client}",
+        "--advertise-client-urls",
+        f"http://127.0.0.1:{client}",
+    ]
+    argv += [
+        "--listen-peer-urls",
+        f"http://127.0.0.1:{peer}",
+        "--initial-advertise-peer-urls",
+        f"http://127.0.0.1:{peer}",
+    ]
     argv += ["--initial-cluster", f"bench=http://127.0.0.1:{peer}", "--logger", "zap", "--log-level", "warn"]
     child = Child("etcd", argv, tmp / "etcd.log")
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if child.popen.poll() is not None:
             raise RuntimeError(f"etcd exited with {child.popen.returncode}\n{child.log_tail()}")
-        with contextlib.suppress(OSError, ValueError):
-            with urllib.request.urlopen(f"http://127.0.0.1:{client}/health", timeout=1) as resp:
-                if json.loads(resp.read()).get("health") == "true":
-                    return child, client
+        with (
+            contextlib.suppress(OSError, ValueError),
+            urllib.request.urlopen(f"http://127.0.0.1:{client}/health", timeout=1) as resp,
+        ):
+            if json.loads(resp.read()).get("health") == "true":
+                return child, client
         time.sleep(0.1)
     raise RuntimeError(f"etcd did not become healthy\n{child.log_tail()}")
+
+
+def change_counter(target: str, port: int) -> int | None:
+    """The registry's change index (GET /health) or etcd's revision: how many state changes a window saw."""
+    try:
+        if target == "registry":
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as resp:
+                return int(json.loads(resp.read())["index"])
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/v3/kv/range", data=b'{"key":"AA=="}', method="POST")
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return int(json.loads(resp.read())["header"]["revision"])
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def loadgen(role: str, tmp: Path, cfg: dict[str, Any]) -> Child:
@@ -275,13 +311,24 @@ class CpuProbe:
         return out
 
 
+def wait_for_quiet(limit_s: float, log: Any, busy_pct: float = 25.0) -> float:
+    """Wait (bounded) until other tenants leave the machine mostly idle; returns the busy % seen last."""
+    deadline = time.monotonic() + limit_s
+    busy = psutil.cpu_percent(interval=1.0)
+    while busy > busy_pct and time.monotonic() < deadline:
+        log(f"machine busy ({busy:.0f}% of all CPUs used by other processes); waiting for it to settle")
+        busy = psutil.cpu_percent(interval=3.0)
+    return busy
+
+
 def run_one(args: argparse.Namespace, sc: Scenario, target: str, log: Any) -> dict[str, Any]:
-    tmp = Path(tempfile.mkdtemp(prefix=f"registry-load-{target}-"))
     tag = f"[{target} {sc.label}]"
+    busy_before = wait_for_quiet(args.quiet_wait, log) if args.quiet_wait > 0 else None
+    tmp = Path(tempfile.mkdtemp(prefix=f"registry-load-{target}-"))
     children: list[Child] = []
     try:
         if target == "registry":
-            server, port = start_registry(tmp, sc.interval, args.registry_threads)
+            server, port = start_registry(tmp, sc.interval, args.registry_threads, args.registry_root)
             lease_ttl = 0.0
         else:
             server, port = start_etcd(tmp, args.etcd_bin)
@@ -297,14 +344,15 @@ def run_one(args: argparse.Namespace, sc: Scenario, target: str, log: Any) -> di
             | {
                 "interval": sc.interval,
                 "connections": args.connections,
-                "register_concurrency": args.connections,
+                "register_concurrency": args.register_concurrency,
+                "register_timeout_s": args.register_timeout,
                 "churn": args.churn,
                 "drain_s": max(5.0, min(sc.interval, 10.0)),
                 "raw_path": str(tmp / "heartbeats-raw.json") if args.keep else None,
             },
         )
         children.append(gen)
-        reg = _wait_registration(gen, sc, tag, log)
+        reg = _wait_registration(gen, sc, tag, args.register_timeout + 60, log)
         clients = loadgen(
             "clients",
             tmp,
@@ -325,14 +373,15 @@ def run_one(args: argparse.Namespace, sc: Scenario, target: str, log: Any) -> di
         for child in (gen, clients):
             child.send({"cmd": "window", "t0": t0, "t1": t1})
         probe = CpuProbe({"target": server.pid, "gen": gen.pid, "clients": clients.pid})
-        profiler = _start_profiler(args, server.pid, tmp, sc, target, t0, log)
+        profiler = _start_profiler(args, server.pid, sc, target, t0, log)
         time.sleep(max(0.0, t0 - time.monotonic()))
         log(f"{tag} measuring for {args.duration:g}s")
         probe.begin()
+        version0 = change_counter(target, port)
 
         def on_progress(ev: dict[str, Any]) -> None:
             if ev.get("event") == "progress":
-                elapsed = time.monotonic() - t0
+                elapsed = ev.get("t") or time.monotonic() - t0
                 log(
                     f"{tag} t={elapsed:4.0f}s beats ok {ev['ok']} ({ev['ok'] / max(elapsed, 1e-9):.0f}/s) "
                     f"errors {ev['errors']} queued {ev['queued']} | {target} RSS "
@@ -346,12 +395,21 @@ def run_one(args: argparse.Namespace, sc: Scenario, target: str, log: Any) -> di
                 while True:
                     on_progress(gen.events.get_nowait())
         usage = probe.end()
+        version1 = change_counter(target, port)
+        if version0 is not None and version1 is not None:
+            usage["changes"] = version1 - version0
         hb = gen.wait_event("result", 30 + sc.interval, on_progress)
         cl = clients.wait_event("result", 30)
         if profiler is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                profiler.wait(timeout=30)
-        return {"scenario": sc.label, "target": target, "registration": reg, "heartbeats": hb, "clients": cl} | usage
+            try:
+                _, err = profiler.communicate(timeout=60)
+                if profiler.returncode:
+                    log(f"py-spy failed: {err.decode(errors='replace')[-500:]}")
+            except subprocess.TimeoutExpired:
+                profiler.kill()
+                profiler.communicate()
+        result = {"scenario": sc.label, "target": target, "registration": reg, "heartbeats": hb, "clients": cl}
+        return result | usage | {"machine_busy_before_pct": busy_before}
     finally:
         for child in reversed(children):
             child.stop()
@@ -361,7 +419,7 @@ def run_one(args: argparse.Namespace, sc: Scenario, target: str, log: Any) -> di
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _wait_registration(gen: Child, sc: Scenario, tag: str, log: Any) -> dict[str, Any]:
+def _wait_registration(gen: Child, sc: Scenario, tag: str, timeout: float, log: Any) -> dict[str, Any]:
     bar = None
     with contextlib.suppress(ImportError):
         from tqdm import tqdm
@@ -371,21 +429,23 @@ def _wait_registration(gen: Child, sc: Scenario, tag: str, log: Any) -> dict[str
     def on_event(ev: dict[str, Any]) -> None:
         if ev.get("event") == "reg_progress" and bar is not None:
             bar.update(ev["done"] - bar.n)
+            bar.set_postfix(queued=ev.get("queued"), idle=ev.get("idle"), refresh=False)
 
     try:
-        reg = gen.wait_event("registered", max(120.0, sc.instances / 20), on_event)
+        reg = gen.wait_event("registered", timeout, on_event)
     finally:
         if bar is not None:
             bar.close()
     log(
         f"{tag} registered {reg['registered']}/{sc.instances} in {reg['seconds']:.1f}s "
         f"({reg['per_s']}/s), errors {reg['errors'] or 0}"
+        + (f", {reg['timed_out']} not registered within --register-timeout" if reg["timed_out"] else "")
     )
     return reg
 
 
 def _start_profiler(
-    args: argparse.Namespace, pid: int, tmp: Path, sc: Scenario, target: str, t0: float, log: Any
+    args: argparse.Namespace, pid: int, sc: Scenario, target: str, t0: float, log: Any
 ) -> subprocess.Popen | None:
     """py-spy on the registry for the window (only with --profile-dir); never on etcd."""
     if not args.profile_dir or target != "registry":
@@ -401,7 +461,7 @@ def _start_profiler(
     argv = [py_spy, "record", "--pid", str(pid), "--duration", str(int(args.duration)), "--rate", "100", "--gil"]
     argv += ["--nonblocking", "--threads", "--format", "raw", "-o", f"{stem}.txt"]
     log(f"profiling the registry with py-spy into {stem}.txt")
-    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=open(tmp / "py-spy.log", "wb"))  # noqa: SIM115
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -414,8 +474,10 @@ def compare_clients(args: argparse.Namespace, targets: list[str], log: Any) -> l
     for target in targets:
         tmp = Path(tempfile.mkdtemp(prefix=f"registry-load-compare-{target}-"))
         try:
-            server, port = start_registry(tmp, 5.0, args.registry_threads) if target == "registry" else start_etcd(
-                tmp, args.etcd_bin
+            server, port = (
+                start_registry(tmp, 5.0, args.registry_threads, args.registry_root)
+                if target == "registry"
+                else start_etcd(tmp, args.etcd_bin)
             )
             cfg = {"target": target, "host": "127.0.0.1", "port": port, "instances": 256, "per_service": 64}
             cfg |= {"lease_ttl": 120, "connections": args.connections, "seconds": 5.0}
@@ -452,6 +514,7 @@ def _row(r: dict[str, Any]) -> dict[str, Any]:
     return {
         "scenario": r["scenario"],
         "target": r["target"],
+        "registered": f"{reg['registered']}/{r['heartbeats']['instances']}",
         "reg/s": reg["per_s"],
         "target/s": hb["target_per_s"],
         "beats/s": hb["achieved_per_s"],
@@ -464,13 +527,22 @@ def _row(r: dict[str, Any]) -> dict[str, Any]:
         "disc p50": disc.get("p50_ms"),
         "disc p99": disc.get("p99_ms"),
         "watch ans": cl["watch_answers"],
+        "changes": r.get("changes"),
         "errors": errors,
         "CPU %": r.get("target_cpu_pct"),
         "RSS MB": r.get("target_rss_max_mb"),
         "gen CPU %": r.get("gen_cpu_pct"),
         "clients CPU %": r.get("clients_cpu_pct"),
-        "machine CPU %": r.get("machine_cpu_pct"),
+        "other CPU %": _other_cpu(r),
     }
+
+
+def _other_cpu(r: dict[str, Any]) -> float | None:
+    """Machine CPU not used by the target or our load processes (other tenants, kernel, this script)."""
+    parts = [r.get(k) for k in ("machine_cpu_pct", "target_cpu_pct", "gen_cpu_pct", "clients_cpu_pct")]
+    if any(p is None for p in parts):
+        return None
+    return round(max(0.0, parts[0] - sum(parts[1:])), 1)
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
@@ -543,13 +615,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-service", type=int, help="instances per service name (default 100)")
     p.add_argument("--churn", type=float, default=1.0, help="status changes per second (wake watchers)")
     p.add_argument("--connections", type=int, default=64, help="persistent connections of the generator")
+    p.add_argument("--register-concurrency", type=int, default=16, help="registrations in flight (default 16)")
+    p.add_argument("--register-timeout", type=float, default=180.0, help="bound on the registration phase, s")
     p.add_argument("--targets", default="registry,etcd", help="registry,etcd (default both)")
     p.add_argument("--etcd-bin", default=shutil.which("etcd") or "etcd", help="etcd binary")
+    p.add_argument(
+        "--registry-root",
+        type=Path,
+        default=REPO,
+        help="checkout whose services.registry is started (A/B runs of a scratch copy; default this repo)",
+    )
     p.add_argument("--registry-threads", type=int, default=384, help="registry --threads (default %(default)s)")
     p.add_argument("--quick", action="store_true", help="smoke test: 200x1 for 5 s, 20 watchers, 2 discovery clients")
     p.add_argument("--compare-clients", action="store_true", help="first compare asyncio vs http.client threads")
     p.add_argument("--profile-dir", help="record the registry with py-spy (raw collapsed stacks) during each window")
     p.add_argument("--json", dest="json_out", help="also write the figures to this JSON file")
+    p.add_argument(
+        "--quiet-wait", type=float, default=60.0, help="wait up to this long for an idle machine before each run, s"
+    )
     p.add_argument("--keep", action="store_true", help="keep the temporary dirs (logs, db, raw heartbeat samples)")
     return p
 
@@ -595,6 +678,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             etcd_ver = etcd_version(args.etcd_bin)
     machine = {
+        "registry_commit": registry_commit(),
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -612,6 +696,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         log("interrupted: stopping every process we started")
         return 130
+    except RuntimeError as exc:  # a target or load process failed to start or died: say why, clean up
+        log(f"error: {exc}")
+        return 1
     finally:
         stop_all_children()
 
@@ -620,7 +707,7 @@ def main(argv: list[str] | None = None) -> int:
         f"registry load: {args.duration:g}s windows, {args.watchers} watchers (wait {args.watch_wait:g}s), "
         f"{args.discovery_clients} discovery clients (pause {args.discovery_pause:g}s), {args.per_service} "
         f"instances/service, churn {args.churn:g}/s, {args.connections} generator connections, "
-        f"{machine['cpus']} CPUs, etcd {etcd_ver or 'n/a'}"
+        f"{machine['cpus']} CPUs, registry at {machine['registry_commit']}, {etcd_ver or 'etcd n/a'}"
     )
     print("latencies in ms; hb = heartbeat measured from its scheduled send time (p99 send = from the actual send)")
     print(format_table([_row(r) for r in results]))

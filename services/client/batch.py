@@ -1,0 +1,282 @@
+"""Batch runner: a folder of JSON tasks through the mesh, one result file per task, resumable.
+
+    python -m services.client.batch --registry http://127.0.0.1:8500 --service compass \\
+        --input-dir tasks/ --output-dir results/ --concurrency 8 [--fallback compass-lite]
+
+A task ``{"task": "affinity", "input": {...}, "metadata": {"request_id": ...}}`` is sent as
+``POST /predict`` with body ``input`` plus ``task_type``. Its result ``<stem>.json`` is written
+atomically (temporary file + rename), so an interrupted run never leaves half a result, and a
+re-run skips every task whose result says ``success``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from services.client.balancers import BALANCERS
+from services.client.errors import ClientError, RequestFailed
+from services.client.policy import RetryPolicy
+from services.client.registry_client import RegistryClient
+from services.client.router import Router
+from services.common.settings import ClientSettings
+
+log = logging.getLogger("services.client.batch")
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+@dataclass
+class Summary:
+    """What a run did; ``throughput`` is succeeded tasks per second (a fast failure is no work done)."""
+
+    total: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    skipped: int = 0
+    elapsed_s: float = 0.0
+
+    @property
+    def throughput(self) -> float:
+        return self.succeeded / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def line(self) -> str:
+        return (
+            f"total={self.total} succeeded={self.succeeded} failed={self.failed} skipped={self.skipped} "
+            f"elapsed={self.elapsed_s:.2f}s throughput={self.throughput:.1f} tasks/s"
+        )
+
+
+class TaskError(ValueError):
+    """A task file that cannot be sent (unreadable, not JSON, wrong shape)."""
+
+
+def load_task(path: Path) -> dict[str, Any]:
+    try:
+        task = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise TaskError(f"cannot read {path.name}: {exc}") from None
+    if not isinstance(task, dict) or not isinstance(task.get("task"), str) or not isinstance(task.get("input"), dict):
+        raise TaskError(f"{path.name} must be an object with 'task' (string) and 'input' (object)")
+    if not isinstance(task.get("metadata", {}), dict):
+        raise TaskError(f"{path.name}: 'metadata' must be an object")
+    return task
+
+
+def is_done(result_path: Path) -> bool:
+    """Whether a previous run left a successful result (anything else is run again)."""
+    try:
+        return json.loads(result_path.read_text(encoding="utf-8")).get("status") == "success"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def write_atomic(path: Path, doc: dict[str, Any]) -> None:
+    """Write ``doc`` as JSON so readers see the old file or the new one, never a partial one."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(doc, handle, indent=2, sort_keys=False)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def run_task(
+    router: Router,
+    task_path: Path,
+    result_path: Path,
+    service: str,
+    fallbacks: Sequence[str] | None,
+    deadline: float | None,
+) -> bool:
+    """Run one task and write its result; True on success. Never raises for a task's own failure."""
+    started = time.monotonic()
+    meta: dict[str, Any] = {
+        "request_id": None,
+        "service": service,
+        "instance": None,
+        "model": None,
+        "attempts": 0,
+        "fallback_used": False,
+    }
+    try:
+        task = load_task(task_path)
+        rid = task.get("metadata", {}).get("request_id")
+        meta["request_id"] = rid if isinstance(rid, str) and _REQUEST_ID_RE.match(rid) else uuid.uuid4().hex
+        body = {**task["input"], "task_type": task["task"]}
+        result = router.call(
+            service,
+            "POST",
+            "/predict",
+            json=body,
+            fallbacks=fallbacks,
+            deadline=deadline,
+            idempotent=True,
+            request_id=meta["request_id"],
+        )
+    except Exception as exc:  # a task's failure, ours included, is its result: the batch goes on
+        if not isinstance(exc, (TaskError, ClientError)):
+            log.exception("task %s failed unexpectedly", task_path.name)
+        error: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc)}
+        if isinstance(exc, TaskError):
+            error["code"] = "INVALID_TASK"
+        elif isinstance(exc, RequestFailed):
+            error.update(code=exc.code, status=exc.status, details=exc.details)
+        if isinstance(exc, ClientError):
+            tries = [a for a in exc.attempts if a.instance_id]
+            if tries:
+                meta.update(service=tries[-1].service, instance=tries[-1].instance_id, attempts=len(tries))
+                meta["fallback_used"] = tries[-1].fallback
+        meta["processing_time_ms"] = round((time.monotonic() - started) * 1000, 3)
+        write_atomic(result_path, {"status": "error", "output": None, "error": error, "metadata": meta})
+        return False
+    meta.update(
+        service=result.service,
+        instance=result.instance,
+        model=result.model,
+        attempts=result.attempts,
+        fallback_used=result.fallback_used,
+    )
+    meta["processing_time_ms"] = round((time.monotonic() - started) * 1000, 3)
+    write_atomic(result_path, {"status": "success", "output": result.data, "error": None, "metadata": meta})
+    return True
+
+
+def run_batch(
+    router: Router,
+    input_dir: Path,
+    output_dir: Path,
+    service: str,
+    *,
+    concurrency: int = 8,
+    fallbacks: Sequence[str] | None = None,
+    deadline: float | None = None,
+    progress: bool | None = None,
+) -> Summary:
+    """Run every ``*.json`` task in ``input_dir`` not already done; ``progress=None`` shows a bar on a TTY."""
+    if concurrency < 1:
+        raise ValueError("concurrency must be at least 1")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    tasks = sorted(p for p in input_dir.glob("*.json") if p.is_file())
+    summary = Summary(total=len(tasks))
+    todo = []
+    for path in tasks:
+        if is_done(output_dir / path.name):
+            summary.skipped += 1
+        else:
+            todo.append(path)
+    lock = threading.Lock()
+    started = time.monotonic()
+    with (
+        tqdm(total=len(todo), unit="task", disable=None if progress is None else not progress, file=sys.stderr) as bar,
+        ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="batch") as pool,
+    ):
+        futures = [
+            pool.submit(run_task, router, path, output_dir / path.name, service, fallbacks, deadline) for path in todo
+        ]
+        for future in as_completed(futures):
+            ok = future.result()
+            with lock:
+                if ok:
+                    summary.succeeded += 1
+                else:
+                    summary.failed += 1
+            bar.update(1)
+    summary.elapsed_s = time.monotonic() - started
+    return summary
+
+
+def build_parser(defaults: ClientSettings | None = None) -> argparse.ArgumentParser:
+    d = defaults or ClientSettings()
+    parser = argparse.ArgumentParser(
+        prog="python -m services.client.batch",
+        description="Run a folder of JSON tasks through the mesh (resumable; one result file per task).",
+        allow_abbrev=False,
+    )
+    parser.add_argument(
+        "--registry", action="append", metavar="URL[,URL]", help="registry URL(s) (default: $REGISTRY_URL)"
+    )
+    parser.add_argument("--service", required=True, help="service name or capability to send the tasks to")
+    parser.add_argument("--input-dir", type=Path, required=True, help="folder of task files (*.json)")
+    parser.add_argument("--output-dir", type=Path, required=True, help="folder for the result files")
+    parser.add_argument("--concurrency", type=int, default=8, help="requests in flight (default: %(default)s)")
+    parser.add_argument(
+        "--fallback",
+        action="append",
+        metavar="SERVICE",
+        help="fallback service, repeatable (default: $CLIENT_FALLBACKS)",
+    )
+    parser.add_argument("--deadline", type=float, default=d.deadline_s, help="seconds per task (default: %(default)s)")
+    parser.add_argument("--balancer", choices=sorted(BALANCERS), default=d.balancer, help="(default: %(default)s)")
+    parser.add_argument(
+        "--max-attempts", type=int, default=d.max_attempts, help="tries per service (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar (default: on a TTY)"
+    )
+    parser.add_argument("--log-level", type=str.upper, default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Exit 0 when every task succeeded, 1 when any failed, 2 on bad arguments."""
+    settings = ClientSettings()
+    parser = build_parser(settings)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    registries = list(args.registry or settings.registry_urls)
+    if not registries:
+        parser.error("no registry: pass --registry or set REGISTRY_URL")
+    if args.concurrency < 1 or args.max_attempts < 1 or args.deadline <= 0:
+        parser.error("--concurrency and --max-attempts must be at least 1, --deadline positive")
+    if not args.input_dir.is_dir():
+        parser.error(f"--input-dir {args.input_dir} is not a folder")
+    discovery = RegistryClient(registries, wait_s=settings.watch_wait_s)
+    router = Router.from_settings(
+        settings,
+        balancer=args.balancer,
+        retry=RetryPolicy(max_attempts=args.max_attempts),
+        deadline_s=args.deadline,
+        pool_maxsize=max(16, args.concurrency),
+        discovery=discovery,
+    )
+    try:
+        summary = run_batch(
+            router,
+            args.input_dir,
+            args.output_dir,
+            args.service,
+            concurrency=args.concurrency,
+            fallbacks=args.fallback,
+            deadline=args.deadline,
+            progress=args.progress,
+        )
+    finally:
+        router.close()
+        discovery.close()
+    print(f"batch: {summary.line()}", flush=True)
+    print(json.dumps({"event": "summary", **asdict(summary), "throughput": round(summary.throughput, 3)}), flush=True)
+    return 1 if summary.failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,308 @@
+"""RegistryClient: a local cache of the registry, kept fresh by blocking queries.
+
+The first lookup of a service (or capability) asks the registry at once; after that a
+background watcher per lookup holds one blocking query (``index=N&wait=W``) open and updates
+the cache the moment membership or health changes, so a Router's lookup never does I/O and
+the registry sees one long request per watched key instead of a polling storm.
+
+Several registry URLs may be given; a failed one is skipped for the next. When every registry
+is down, reconnects back off with full jitter (no thundering herd when it returns) and the
+cache keeps serving the last known instances, marked ``stale`` with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import requests
+
+from services.client.discovery import Snapshot, looks_like_service_name
+from services.client.errors import ClientError, RegistryUnavailable
+from services.client.policy import jittered_backoff
+from services.common.clock import Clock, SystemClock
+from services.common.instance import Instance
+
+log = logging.getLogger(__name__)
+
+SERVICES_PATH = "/api/v1/services"
+
+
+def normalize_urls(urls: str | Sequence[str]) -> list[str]:
+    """``"http://a:1,http://b:2"`` or a list (items may hold commas) → clean URLs, order kept."""
+    items = [urls] if isinstance(urls, str) else list(urls)
+    out: list[str] = []
+    for item in items:
+        for part in item.split(","):
+            url = part.strip().rstrip("/")
+            if url and url not in out:
+                out.append(url if "://" in url else f"http://{url}")
+    if not out:
+        raise ValueError("at least one registry URL is needed")
+    return out
+
+
+@dataclass
+class _Entry:
+    params: dict[str, str]
+    snapshot: Snapshot
+    fetched_at: float  # monotonic time of the last good answer
+    checked_at: float  # monotonic time of the last try, good or not (polling mode waits max_age_s after it)
+    watcher: threading.Thread | None = None
+
+
+class RegistryClient:
+    """Discovery backed by one or more registries (implements :class:`~services.client.discovery.Discovery`).
+
+    :param urls: registry base URLs, tried in order; a comma-separated string works too.
+    :param watch: keep each looked-up key fresh with a background blocking query. Without it a
+        lookup re-fetches when its entry is older than ``max_age_s`` (simple, but polls).
+    :param wait_s: how long one blocking query may wait on the registry.
+    :param timeout_s: timeout of a non-blocking registry call (a blocking one adds ``wait_s``).
+    :param backoff_base_s, backoff_cap_s: reconnect delay ``uniform(0, min(cap, base × 2^n))``.
+    """
+
+    def __init__(
+        self,
+        urls: str | Sequence[str],
+        *,
+        watch: bool = True,
+        wait_s: float = 30.0,
+        timeout_s: float = 3.0,
+        max_age_s: float = 1.0,
+        backoff_base_s: float = 0.2,
+        backoff_cap_s: float = 5.0,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.urls = normalize_urls(urls)
+        self.watch = watch
+        self.wait_s = wait_s
+        self.timeout_s = timeout_s
+        self.max_age_s = max_age_s
+        self.backoff_base_s = backoff_base_s
+        self.backoff_cap_s = backoff_cap_s
+        self._clock = clock or SystemClock()
+        self._rng = rng or random.Random()
+        self._session = session or requests.Session()
+        self._owns_session = session is None
+        self._preferred = 0
+        self._entries: dict[str, _Entry] = {}
+        self._lock = threading.Lock()
+        self._fetch_locks: dict[str, threading.Lock] = {}
+        self._stop = threading.Event()
+
+    # -- the Discovery protocol -------------------------------------------------------------
+
+    def lookup(self, target: str) -> Snapshot:
+        """Instances of the service called ``target``; if there are none, those with that capability."""
+        if looks_like_service_name(target):
+            snap = self.instances(name=target)
+            if snap.instances:
+                return snap
+            by_cap = self.instances(capability=target)
+            return by_cap if by_cap.instances or not snap.stale else snap
+        return self.instances(capability=target)
+
+    # -- queries --------------------------------------------------------------------------------
+
+    def instances(self, name: str | None = None, capability: str | None = None) -> Snapshot:
+        """The cached snapshot for this query; the first call fetches (and starts its watcher).
+
+        Raises :class:`RegistryUnavailable` only when no registry answers and nothing is cached.
+        """
+        params = {k: v for k, v in (("name", name), ("capability", capability)) if v}
+        key = "&".join(f"{k}={v}" for k, v in sorted(params.items())) or "*"
+        with self._lock:
+            entry = self._entries.get(key)
+        if entry is not None and self._fresh_enough(entry):
+            return self._aged(entry)
+        with self._fetch_lock(key):  # one fetch per key, however many threads ask at once
+            with self._lock:
+                entry = self._entries.get(key)
+            if entry is not None and self._fresh_enough(entry):
+                return self._aged(entry)
+            return self._refresh(key, params, entry)
+
+    def refresh(self, name: str | None = None, capability: str | None = None) -> Snapshot:
+        """Fetch now, whatever the cache holds (tests, and callers who know something changed)."""
+        params = {k: v for k, v in (("name", name), ("capability", capability)) if v}
+        key = "&".join(f"{k}={v}" for k, v in sorted(params.items())) or "*"
+        with self._lock:
+            entry = self._entries.get(key)
+        return self._refresh(key, params, entry)
+
+    @property
+    def stale(self) -> bool:
+        """True when any cached query is being served from stale data."""
+        with self._lock:
+            return any(e.snapshot.stale for e in self._entries.values())
+
+    def close(self, timeout: float = 1.0) -> None:
+        """Stop the watchers, waiting up to ``timeout`` in all for them to end.
+
+        A watcher inside a blocking query ends when that query returns (at most ``wait_s``);
+        its thread is a daemon, so it never holds up the process.
+        """
+        self._stop.set()
+        with self._lock:
+            threads = [e.watcher for e in self._entries.values() if e.watcher is not None]
+        ends = time.monotonic() + timeout
+        for thread in threads:
+            thread.join(max(0.0, ends - time.monotonic()))
+        if self._owns_session:
+            self._session.close()
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _fetch_lock(self, key: str) -> threading.Lock:
+        with self._lock:
+            return self._fetch_locks.setdefault(key, threading.Lock())
+
+    def _fresh_enough(self, entry: _Entry) -> bool:
+        """Watched entries are always current; polled ones for ``max_age_s`` after the last try."""
+        return self.watch or self._clock.monotonic() - entry.checked_at < self.max_age_s
+
+    def _aged(self, entry: _Entry) -> Snapshot:
+        return replace(entry.snapshot, age_s=round(self._clock.monotonic() - entry.fetched_at, 3))
+
+    def _refresh(self, key: str, params: dict[str, str], entry: _Entry | None) -> Snapshot:
+        try:
+            instances, index, url = self._fetch(params, self._session, None)
+        except RegistryUnavailable as exc:
+            if entry is None:
+                raise
+            return self._mark_stale(key, str(exc))
+        snap = self._store(key, params, instances, index, url)
+        if self.watch and not self._stop.is_set():
+            self._ensure_watcher(key)
+        return snap
+
+    def _store(self, key: str, params: dict[str, str], instances: list[Instance], index: int, url: str) -> Snapshot:
+        snap = Snapshot(key=key, instances=tuple(instances), index=index, source=url)
+        with self._lock:
+            old = self._entries.get(key)
+            if old is not None and old.snapshot.stale:
+                log.warning("registry %s reachable again; %s is fresh (%d instances)", url, key, len(instances))
+            now = self._clock.monotonic()
+            if old is None:
+                self._entries[key] = _Entry(params, snap, now, now)
+            else:
+                old.snapshot, old.fetched_at, old.checked_at = snap, now, now
+        return snap
+
+    def _mark_stale(self, key: str, error: str) -> Snapshot:
+        with self._lock:
+            entry = self._entries[key]
+            if not entry.snapshot.stale:
+                log.warning(
+                    "every registry is down (%s); serving %d cached instance(s) of %s, marked stale",
+                    error,
+                    len(entry.snapshot.instances),
+                    key,
+                )
+            entry.snapshot = replace(entry.snapshot, stale=True, error=error)
+            entry.checked_at = self._clock.monotonic()
+            return self._aged(entry)
+
+    def _fetch(
+        self, params: dict[str, str], session: requests.Session, index: int | None
+    ) -> tuple[list[Instance], int, str]:
+        """One query, trying every registry from the preferred one; blocking when ``index`` is given."""
+        query = dict(params)
+        timeout = self.timeout_s
+        if index is not None:
+            query.update(index=str(index), wait=f"{self.wait_s:g}s")
+            timeout = self.timeout_s + self.wait_s * (1 + 1 / 16)  # the registry adds up to wait/16 jitter
+        errors: list[str] = []
+        start = self._preferred
+        for step in range(len(self.urls)):
+            slot = (start + step) % len(self.urls)
+            url = self.urls[slot]
+            try:
+                resp = session.get(url + SERVICES_PATH, params=query, timeout=(self.timeout_s, timeout))
+            except requests.RequestException as exc:
+                errors.append(f"{url}: {type(exc).__name__}")
+                continue
+            if resp.status_code >= 500 or resp.status_code == 429:
+                errors.append(f"{url}: HTTP {resp.status_code}")
+                continue
+            body = _json(resp)
+            if resp.status_code >= 400:
+                details = (body.get("error") or {}).get("details", resp.text[:200]) if body else resp.text[:200]
+                raise ClientError(f"registry {url} refused the query {query}: {details}")
+            try:
+                data = body["data"] if body is not None else None
+                instances = [Instance.from_dict(item) for item in data["instances"]]
+                new_index = int(data["index"])
+            except (KeyError, TypeError, ValueError) as exc:
+                errors.append(f"{url}: malformed answer ({exc!r})")
+                continue
+            self._preferred = slot
+            return instances, new_index, url
+        self._preferred = (start + 1) % len(self.urls)
+        raise RegistryUnavailable("no registry answered: " + "; ".join(errors))
+
+    def _ensure_watcher(self, key: str) -> None:
+        with self._lock:
+            entry = self._entries[key]
+            if entry.watcher is not None:
+                return
+            entry.watcher = threading.Thread(
+                target=self._watch, args=(key,), name=f"registry-watch[{key}]", daemon=True
+            )
+            entry.watcher.start()
+
+    def _watch(self, key: str) -> None:
+        """Hold a blocking query open for ``key`` until :meth:`close`; reconnect with jittered backoff."""
+        session = requests.Session()
+        failures = 0
+        try:
+            while not self._stop.is_set():
+                with self._lock:
+                    entry = self._entries[key]
+                    params, index, was_stale = entry.params, entry.snapshot.index, entry.snapshot.stale
+                started = self._clock.monotonic()
+                try:
+                    # After an outage ask without blocking: the registry may have restarted with news.
+                    instances, new_index, url = self._fetch(params, session, None if was_stale else index)
+                except RegistryUnavailable as exc:
+                    failures += 1
+                    self._mark_stale(key, str(exc))
+                    self._stop.wait(jittered_backoff(failures, self.backoff_base_s, self.backoff_cap_s, self._rng))
+                    continue
+                except ClientError as exc:  # the registry refused the query itself: retrying won't help soon
+                    log.error("watch of %s paused: %s", key, exc)
+                    self._stop.wait(self.backoff_cap_s)
+                    continue
+                except Exception:  # a bug must not silently freeze the cache: log it and carry on
+                    log.exception("watch of %s failed; retrying", key)
+                    self._stop.wait(self.backoff_cap_s)
+                    continue
+                failures = 0
+                self._store(key, params, instances, new_index, url)
+                quick = self._clock.monotonic() - started < self.wait_s / 10
+                if new_index == index and quick and not was_stale:
+                    self._stop.wait(self.backoff_base_s)  # a registry that does not block: do not spin
+        finally:
+            session.close()
+
+
+def _json(resp: requests.Response) -> dict[str, Any] | None:
+    try:
+        body = resp.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
