@@ -136,3 +136,27 @@ def test_schemathesis_finds_no_server_error_or_contract_break(tmp_path: Path):
         assert "Traceback" not in reg.log()
     finally:
         reg.stop()
+
+
+def test_active_check_marks_an_unreachable_instance_critical_despite_heartbeats(tmp_path: Path):
+    reg = start_registry(tmp_path, "--heartbeat-interval", "0.5")
+    try:
+        check = {"interval_s": 0.1, "timeout_s": 0.5, "failures_before_critical": 2, "successes_before_passing": 1}
+        dead_port = free_port()  # nothing listens here
+        body = {"service_name": "probe", "host": "127.0.0.1", "port": dead_port, "check": check}
+        dead = requests.post(f"{reg.base_url}/api/v1/services/register", json=body, timeout=5).json()["data"]
+        # The registry itself answers /health: an instance "served" there passes its check.
+        live_body = {**body, "port": int(reg.base_url.rsplit(":", 1)[1]), "check": {**check, "path": "/health"}}
+        live = requests.post(f"{reg.base_url}/api/v1/services/register", json=live_body, timeout=5).json()["data"]
+
+        def states() -> dict[str, str]:
+            for iid in (dead["instance_id"], live["instance_id"]):
+                requests.put(f"{reg.base_url}/api/v1/services/{iid}/heartbeat", timeout=5)
+            return {i["instance_id"]: i["status"] for i in instances(reg.base_url, name="probe")}
+
+        wait_until(lambda: states()[dead["instance_id"]] == "critical", timeout=10, what="the failing check")
+        got = requests.get(f"{reg.base_url}/api/v1/services/{dead['instance_id']}", timeout=5).json()["data"]
+        assert got["status_reason"] == "active check failing"
+        assert states()[live["instance_id"]] == "passing"
+    finally:
+        reg.stop()
