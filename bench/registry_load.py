@@ -164,11 +164,11 @@ def free_port() -> int:
 # ----------------------------------------------------------------------------------------------
 
 
-def start_registry(tmp: Path, interval: float, threads: int, root: Path = REPO) -> tuple[Child, int]:
+def start_registry(tmp: Path, interval: float, extra: list[str], root: Path = REPO) -> tuple[Child, int]:
     argv = [sys.executable, "-m", "services.registry", "--host", "127.0.0.1", "--port", "0"]
     argv += ["--db", str(tmp / "registry.db"), "--heartbeat-interval", f"{interval:g}"]
     argv += ["--critical-after", str(CRITICAL_AFTER), "--deregister-after", f"{DEREGISTER_AFTER:g}"]
-    argv += ["--threads", str(threads)]
+    argv += extra
     child = Child("registry", argv, tmp / "registry.log", python_env(root))
     ready = child.wait_event("ready", 30)
     return child, int(ready["port"])
@@ -328,7 +328,7 @@ def run_one(args: argparse.Namespace, sc: Scenario, target: str, log: Any) -> di
     children: list[Child] = []
     try:
         if target == "registry":
-            server, port = start_registry(tmp, sc.interval, args.registry_threads, args.registry_root)
+            server, port = start_registry(tmp, sc.interval, args.registry_args, args.registry_root)
             lease_ttl = 0.0
         else:
             server, port = start_etcd(tmp, args.etcd_bin)
@@ -475,7 +475,7 @@ def compare_clients(args: argparse.Namespace, targets: list[str], log: Any) -> l
         tmp = Path(tempfile.mkdtemp(prefix=f"registry-load-compare-{target}-"))
         try:
             server, port = (
-                start_registry(tmp, 5.0, args.registry_threads, args.registry_root)
+                start_registry(tmp, 5.0, args.registry_args, args.registry_root)
                 if target == "registry"
                 else start_etcd(tmp, args.etcd_bin)
             )
@@ -616,7 +616,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--churn", type=float, default=1.0, help="status changes per second (wake watchers)")
     p.add_argument("--connections", type=int, default=64, help="persistent connections of the generator")
     p.add_argument("--register-concurrency", type=int, default=16, help="registrations in flight (default 16)")
-    p.add_argument("--register-timeout", type=float, default=180.0, help="bound on the registration phase, s")
+    p.add_argument("--register-timeout", type=float, default=120.0, help="bound on the registration phase, s")
     p.add_argument("--targets", default="registry,etcd", help="registry,etcd (default both)")
     p.add_argument("--etcd-bin", default=shutil.which("etcd") or "etcd", help="etcd binary")
     p.add_argument(
@@ -625,7 +625,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=REPO,
         help="checkout whose services.registry is started (A/B runs of a scratch copy; default this repo)",
     )
-    p.add_argument("--registry-threads", type=int, default=384, help="registry --threads (default %(default)s)")
+    p.add_argument(
+        "--registry-arg",
+        dest="registry_args",
+        action="append",
+        default=[],
+        help="extra flag for the registry, repeatable (e.g. --registry-arg=--max-watchers=512)",
+    )
     p.add_argument("--quick", action="store_true", help="smoke test: 200x1 for 5 s, 20 watchers, 2 discovery clients")
     p.add_argument("--compare-clients", action="store_true", help="first compare asyncio vs http.client threads")
     p.add_argument("--profile-dir", help="record the registry with py-spy (raw collapsed stacks) during each window")
@@ -733,7 +739,7 @@ def main(argv: list[str] | None = None) -> int:
             "client_comparison": compare,
             "goal": goal,
         }
-        Path(args.json_out).write_text(json.dumps(payload, indent=2))
+        Path(args.json_out).write_text(json.dumps(payload, indent=2, default=str))
         log(f"figures written to {args.json_out}")
     return 0
 

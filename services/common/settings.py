@@ -40,22 +40,18 @@ class RegistrySettings:
     deregister_after: float = field(default_factory=lambda: _env_float("REGISTRY_DEREGISTER_AFTER", 60.0))
     # Heartbeat timestamps reach disk in batches this often (registrations are written at once).
     flush_interval: float = field(default_factory=lambda: _env_float("REGISTRY_FLUSH_INTERVAL", 2.0))
-    # WSGI threads; blocking queries hold one each, so keep a reserve for heartbeats.
-    threads: int = field(default_factory=lambda: _env_int("REGISTRY_THREADS", 384))
-    watch_reserve: int = field(default_factory=lambda: _env_int("REGISTRY_WATCH_RESERVE", 32))
+    # Blocking queries waiting at once (each is a greenlet, not a thread); past it: 503 + Retry-After.
+    max_watchers: int = field(default_factory=lambda: _env_int("REGISTRY_MAX_WATCHERS", 4096))
     max_wait: float = field(default_factory=lambda: _env_float("REGISTRY_MAX_WAIT", 120.0))
     # A woken blocking query waits this long before answering, folding bursts of changes.
     watch_coalesce: float = field(default_factory=lambda: _env_float("REGISTRY_WATCH_COALESCE", 0.1))
-    connection_limit: int = field(default_factory=lambda: _env_int("REGISTRY_CONNECTION_LIMIT", 4096))
+    # Open connections served at once (heartbeating workers, clients and their blocking queries).
+    connection_limit: int = field(default_factory=lambda: _env_int("REGISTRY_CONNECTION_LIMIT", 16384))
     log_level: str = field(default_factory=lambda: _env("REGISTRY_LOG_LEVEL", "INFO"))
 
     @property
     def ttl_s(self) -> float:
         return self.critical_after * self.heartbeat_interval
-
-    @property
-    def max_watchers(self) -> int:
-        return max(1, self.threads - self.watch_reserve)
 
 
 @dataclass

@@ -149,7 +149,7 @@ def list_services() -> Response:
 
 
 def _blocking_wait(st: RegistryState, query: Any, index: int, wait_s: float) -> None:
-    """Hold the request until the answer changes; a bounded pool keeps threads for heartbeats."""
+    """Hold the request until the answer changes (bounded: past the cap, 503 with Retry-After)."""
     if not st.watch_slots.acquire(blocking=False):
         st.metrics.watch_rejected.inc()
         raise ApiError(

@@ -238,7 +238,7 @@ def test_blocking_query_times_out_with_same_index(tmp_path):
 
 
 def test_full_watch_pool_answers_503_with_retry_after(tmp_path):
-    app, _ = make_app(tmp_path, threads=2, watch_reserve=1, max_wait=30)
+    app, _ = make_app(tmp_path, max_watchers=1, max_wait=30)
     client = app.test_client()
     index = client.get("/api/v1/services?name=echo").get_json()["data"]["index"]
     holder = threading.Thread(target=lambda: client.get(f"/api/v1/services?name=echo&index={index}&wait=30s"))
