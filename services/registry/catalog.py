@@ -108,6 +108,7 @@ class Catalog:
         self._waiters: dict[str | None, set[threading.Event]] = {}
         self._entries: dict[str, Entry] = {}
         self._by_address: dict[tuple[str, str, int], str] = {}
+        self._checked: set[str] = set()  # ids with an active check: the checker never scans the rest
         self._name_index: dict[str, int] = {}
         self.index = 1
         self._restore()
@@ -263,7 +264,8 @@ class Catalog:
         now = self.clock.monotonic()
         due = []
         with self._lock:
-            for iid, entry in self._entries.items():
+            for iid in self._checked:
+                entry = self._entries[iid]
                 spec = entry.inst.check
                 if spec is not None and now >= entry.next_check:
                     entry.next_check = now + spec.interval_s
@@ -377,10 +379,13 @@ class Catalog:
     def _add(self, entry: Entry) -> None:
         inst = entry.inst
         self._entries[inst.instance_id] = entry
+        if inst.check is not None:
+            self._checked.add(inst.instance_id)
         self._by_address[(inst.service_name, inst.host.lower(), inst.port)] = inst.instance_id
 
     def _remove(self, instance_id: str) -> None:
         entry = self._entries.pop(instance_id)
+        self._checked.discard(instance_id)
         inst = entry.inst
         address = (inst.service_name, inst.host.lower(), inst.port)
         if self._by_address.get(address) == instance_id:
