@@ -37,7 +37,7 @@ from services.client.router import Router
 from services.common.settings import ClientSettings
 
 log = logging.getLogger("services.client.batch")
-_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
 @dataclass
@@ -119,7 +119,7 @@ def run_task(
     try:
         task = load_task(task_path)
         rid = task.get("metadata", {}).get("request_id")
-        meta["request_id"] = rid if isinstance(rid, str) and _REQUEST_ID_RE.match(rid) else uuid.uuid4().hex
+        meta["request_id"] = rid if isinstance(rid, str) and REQUEST_ID_RE.match(rid) else uuid.uuid4().hex
         body = {**task["input"], "task_type": task["task"]}
         result = router.call(
             service,

@@ -27,7 +27,7 @@ REQUEST_ID_HEADER = "X-Request-ID"
 # request and showed up as 4 % of the registry's heartbeat profile.
 _ID_PREFIX = uuid.uuid4().hex[:12]
 _ID_COUNTER = itertools.count(1)
-_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
 class ErrorCode(StrEnum):
@@ -115,7 +115,7 @@ def current_request_id() -> str:
 
 def _incoming_request_id() -> str:
     rid = request.headers.get(REQUEST_ID_HEADER, "")
-    return rid if _REQUEST_ID_RE.match(rid) else new_request_id()
+    return rid if REQUEST_ID_RE.match(rid) else new_request_id()
 
 
 def new_request_id() -> str:

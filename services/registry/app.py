@@ -20,6 +20,7 @@ from services.common.envelope import ApiError, ErrorCode, install_envelope, json
 from services.common.instance import STATUSES, Instance, parse_registration, validate_health, validate_load
 from services.common.settings import RegistrySettings
 from services.registry.catalog import Catalog
+from services.registry.fastpath import HeartbeatFastPath
 from services.registry.health import ActiveChecker, HealthSweeper
 from services.registry.metrics import RegistryMetrics
 from services.registry.openapi import build_spec
@@ -287,6 +288,7 @@ def create_app(
         app.add_url_rule(f"{prefix}/metrics", f"metrics{prefix}", metrics)
         app.add_url_rule(f"{prefix}/openapi.json", f"openapi{prefix}", openapi)
         app.add_url_rule(f"{prefix}/prometheus/targets", f"targets{prefix}", prometheus_targets)
+    app.wsgi_app = HeartbeatFastPath(app.wsgi_app, reg_state, MAX_BODY_BYTES)  # type: ignore[method-assign]
     if start_background:
         reg_state.start()
     return app

@@ -344,3 +344,28 @@ def test_watchers_share_one_serialised_answer_per_index(tmp_path):
     register(client, port=9002)
     changed, new_index, new_count = cache.answer(Query(name="echo"))
     assert new_index > index and new_count == 2 and changed is not first
+
+
+def test_heartbeat_fast_path_matches_the_flask_answer_and_hands_over_errors(tmp_path):
+    app, _ = make_app(tmp_path, token=TOKEN)
+    client = app.test_client()
+    iid = register(client, headers=AUTH).get_json()["data"]["instance_id"]
+    fast = client.put(
+        f"/api/v1/services/{iid}/heartbeat",
+        json={"status": "warning", "load": {"inflight": 2}},
+        headers={**AUTH, "X-Request-ID": "beat-1"},
+    )
+    body = fast.get_json()
+    assert fast.status_code == 200 and fast.headers["X-Request-ID"] == "beat-1"
+    assert set(body) == {"success", "message", "data", "error", "timestamp", "request_id"}
+    assert body["data"] == {"instance_id": iid, "status": "warning", "heartbeat_interval_s": 2.0}
+    assert client.get(f"/api/v1/services/{iid}").get_json()["data"]["load"] == {"inflight": 2}
+    # Every non-plain case reaches Flask and keeps its code; the body survives the hand-over.
+    assert_error(client.put(f"/api/v1/services/{iid}/heartbeat", json={}), 401, "UNAUTHORIZED")
+    bad = client.put(f"/api/v1/services/{iid}/heartbeat", json={"status": "dead"}, headers=AUTH)
+    assert "status" in assert_error(bad, 400, "INVALID_REQUEST")["error"]["details"]
+    assert_error(client.put(f"/api/v1/services/{iid}/heartbeat", data="{x", headers=AUTH), 400, "INVALID_REQUEST")
+    assert_error(client.put("/api/v1/services/ghost/heartbeat", json={}, headers=AUTH), 404, "NOT_FOUND")
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'registry_heartbeats_total{result="ok"} 1.0' in text
+    assert 'registry_heartbeats_total{result="unknown"} 1.0' in text
