@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from services.common.clock import Clock, iso_utc
 from services.common.instance import CheckSpec, Instance, worst
@@ -56,6 +56,13 @@ class Entry:
         changed = (health, status, reason) != (self.inst.health, self.inst.status, self.inst.status_reason)
         self.inst.health, self.inst.status, self.inst.status_reason = health, status, reason
         return changed
+
+
+class Beat(NamedTuple):
+    """What a heartbeat reply says: the resulting status and the recorded time."""
+
+    status: str
+    last_heartbeat: str | None
 
 
 @dataclass
@@ -160,8 +167,12 @@ class Catalog:
             self._add(entry)
             return _copy(inst), created
 
-    def heartbeat(self, instance_id: str, status: str | None, load: dict[str, Any] | None) -> Instance | None:
-        """Record a heartbeat; None when the id is unknown (the worker must re-register)."""
+    def heartbeat(self, instance_id: str, status: str | None, load: dict[str, Any] | None) -> Beat | None:
+        """Record a heartbeat; None when the id is unknown (the worker must re-register).
+
+        Answers only what a heartbeat reply needs: copying the whole instance per beat
+        showed in the profile at 2,000 beats/s.
+        """
         with self._lock:
             entry = self._entries.get(instance_id)
             if entry is None:
@@ -181,7 +192,7 @@ class Catalog:
                 # crash before the flush only restores the older state until the next beat.
                 self._bump([entry.inst.service_name])
                 entry.state_dirty = True
-            return _copy(entry.inst)
+            return Beat(entry.inst.status, entry.inst.last_heartbeat)
 
     def set_maintenance(self, instance_id: str, enabled: bool, reason: str) -> Instance | None:
         with self._lock:

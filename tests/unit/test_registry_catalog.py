@@ -57,7 +57,7 @@ def test_heartbeat_revives_a_critical_instance_and_bumps_index(db, clock):
     cat.sweep()
     before = cat.index
     revived = cat.heartbeat(inst.instance_id, None, {"inflight": 2})
-    assert revived.status == "passing" and revived.load == {"inflight": 2}
+    assert revived.status == "passing" and cat.get(inst.instance_id).load == {"inflight": 2}
     assert cat.index > before
 
 
