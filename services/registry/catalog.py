@@ -154,15 +154,15 @@ class Catalog:
             created = inst.instance_id not in self._entries
             address = (inst.service_name, inst.host.lower(), inst.port)
             stale_id = self._by_address.get(address)
-            index = self._bump([inst.service_name])
+            old = self._entries.get(inst.instance_id)
+            # Wake the watchers of every service this touches (an id may move between services).
+            index = self._bump({inst.service_name, *([old.inst.service_name] if old else [])})
             if stale_id is not None and stale_id != inst.instance_id:
                 self._remove(stale_id)
                 self.store.delete([stale_id], index)
                 log.info("instance %s replaces %s at %s:%d", inst.instance_id, stale_id, inst.host, inst.port)
-            old = self._entries.get(inst.instance_id)
             if old is not None:
                 self._remove(inst.instance_id)
-                self._name_index[old.inst.service_name] = index
             self.store.put(entry.stored(), index)
             self._add(entry)
             return _copy(inst), created
