@@ -26,34 +26,13 @@ from pathlib import Path
 from types import FrameType
 
 from services.client import RegistryClient
-from tests.support import REPO, Proc, python_env, read_json_line, spawn, start_registry, wait_until
+from tests.support import REPO, Proc, python_env, start_registry, wait_until
+from tests.support import start_workers as support_start_workers
 
 
 def start_workers(tmp: Path, registry: str, count: int, first: int, args: argparse.Namespace) -> list[Proc]:
-    procs = [
-        spawn(
-            [
-                "-m",
-                "services.worker.echo",
-                "--port",
-                "0",
-                "--registry",
-                registry,
-                "--latency-ms",
-                str(args.latency_ms),
-                "--max-inflight",
-                str(args.slots),
-                "--log-level",
-                "WARNING",
-            ],
-            tmp / f"echo{first + i}.log",
-            base_url="",
-        )
-        for i in range(count)
-    ]
-    for proc in procs:
-        proc.base_url = read_json_line(proc, "event")["base_url"]
-    return procs
+    flags = ("--registry", registry, "--latency-ms", str(args.latency_ms), "--max-inflight", str(args.slots))
+    return support_start_workers(tmp, count, *flags, "--log-level", "WARNING", first=first)
 
 
 def write_tasks(folder: Path, count: int) -> None:

@@ -26,7 +26,7 @@ import requests
 
 from services.client import RegistryClient, Router
 from services.client.transport import make_session
-from tests.support import Proc, read_json_line, spawn, start_registry, wait_until
+from tests.support import Proc, start_registry, start_workers, wait_until
 
 BODY = {"input": {"smiles": "CCO"}, "task_type": "bench"}
 
@@ -77,22 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             registry = start_registry(tmp, "--heartbeat-interval", "1", "--log-level", "WARNING")
             procs.append(registry)
-            worker = spawn(
-                [
-                    "-m",
-                    "services.worker.echo",
-                    "--port",
-                    "0",
-                    "--registry",
-                    registry.base_url,
-                    "--log-level",
-                    "WARNING",
-                ],
-                tmp / "echo.log",
-                base_url="",
-            )
+            (worker,) = start_workers(tmp, 1, "--registry", registry.base_url, "--log-level", "WARNING")
             procs.append(worker)
-            worker.base_url = read_json_line(worker, "event")["base_url"]
             discovery = RegistryClient(registry.base_url, wait_s=30)
             wait_until(lambda: discovery.refresh(name="echo").instances, timeout=15, what="the worker registered")
             direct_ms, routed_ms, cpu_ms = run(args, discovery, worker.base_url)

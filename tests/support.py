@@ -138,3 +138,19 @@ def read_json_line(proc: Proc, key: str, timeout: float = 20.0) -> dict[str, Any
         return None
 
     return wait_until(find, timeout=timeout, what=f"a JSON line with {key!r}")
+
+
+def start_workers(
+    log_dir: Path, count: int, *flags: str, module: str = "services.worker.echo", name: str = "echo", first: int = 0
+) -> list[Proc]:
+    """Start ``count`` workers with ``--port 0`` at once (imports overlap) and wait for every ready line.
+
+    ``module`` may be a ``-c`` program instead: pass ``module=("-c", source)``.
+    """
+    head = list(module) if isinstance(module, tuple) else ["-m", module]
+    procs = [
+        spawn([*head, "--port", "0", *flags], log_dir / f"{name}{first + i}.log", base_url="") for i in range(count)
+    ]
+    for proc in procs:
+        proc.base_url = read_json_line(proc, "event")["base_url"]
+    return procs

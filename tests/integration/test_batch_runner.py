@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from services.client import RegistryClient
-from tests.support import REPO, Proc, python_env, read_json_line, spawn, start_registry, wait_until
+from tests.support import REPO, Proc, python_env, start_registry, start_workers, wait_until
 
 TASKS = 200
 
@@ -43,16 +43,7 @@ def test_batch_over_200_tasks_survives_a_killed_worker_and_a_rerun_does_nothing(
     registry = start_registry(tmp_path, "--heartbeat-interval", "0.5")
     workers: list[Proc] = []
     try:
-        workers = [
-            spawn(
-                ["-m", "services.worker.echo", "--port", "0", "--registry", registry.base_url, "--latency-ms", "20"],
-                tmp_path / f"echo{i}.log",
-                base_url="",
-            )
-            for i in range(3)
-        ]
-        for w in workers:
-            w.base_url = read_json_line(w, "event")["base_url"]
+        workers = start_workers(tmp_path, 3, "--registry", registry.base_url, "--latency-ms", "20")
         with RegistryClient(registry.base_url, watch=False, max_age_s=0) as client:
             wait_until(lambda: len(client.instances(name="echo").instances) == 3, timeout=15, what="3 workers")
         write_tasks(tmp_path / "in")

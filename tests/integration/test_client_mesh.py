@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from services.client import RegistryClient, Router
-from tests.support import Proc, free_port, read_json_line, spawn, start_registry, wait_until
+from tests.support import Proc, free_port, start_registry, wait_until
+from tests.support import start_workers as support_start_workers
 
 FLAGS = ("--heartbeat-interval", "0.5", "--critical-after", "3", "--deregister-after", "3")
 
@@ -33,19 +34,10 @@ raise SystemExit(run_worker_cli(make, prog={name!r}, add_arguments=add_echo_argu
 
 
 def start_workers(tmp_path: Path, registry: str, count: int, *extra: str, service: str = "echo") -> list[Proc]:
-    """Start ``count`` workers at once (imports overlap) and wait for every ready line."""
-    head = ["-m", "services.worker.echo"] if service == "echo" else ["-c", _RENAMED_ECHO.format(name=service)]
-    procs = [
-        spawn(
-            [*head, "--port", "0", "--registry", registry, "--drain-timeout", "5", *extra],
-            tmp_path / f"{service}{i}.log",
-            base_url="",
-        )
-        for i in range(count)
-    ]
-    for proc in procs:
-        proc.base_url = read_json_line(proc, "event")["base_url"]
-    return procs
+    """Start ``count`` echo workers (renamed to ``service``) registered with ``registry``."""
+    module = "services.worker.echo" if service == "echo" else ("-c", _RENAMED_ECHO.format(name=service))
+    flags = ("--registry", registry, "--drain-timeout", "5", *extra)
+    return support_start_workers(tmp_path, count, *flags, module=module, name=service)
 
 
 def registered(client: RegistryClient, name: str, count: int) -> bool:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support import Proc, free_port, read_json_line, spawn, start_registry, wait_until
+from tests.support import free_port, start_registry, start_workers, wait_until
 
 INTERVAL = 0.5
 CRITICAL_AFTER = 3
@@ -27,17 +27,6 @@ FLAGS = (
 )  # fmt: skip
 
 
-def start_echo(tmp_path: Path, registry: str, name: str) -> Proc:
-    proc = spawn(
-        ["-m", "services.worker.echo", "--port", "0", "--registry", registry, "--drain-timeout", "20"],
-        tmp_path / f"{name}.log",
-        base_url="",
-    )
-    ready = read_json_line(proc, "event")
-    proc.base_url = ready["base_url"]
-    return proc
-
-
 def by_port(registry: str) -> dict[int, dict]:
     data = requests.get(f"{registry}/api/v1/services", params={"name": "echo"}, timeout=5).json()["data"]
     return {inst["port"]: inst for inst in data["instances"]}
@@ -48,7 +37,7 @@ def mesh(tmp_path: Path):
     port = free_port()
     db = tmp_path / "registry.db"
     registry = start_registry(tmp_path, *FLAGS, port=port, db=db)
-    workers = [start_echo(tmp_path, registry.base_url, f"echo{i}") for i in range(3)]
+    workers = start_workers(tmp_path, 3, "--registry", registry.base_url, "--drain-timeout", "20")
     procs = {"registry": registry, "workers": workers, "port": port, "db": db}
     try:
         ports = {int(w.base_url.rsplit(":", 1)[1]) for w in workers}
