@@ -17,6 +17,10 @@ from typing import Any, TypeVar
 import requests
 
 REPO = Path(__file__).resolve().parents[1]
+# The token-secured, fast-heartbeat registry of the `registry` fixture (tests/integration/conftest.py).
+TOKEN = "integration-test-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+REGISTRY_FLAGS = ("--heartbeat-interval", "0.5", "--critical-after", "3", "--deregister-after", "5", "--token", TOKEN)
 T = TypeVar("T")
 
 

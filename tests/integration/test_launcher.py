@@ -15,17 +15,7 @@ import psutil
 import pytest
 import requests
 
-from tests.support import REPO, Proc, python_env, spawn, start_registry, wait_until
-
-TOKEN = "launcher-test-token"
-REGISTRY_FLAGS = ("--heartbeat-interval", "0.5", "--critical-after", "3", "--deregister-after", "5", "--token", TOKEN)
-
-
-@pytest.fixture
-def registry(tmp_path: Path) -> Iterator[Proc]:
-    proc = start_registry(tmp_path, *REGISTRY_FLAGS)
-    yield proc
-    proc.stop()
+from tests.support import REPO, TOKEN, Proc, python_env, spawn, wait_until
 
 
 @pytest.fixture

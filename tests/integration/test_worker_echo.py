@@ -11,18 +11,18 @@ from typing import Any
 import pytest
 import requests
 
-from tests.support import Proc, free_port, python_env, read_json_line, spawn, start_registry, wait_until
-
-TOKEN = "worker-test-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-REGISTRY_FLAGS = ("--heartbeat-interval", "0.5", "--critical-after", "3", "--deregister-after", "5", "--token", TOKEN)
-
-
-@pytest.fixture
-def registry(tmp_path: Path) -> Iterator[Proc]:
-    proc = start_registry(tmp_path, *REGISTRY_FLAGS)
-    yield proc
-    proc.stop()
+from tests.support import (
+    AUTH,
+    REGISTRY_FLAGS,
+    TOKEN,
+    Proc,
+    free_port,
+    python_env,
+    read_json_line,
+    spawn,
+    start_registry,
+    wait_until,
+)
 
 
 @pytest.fixture
