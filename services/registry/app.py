@@ -17,7 +17,7 @@ from werkzeug.routing import BaseConverter
 from services.common.auth import require_token
 from services.common.clock import Clock, SystemClock
 from services.common.envelope import ApiError, ErrorCode, install_envelope, json_body, ok, ok_raw
-from services.common.instance import STATUSES, Instance, parse_registration, validate_health, validate_load
+from services.common.instance import STATUSES, parse_registration, validate_health, validate_load
 from services.common.settings import RegistrySettings
 from services.registry.catalog import Catalog
 from services.registry.fastpath import HeartbeatFastPath
@@ -69,10 +69,6 @@ def state() -> RegistryState:
 api = Blueprint("registry_api", __name__)
 
 
-def _instance_answer(inst: Instance) -> dict[str, Any]:
-    return inst.to_dict()
-
-
 @api.post("/services/register")
 def register() -> Response:
     st = state()
@@ -85,7 +81,7 @@ def register() -> Response:
         "ttl_s": st.settings.ttl_s,
         "heartbeat_interval_s": st.settings.heartbeat_interval,
         "deregister_after_s": st.settings.deregister_after,
-        "instance": _instance_answer(stored),
+        "instance": stored.to_dict(),
     }
     return ok(data, "registered" if created else "registration replaced", status=201 if created else 200)
 
@@ -121,7 +117,7 @@ def maintenance(instance_id: str) -> Response:
     inst = st.catalog.set_maintenance(instance_id, enabled, reason)
     if inst is None:
         raise ApiError(ErrorCode.NOT_FOUND, f"instance {instance_id!r} is not registered")
-    return ok(_instance_answer(inst), "maintenance on" if enabled else "maintenance off")
+    return ok(inst.to_dict(), "maintenance on" if enabled else "maintenance off")
 
 
 @api.delete("/services/<iid:instance_id>")
@@ -176,7 +172,7 @@ def get_service(instance_id: str) -> Response:
     inst = state().catalog.get(instance_id)
     if inst is None:
         raise ApiError(ErrorCode.NOT_FOUND, f"instance {instance_id!r} is not registered")
-    return ok(_instance_answer(inst))
+    return ok(inst.to_dict())
 
 
 @api.get("/catalog")

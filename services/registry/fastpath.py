@@ -81,7 +81,7 @@ class HeartbeatFastPath:
             "heartbeat_interval_s": st.settings.heartbeat_interval,
         }
         payload = json.dumps(
-            {"success": True, "message": "ok", "data": data, "error": None, "timestamp": iso_utc(utc_now()),
+            {"success": True, "message": "ok", "data": data, "error": None, "timestamp": inst.last_heartbeat or iso_utc(utc_now()),
              "request_id": rid},
             separators=(",", ":"),
         ).encode()  # fmt: skip
