@@ -80,11 +80,15 @@ class HeartbeatFastPath:
             "status": inst.status,
             "heartbeat_interval_s": st.settings.heartbeat_interval,
         }
-        payload = json.dumps(
-            {"success": True, "message": "ok", "data": data, "error": None, "timestamp": inst.last_heartbeat or iso_utc(utc_now()),
-             "request_id": rid},
-            separators=(",", ":"),
-        ).encode()  # fmt: skip
+        envelope = {
+            "success": True,
+            "message": "ok",
+            "data": data,
+            "error": None,
+            "timestamp": inst.last_heartbeat or iso_utc(utc_now()),
+            "request_id": rid,
+        }
+        payload = json.dumps(envelope, separators=(",", ":")).encode()
         self._beats_ok.inc()
         self._requests_ok.inc()
         self._latency.observe(time.perf_counter() - started)
