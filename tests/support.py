@@ -158,3 +158,17 @@ def start_workers(
     for proc in procs:
         proc.base_url = read_json_line(proc, "event")["base_url"]
     return procs
+
+
+# The shared data folder beside the checkout (DESIGN "Data"); tests that need it skip when absent.
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def shared_data(*parts: str) -> Path:
+    """A path under ../shared/data, or skip the calling test with a clear message when it is absent."""
+    import pytest
+
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"shared data {path} is absent (DESIGN 'Data': ../shared/data beside the checkout)")
+    return path
