@@ -21,7 +21,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,6 +30,7 @@ from typing import Any
 from tqdm import tqdm
 
 from services.client.balancers import BALANCERS
+from services.client.call import CallResult
 from services.client.errors import ClientError, RequestFailed
 from services.client.policy import RetryPolicy
 from services.client.registry_client import RegistryClient
@@ -98,6 +99,52 @@ def write_atomic(path: Path, doc: dict[str, Any]) -> None:
         raise
 
 
+def task_request_id(task: dict[str, Any]) -> str:
+    """The task's own request id when it is a valid one, else a fresh one."""
+    rid = task.get("metadata", {}).get("request_id")
+    return rid if isinstance(rid, str) and REQUEST_ID_RE.match(rid) else uuid.uuid4().hex
+
+
+def call_metadata(service: str) -> dict[str, Any]:
+    """The ``metadata`` of a result before anything was tried."""
+    return {
+        "request_id": None,
+        "service": service,
+        "instance": None,
+        "model": None,
+        "attempts": 0,
+        "fallback_used": False,
+    }
+
+
+def record_success(meta: dict[str, Any], result: CallResult) -> None:
+    """Note in ``meta`` who served the call."""
+    meta.update(
+        service=result.service,
+        instance=result.instance,
+        model=result.model,
+        attempts=result.attempts,
+        fallback_used=result.fallback_used,
+    )
+
+
+def record_failure(meta: dict[str, Any], exc: Exception, what: str) -> dict[str, Any]:
+    """The ``error`` of a failed task (its code when a worker gave one); ``meta`` learns the last try."""
+    if not isinstance(exc, (TaskError, ClientError)):
+        log.exception("task %s failed unexpectedly", what)
+    error: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc)}
+    if isinstance(exc, TaskError):
+        error["code"] = "INVALID_TASK"
+    elif isinstance(exc, RequestFailed):
+        error.update(code=exc.code, status=exc.status, details=exc.details)
+    if isinstance(exc, ClientError):
+        tries = [a for a in exc.attempts if a.instance_id]
+        if tries:
+            meta.update(service=tries[-1].service, instance=tries[-1].instance_id, attempts=len(tries))
+            meta["fallback_used"] = tries[-1].fallback
+    return error
+
+
 def run_task(
     router: Router,
     task_path: Path,
@@ -108,18 +155,10 @@ def run_task(
 ) -> bool:
     """Run one task and write its result; True on success. Never raises for a task's own failure."""
     started = time.monotonic()
-    meta: dict[str, Any] = {
-        "request_id": None,
-        "service": service,
-        "instance": None,
-        "model": None,
-        "attempts": 0,
-        "fallback_used": False,
-    }
+    meta = call_metadata(service)
     try:
         task = load_task(task_path)
-        rid = task.get("metadata", {}).get("request_id")
-        meta["request_id"] = rid if isinstance(rid, str) and REQUEST_ID_RE.match(rid) else uuid.uuid4().hex
+        meta["request_id"] = task_request_id(task)
         body = {**task["input"], "task_type": task["task"]}
         result = router.call(
             service,
@@ -132,28 +171,11 @@ def run_task(
             request_id=meta["request_id"],
         )
     except Exception as exc:  # a task's failure, ours included, is its result: the batch goes on
-        if not isinstance(exc, (TaskError, ClientError)):
-            log.exception("task %s failed unexpectedly", task_path.name)
-        error: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc)}
-        if isinstance(exc, TaskError):
-            error["code"] = "INVALID_TASK"
-        elif isinstance(exc, RequestFailed):
-            error.update(code=exc.code, status=exc.status, details=exc.details)
-        if isinstance(exc, ClientError):
-            tries = [a for a in exc.attempts if a.instance_id]
-            if tries:
-                meta.update(service=tries[-1].service, instance=tries[-1].instance_id, attempts=len(tries))
-                meta["fallback_used"] = tries[-1].fallback
+        error = record_failure(meta, exc, task_path.name)
         meta["processing_time_ms"] = round((time.monotonic() - started) * 1000, 3)
         write_atomic(result_path, {"status": "error", "output": None, "error": error, "metadata": meta})
         return False
-    meta.update(
-        service=result.service,
-        instance=result.instance,
-        model=result.model,
-        attempts=result.attempts,
-        fallback_used=result.fallback_used,
-    )
+    record_success(meta, result)
     meta["processing_time_ms"] = round((time.monotonic() - started) * 1000, 3)
     write_atomic(result_path, {"status": "success", "output": result.data, "error": None, "metadata": meta})
     return True
@@ -171,6 +193,26 @@ def run_batch(
     progress: bool | None = None,
 ) -> Summary:
     """Run every ``*.json`` task in ``input_dir`` not already done; ``progress=None`` shows a bar on a TTY."""
+
+    def one(task_path: Path, result_path: Path) -> bool:
+        return run_task(router, task_path, result_path, service, fallbacks, deadline)
+
+    return run_folder(input_dir, output_dir, one, concurrency=concurrency, progress=progress)
+
+
+def run_folder(
+    input_dir: Path,
+    output_dir: Path,
+    run_one: Callable[[Path, Path], bool],
+    *,
+    concurrency: int = 8,
+    progress: bool | None = None,
+) -> Summary:
+    """``run_one(task, result)`` for every ``*.json`` task whose result is not already a success.
+
+    The loop every folder runner shares (this one, :mod:`services.client.pipeline`): skip what is
+    done, run the rest ``concurrency`` at a time with a progress bar, count the outcomes.
+    """
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -188,9 +230,7 @@ def run_batch(
         tqdm(total=len(todo), unit="task", disable=None if progress is None else not progress, file=sys.stderr) as bar,
         ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="batch") as pool,
     ):
-        futures = [
-            pool.submit(run_task, router, path, output_dir / path.name, service, fallbacks, deadline) for path in todo
-        ]
+        futures = [pool.submit(run_one, path, output_dir / path.name) for path in todo]
         for future in as_completed(futures):
             ok = future.result()
             with lock:

@@ -18,6 +18,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import requests
@@ -59,6 +60,10 @@ class Router:
         :class:`RegistryClient` the Router then owns.
     :param balancer: a name (``p2c``, ``least_connections``, ``round_robin``, ``random``) or a Balancer.
     :param fallbacks: per service or capability, the services to try after it.
+    :param preferences: per capability, the services to pick its instances from first, in order
+        (``{"protein-embedding": ["hf", "antiberty"]}``: an ``hf`` worker when one is usable, else
+        ``antiberty``, else any other worker with the capability). Not a fallback: the answer still
+        comes from the capability asked for.
     :param deadline_s: default deadline of a call (retries and fallbacks included).
     :param sleep: how to pause between retries (tests pass a fake clock's ``advance``).
     """
@@ -71,6 +76,7 @@ class Router:
         retry: RetryPolicy | None = None,
         ejection: EjectionPolicy | None = None,
         fallbacks: Mapping[str, Sequence[str]] | None = None,
+        preferences: Mapping[str, Sequence[str]] | None = None,
         deadline_s: float = 30.0,
         connect_timeout_s: float = 2.0,
         panic_threshold: float = DEFAULT_PANIC_THRESHOLD,
@@ -93,6 +99,7 @@ class Router:
         self.outliers = OutlierDetector(ejection, self._clock)
         self.loads = LoadTracker(self._clock)
         self.fallbacks = {k: list(v) for k, v in (fallbacks or {}).items()}
+        self.preferences = {k: list(v) for k, v in (preferences or {}).items()}
         self.deadline_s = deadline_s
         self.connect_timeout_s = connect_timeout_s
         self.panic_threshold = panic_threshold
@@ -191,22 +198,23 @@ class Router:
         )
         chain = [target, *(self.fallbacks.get(target, ()) if fallbacks is None else fallbacks)]
         chain = list(dict.fromkeys(chain))
+        links = [(service, prefer) for service in chain for prefer in (*self.preferences.get(service, ()), None)]
         self.budget.record_request()
-        last_resort: list[str] = []
-        for service in chain:
-            snap = self._lookup(call, service)
-            if snap is None:
+        last_resort: list[tuple[str, str | None]] = []
+        for service, prefer in links:
+            snap = self._lookup(call, service, prefer)
+            if snap is None or (prefer is not None and not snap.instances):
                 continue
             sel = self._select(snap, call)
-            if sel.healthy == 0 and sel.usable > 0 and service != chain[-1]:
-                last_resort.append(service)  # only unhealthy ones: try the rest of the chain first
+            if sel.healthy == 0 and sel.usable > 0 and (service, prefer) != links[-1]:
+                last_resort.append((service, prefer))  # only unhealthy ones: try the rest of the chain first
                 continue
-            result = self._try_service(call, service, snap)
+            result = self._try_service(call, service, snap, prefer)
             if result is not None:
                 return result
-        for service in last_resort:
-            snap = self._lookup(call, service)
-            result = self._try_service(call, service, snap) if snap is not None else None
+        for service, prefer in last_resort:
+            snap = self._lookup(call, service, prefer)
+            result = self._try_service(call, service, snap, prefer) if snap is not None else None
             if result is not None:
                 return result
         if call.tries == 0:
@@ -222,22 +230,29 @@ class Router:
 
     # -- internals ------------------------------------------------------------------------------
 
-    def _lookup(self, call: CallState, service: str) -> Snapshot | None:
+    def _lookup(self, call: CallState, service: str, prefer: str | None = None) -> Snapshot | None:
+        """The instances of ``service`` (a name or capability), only those of service ``prefer`` if given."""
         try:
-            return self.discovery.lookup(service)
+            snap = self.discovery.lookup(service)
         except ClientError as exc:  # no registry and nothing cached: this link of the chain is out
-            call.record(service, None, "no-registry", details=str(exc))
+            if prefer is None:
+                call.record(service, None, "no-registry", details=str(exc))
             return None
+        if prefer is None:
+            return snap
+        return replace(snap, instances=tuple(i for i in snap.instances if i.service_name == prefer))
 
     def _select(self, snap: Snapshot, call: CallState) -> Selection:
         ids = [i.instance_id for i in snap.instances]
         return select(snap.instances, self.outliers.ejected(ids), call.tried, self.panic_threshold)
 
-    def _try_service(self, call: CallState, service: str, snap: Snapshot) -> CallResult | None:
+    def _try_service(
+        self, call: CallState, service: str, snap: Snapshot, prefer: str | None = None
+    ) -> CallResult | None:
         """Up to ``max_attempts`` tries on distinct instances of ``service``; None when they ran out."""
         for attempt in range(self.retry.max_attempts):
             if attempt:
-                refreshed = self._lookup(call, service)  # cheap: a cache read; picks up removals
+                refreshed = self._lookup(call, service, prefer)  # cheap: a cache read; picks up removals
                 snap = refreshed or snap
             sel = self._select(snap, call)
             if sel.empty:

@@ -1,0 +1,220 @@
+"""The base of every sequence worker: one request shape, validation, dynamic batching, metrics.
+
+A kind subclasses :class:`SequenceModel`, names its task types, alphabet and limits, loads its
+weights in :meth:`SequenceModel.load_model` and answers a homogeneous batch in
+:meth:`SequenceModel.run`. Requests arriving at the same time on different server threads are
+merged into one :meth:`~SequenceModel.run` call by :class:`~seqmodels.batching.MicroBatcher`;
+a ``/predict/batch`` call feeds the same batcher, so its sequences share forward passes too.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from abc import abstractmethod
+from collections.abc import Hashable, Sequence
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+from seqmodels.batching import MicroBatcher
+from seqmodels.metrics import TaskMetrics
+from seqmodels.sequences import Alphabet, SeqRequest, clean_sequence, request_options, resolve_task_type
+from seqmodels.settings import SeqSettings
+from services.common.envelope import ApiError, ErrorCode
+from services.worker.model import WorkerModel, as_api_error, item_error, item_ok
+
+if TYPE_CHECKING:
+    from flask import Blueprint
+    from prometheus_client import CollectorRegistry
+
+log = logging.getLogger(__name__)
+
+Result = dict[str, Any]
+
+
+class SequenceModel(WorkerModel):
+    """A worker whose requests are ``{"sequence", "task_type", "options"}``.
+
+    Subclasses set ``service_name``, ``version``, ``capabilities``, ``models``, ``tasks`` (the
+    canonical task types, the first is the default) and ``task_aliases`` (capability name →
+    task type, so a pipeline can send the capability as the task type), and implement
+    :meth:`alphabet`, :meth:`load_model` and :meth:`run`.
+    """
+
+    tasks: tuple[str, ...] = ()
+    task_aliases: dict[str, str] = {}  # noqa: RUF012 - read-only class default
+    # False when the tasks read different inputs (protein vs DNA): a body must then name its task.
+    has_default_task: bool = True
+    # False for CPU-bound libraries that gain nothing from a shared pass (DNA Chisel): run inline.
+    batched: bool = True
+
+    def __init__(self, settings: SeqSettings | None = None) -> None:
+        self.settings = settings or SeqSettings()
+        self.rate_limit_per_min = self.settings.rate_limit_per_min
+        self.max_batch_items = self.settings.max_batch_items
+        self.task_types = [*self.tasks, *self.task_aliases]
+        self.metrics = TaskMetrics(self.service_name, queued=lambda: self.batcher.queued)
+        self.batcher: MicroBatcher[SeqRequest, Result] = MicroBatcher(
+            self._run_batch,
+            max_batch=self.settings.batch_size,
+            max_wait_s=self.settings.batch_wait_ms / 1000.0,
+            on_batch=lambda key, size, seconds: self.metrics.observe_batch(str(key[0]), size, seconds),
+            name=f"{self.service_name}-batcher",
+        )
+        self._loaded = threading.Event()
+
+    # -- what a kind implements -------------------------------------------------------------------
+
+    @abstractmethod
+    def alphabet(self, task_type: str) -> Alphabet:
+        """The letters ``task_type`` accepts."""
+
+    def max_length(self, task_type: str) -> int:
+        """The longest sequence ``task_type`` accepts (the setting, unless the model needs less)."""
+        return self.settings.max_length
+
+    @abstractmethod
+    def load_model(self) -> None:
+        """Load weights from disk (never from the network)."""
+
+    def prepare(self, request: SeqRequest) -> SeqRequest:
+        """Check the options of one request (raise INVALID_REQUEST) before it joins a batch."""
+        return request
+
+    def batch_key(self, request: SeqRequest) -> tuple[Hashable, ...]:
+        """Requests with equal keys may share a forward pass; the task type comes first."""
+        return (request.task_type,)
+
+    @abstractmethod
+    def run(self, requests: Sequence[SeqRequest]) -> Sequence[Result | Exception]:
+        """Answer a batch of requests with equal :meth:`batch_key`; an Exception fails only its item."""
+
+    # -- the WorkerModel interface -------------------------------------------------------------------
+
+    def load(self) -> None:
+        self.load_model()
+        self._loaded.set()
+
+    def ready(self) -> bool:
+        return self._loaded.is_set()
+
+    def limits(self) -> dict[str, Any]:
+        return {
+            "max_sequence_length": {task: self.max_length(task) for task in self.tasks},
+            "max_batch_sequences": self.max_batch_items,
+            "rate_limit_per_min": self.rate_limit_per_min,
+        }
+
+    def info(self) -> dict[str, Any]:
+        info = super().info()
+        info["task_types"] = list(self.tasks)
+        info["task_type_aliases"] = dict(self.task_aliases)
+        info["default_task_type"] = self.tasks[0] if self.has_default_task else None
+        info["input_alphabet"] = {task: self.alphabet(task).info() for task in self.tasks}
+        info["dynamic_batching"] = {
+            "enabled": self.batched,
+            "max_batch_size": self.batcher.max_batch,
+            "max_wait_ms": self.batcher.max_wait_s * 1000.0,
+        }
+        return info
+
+    def add_metrics(self, registry: CollectorRegistry) -> None:
+        """The runtime's hook (where it has one): per-task-type metrics on the worker's ``/metrics``."""
+        self.metrics.attach(registry)
+
+    def blueprint(self) -> Blueprint | None:
+        from seqmodels.http import sequence_blueprint
+
+        return sequence_blueprint(self)
+
+    def parse(self, payload: dict[str, Any]) -> SeqRequest:
+        """Validate one body into a :class:`SeqRequest` (the error codes of DESIGN's worker contract)."""
+        task = resolve_task_type(payload, self.task_aliases, self.tasks[0] if self.has_default_task else "")
+        if not task:
+            raise ApiError(ErrorCode.INVALID_REQUEST, f"'task_type' is required: one of {', '.join(self.task_types)}")
+        if task not in self.tasks:
+            raise ApiError(ErrorCode.INVALID_REQUEST, f"task_type must be one of {', '.join(self.task_types)}")
+        options = request_options(payload)
+        sequence = clean_sequence(payload.get("sequence"), self.alphabet(task), self.max_length(task))
+        return self.prepare(SeqRequest(sequence, task, options))
+
+    def predict(self, payload: dict[str, Any]) -> Result:
+        if not self._loaded.is_set():
+            raise ApiError(ErrorCode.MODEL_NOT_LOADED, "model is not loaded yet", retry_after=5)
+        t0 = time.perf_counter()
+        task = self._label(payload)
+        try:
+            request = self.parse(payload)
+            task = request.task_type
+            result = self._submit([request])[0].result()
+        except Exception as exc:
+            err = as_api_error(exc)
+            self.metrics.observe(task, err.code.value, time.perf_counter() - t0)
+            if err is exc:
+                raise
+            raise err from exc
+        self.metrics.observe(task, "ok", time.perf_counter() - t0, len(request.sequence))
+        return result
+
+    def predict_batch(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if not self._loaded.is_set():
+            raise ApiError(ErrorCode.MODEL_NOT_LOADED, "model is not loaded yet", retry_after=5)
+        t0 = time.perf_counter()
+        answers: list[dict[str, Any] | None] = [None] * len(items)
+        requests: list[tuple[int, SeqRequest]] = []
+        for i, payload in enumerate(items):
+            try:
+                requests.append((i, self.parse(payload)))
+            except Exception as exc:  # one bad item never fails the others
+                err = as_api_error(exc)
+                self.metrics.observe(self._label(payload), err.code.value, 0.0)
+                answers[i] = item_error(err.code, err.details)
+        futures = self._submit([r for _, r in requests]) if requests else []
+        for (i, request), future in zip(requests, futures, strict=True):
+            try:
+                answers[i] = item_ok(future.result())
+                self.metrics.observe(request.task_type, "ok", time.perf_counter() - t0, len(request.sequence))
+            except Exception as exc:
+                err = as_api_error(exc)
+                if err.code is ErrorCode.PREDICTION_FAILED:
+                    log.warning("batch item %d failed: %s", i, err.details)
+                self.metrics.observe(request.task_type, err.code.value, time.perf_counter() - t0)
+                answers[i] = item_error(err.code, err.details)
+        return [a for a in answers if a is not None]
+
+    # -- internals -----------------------------------------------------------------------------------
+
+    def _label(self, payload: Any) -> str:
+        """A bounded metrics label for a body that may not parse (never the client's free text)."""
+        task = payload.get("task_type") if isinstance(payload, dict) else None
+        if task is None:
+            return self.tasks[0] if self.has_default_task else "invalid"
+        task = self.task_aliases.get(task, task) if isinstance(task, str) else None
+        return task if task in self.tasks else "invalid"
+
+    def _submit(self, requests: list[SeqRequest]) -> list[Future]:
+        if self.batched:
+            return self.batcher.submit_many([(self.batch_key(r), r) for r in requests])
+        futures: list[Future] = []
+        for request in requests:  # inline, one at a time: nothing to share
+            future: Future = Future()
+            try:
+                (result,) = self._run_batch(self.batch_key(request), [request])
+                if isinstance(result, BaseException):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+            except Exception as exc:
+                future.set_exception(exc)
+            futures.append(future)
+        return futures
+
+    def _run_batch(self, _key: Hashable, requests: Sequence[SeqRequest]) -> Sequence[Result | Exception]:
+        results = list(self.run(requests))
+        for request, result in zip(requests, results, strict=True):
+            if isinstance(result, dict):
+                result.setdefault("model", self.models[0])
+                result.setdefault("task_type", request.task_type)
+                result.setdefault("length", len(request.sequence))
+        return results
