@@ -94,6 +94,8 @@ class RegistryAgent:
         self._failures = 0
         self._leaving = False
         self._stop = threading.Event()
+        self._wake = threading.Event()  # cuts a wait short (stop, or metadata to publish now)
+        self._refresh = False
         self._thread: threading.Thread | None = None
         self.instance_id: str | None = None
         self.heartbeat_interval = _DEFAULT_INTERVAL_S
@@ -141,7 +143,19 @@ class RegistryAgent:
         """Do the next registry call (register or heartbeat) and return the seconds until the next."""
         if self.instance_id is None:
             return self._register() if not self._leaving else self.heartbeat_interval
+        if self._refresh and not self._leaving:
+            # Re-registering is idempotent on the registry and the only way to change metadata.
+            self._refresh = False
+            before = self.registrations
+            delay = self._register()
+            self._refresh = self.registrations == before  # failed: try again at the next step
+            return delay
         return self._heartbeat()
+
+    def refresh(self) -> None:
+        """Publish a changed registration (metadata, models) now instead of at the next re-register."""
+        self._refresh = True
+        self._wake.set()
 
     def _register(self) -> float:
         resp = self._call("POST", f"{API}/register", self._registration())
@@ -191,7 +205,11 @@ class RegistryAgent:
     def run(self) -> None:
         """The thread body: step until stopped; an unexpected error is logged, never raised."""
         delay = 0.0
-        while not self._stop.wait(delay):
+        while not self._stop.is_set():
+            self._wake.wait(delay)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
             started = time.monotonic()
             try:
                 delay = self.step()
@@ -211,6 +229,7 @@ class RegistryAgent:
 
     def stop(self, timeout: float | None = None) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout if timeout is not None else self._timeout * len(self.urls) + 1)
 

@@ -130,6 +130,7 @@ def create_worker_app(
         inflight=lambda: state.limiter.inflight,
         draining=lambda: float(state.draining.is_set()),
     )
+    model.add_metrics(metrics.registry)
     _install_metrics(app, metrics, clock)
     _add_probe_routes(app, state, metrics)
     _add_predict_routes(app, state)

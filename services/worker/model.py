@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ from services.common.envelope import ApiError, ErrorCode
 
 if TYPE_CHECKING:
     from flask import Blueprint
+    from prometheus_client import CollectorRegistry
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +96,8 @@ class WorkerModel(ABC):
     * ``rate_limit_per_min`` – per-client request limit; 0 turns it off.
     * ``max_batch_items`` – optional cap below the runtime's ``max_batch_items`` setting.
     * ``predict_schema`` – optional JSON Schema of the /predict body, shown in ``/openapi.json``.
+    * ``max_upload_bytes`` – optional larger body limit for routes that accept uploads; the
+      server's hard limit is raised to it, each such route raises Flask's per request.
 
     Errors: raise :class:`ApiError` with a specific code (``INVALID_SEQUENCE``...) for bad
     input; any other exception becomes ``PREDICTION_FAILED``.
@@ -107,7 +111,10 @@ class WorkerModel(ABC):
     rate_limit_per_min: int = 0
     max_batch_items: int | None = None
     predict_schema: dict[str, Any] | None = None
+    max_upload_bytes: int | None = None
     identity: WorkerIdentity | None = None
+    # Set by the server once it registers; :meth:`publish_metadata` calls it.
+    metadata_listener: Callable[[], None] | None = None
 
     @property
     def kind(self) -> str:
@@ -165,6 +172,19 @@ class WorkerModel(ABC):
     def blueprint(self) -> Blueprint | None:
         """Extra routes of this kind, mounted under ``/api/v1/`` (datasets, training jobs...)."""
         return None
+
+    def metadata(self) -> dict[str, Any]:
+        """Extra registry metadata of this kind (e.g. its active model); read at every registration."""
+        return {}
+
+    def publish_metadata(self) -> None:
+        """Tell the runtime :meth:`metadata` or ``models`` changed, so it re-registers now (no-op standalone)."""
+        listener = self.metadata_listener
+        if listener is not None:
+            listener()
+
+    def add_metrics(self, registry: CollectorRegistry) -> None:  # noqa: B027 - optional hook
+        """Register this kind's own Prometheus metrics in the app's registry (served on ``/metrics``)."""
 
     def bind(self, identity: WorkerIdentity) -> None:
         """Receive the runtime's identity object; it is updated in place (port, instance id)."""

@@ -101,7 +101,7 @@ class WorkerServer:
             threads=threads,
             ident=f"{self.model.service_name}-worker",
             # Above Flask's limit, so a slightly-too-big body gets the enveloped 413 from Flask.
-            max_request_body_size=max(4 * settings.max_body_bytes, 1 << 20),
+            max_request_body_size=max(4 * settings.max_body_bytes, 1 << 20, self.model.max_upload_bytes or 0),
             clear_untrusted_proxy_headers=True,
         )
         port = int(self._server.effective_port)
@@ -133,6 +133,7 @@ class WorkerServer:
         """The register body (DESIGN "Registry contract"), rebuilt for every attempt."""
         ident = self.identity
         metadata: dict[str, Any] = {
+            **self.model.metadata(),
             "capabilities": list(self.model.capabilities),
             "models": list(self.model.models),
             "device": self.settings.device,
@@ -189,6 +190,7 @@ class WorkerServer:
                 on_registered=self._on_registered,
             )
             self.agent.start()
+            self.model.metadata_listener = self.agent.refresh
 
     # -- run and stop ----------------------------------------------------------------------
 
