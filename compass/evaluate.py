@@ -128,7 +128,8 @@ def score_checkpoint(
 ) -> dict[str, Any]:
     """Score a trained checkpoint on a data root, leaving out anything it was trained or validated on."""
     predictor: Predictor = load_checkpoint(checkpoint)
-    seen = set(predictor.meta.get("train_keys", [])) | set(predictor.meta.get("val_keys", []))
+    split = predictor.meta.get("extra") or {}
+    seen = set(split.get("train_keys", [])) | set(split.get("val_keys", []))
     loaded = load_root(data, predictor.feature_settings, progress=progress)
     keep = [i for i, r in enumerate(loaded.records) if r.key not in seen]
     in_sample = len(loaded.records) - len(keep)
