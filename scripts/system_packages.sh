@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages the tests need (as root; skipped with a note otherwise).
 set -euo pipefail
-PACKAGES=(etcd-server)
+PACKAGES=(etcd-server chromium chromium-driver)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -1,0 +1,1 @@
+"""FlashDock: the Streamlit pages that drive the mesh (a thin client over ``services.client``)."""

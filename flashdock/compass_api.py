@@ -1,0 +1,107 @@
+"""The COMPASS worker's own API (jobs, datasets, models) as FlashDock uses it, all through the Router.
+
+Thin wrappers: each returns the envelope's ``data`` and lets ``services.client`` errors through, so
+pages show them with :func:`flashdock.ui.explain`. Reads are short (a page must not hang).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flashdock.mesh import COMPASS_SERVICES, Mesh
+
+# Model sizes offered by the Training form: the ViSNet config per size (compass-lite ignores it).
+SIZES: dict[str, dict[str, Any]] = {
+    "tiny": {"hidden_channels": 16, "num_layers": 1, "num_heads": 2, "num_rbf": 8},
+    "small": {"hidden_channels": 32, "num_layers": 2, "num_heads": 4, "num_rbf": 16},
+    "base": {"hidden_channels": 64, "num_layers": 3, "num_heads": 4, "num_rbf": 32},
+}
+LITE_CONFIG = {"max_iter": 100, "min_samples_leaf": 2}
+READ_S = 2.0
+
+
+def services_up(mesh: Mesh) -> list[str]:
+    """The COMPASS services with at least one registered instance (the ones a page can talk to)."""
+    names = {i.service_name for i in mesh.fleet().instances}
+    return [s for s in COMPASS_SERVICES if s in names]
+
+
+def build_plan(kind: str, size: str, epochs: int, lr: float, seed: int) -> dict[str, Any]:
+    """An experiment plan from the form; the worker fills in data roots, run folder and device."""
+    if kind == "compass-lite":
+        model: dict[str, Any] = {"kind": "compass-lite", "config": dict(LITE_CONFIG)}
+    else:
+        model = {"kind": "compass", "config": dict(SIZES[size])}
+    return {
+        "seed": seed,
+        "split": {"kind": "none"},
+        "model": model,
+        "optim": {"epochs": epochs, "lr": lr, "batch_size": 2},
+    }
+
+
+def list_jobs(mesh: Mesh, service: str) -> list[dict[str, Any]]:
+    return mesh.compass_api(service, "GET", "/training/tasks", params={"limit": 200}, deadline=READ_S).data["items"]
+
+
+def create_job(mesh: Mesh, service: str, plan: dict[str, Any], dataset_id: str, name: str) -> dict[str, Any]:
+    body = {"plan": plan, "dataset_id": dataset_id, "name": name}
+    return mesh.compass_api(service, "POST", "/training/tasks", json=body, deadline=15).data
+
+
+def job(mesh: Mesh, service: str, job_id: str) -> dict[str, Any]:
+    return mesh.compass_api(service, "GET", f"/training/tasks/{job_id}", deadline=READ_S).data
+
+
+def stop_job(mesh: Mesh, service: str, job_id: str) -> dict[str, Any]:
+    """Returns at once (202): the worker signals the trainer; the status flips when it has exited."""
+    return mesh.compass_api(service, "POST", f"/training/tasks/{job_id}/stop", deadline=5).data
+
+
+def job_metrics(mesh: Mesh, service: str, job_id: str) -> dict[str, Any]:
+    return mesh.compass_api(service, "GET", f"/training/tasks/{job_id}/metrics", deadline=READ_S).data
+
+
+def log_tail(mesh: Mesh, service: str, job_id: str, n_bytes: int = 4000) -> str:
+    """The last ``n_bytes`` of the job's train.log (two small reads: its size, then its end)."""
+    path = f"/training/tasks/{job_id}/logs"
+    head = mesh.compass_api(service, "GET", path, params={"stream": "train", "limit": 1}, deadline=READ_S).data
+    start = max(0, int(head.get("size", 0)) - n_bytes)
+    params = {"stream": "train", "offset": start, "limit": n_bytes}
+    text = mesh.compass_api(service, "GET", path, params=params, deadline=READ_S).data.get("text", "")
+    return text if start == 0 else text.split("\n", 1)[-1]
+
+
+def list_datasets(mesh: Mesh, service: str) -> list[dict[str, Any]]:
+    return mesh.compass_api(service, "GET", "/data/datasets", params={"limit": 200}, deadline=READ_S).data["items"]
+
+
+def upload_dataset(mesh: Mesh, service: str, name: str, filename: str, content: bytes) -> dict[str, Any]:
+    files = {"file": (filename, content)}
+    return mesh.compass_api(service, "POST", "/data/datasets", files=files, data={"name": name}, deadline=120).data
+
+
+def dataset(mesh: Mesh, service: str, dataset_id: str) -> dict[str, Any]:
+    return mesh.compass_api(service, "GET", f"/data/datasets/{dataset_id}", deadline=READ_S).data
+
+
+def delete_dataset(mesh: Mesh, service: str, dataset_id: str) -> None:
+    mesh.compass_api(service, "DELETE", f"/data/datasets/{dataset_id}", deadline=5)
+
+
+def list_models(mesh: Mesh, service: str) -> dict[str, Any]:
+    return mesh.compass_api(service, "GET", "/models", params={"limit": 200}, deadline=READ_S).data
+
+
+def model(mesh: Mesh, service: str, model_id: str) -> dict[str, Any]:
+    return mesh.compass_api(service, "GET", f"/models/{model_id}", deadline=READ_S).data
+
+
+def activate_model(mesh: Mesh, service: str, model_id: str) -> dict[str, Any]:
+    return mesh.compass_api(service, "POST", f"/models/{model_id}/activate", deadline=30).data
+
+
+def download_model(mesh: Mesh, service: str, model_id: str) -> tuple[bytes, str]:
+    """The checkpoint bytes, from an instance the Router picks (its address comes from the registry)."""
+    found = mesh.compass_api(service, "GET", f"/models/{model_id}", deadline=READ_S)
+    return mesh.download(found.base_url, f"/models/{model_id}/download"), found.instance

@@ -1,0 +1,83 @@
+"""Turning failures into one clear sentence in the page: never a traceback."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import streamlit as st
+
+from services.client import (
+    AllAttemptsFailed,
+    ClientError,
+    DeadlineExceeded,
+    NoInstanceAvailable,
+    RegistryUnavailable,
+    RequestFailed,
+)
+from services.client.call import CallResult
+
+T = TypeVar("T")
+
+NO_COMPASS = (
+    "No COMPASS worker is registered: start one with `python -m services.worker.launch compass-lite --registry URL`."
+)
+# Capability → the launcher kind that serves it, so the hint names a command that works.
+KIND_OF = {
+    "compass": "compass",
+    "affinity": "compass-lite",
+    "protein-embedding": "antiberty",
+    "antibody-likelihood": "antiberty",
+    "splice-site": "splice",
+    "codon-optimization": "codon",
+    "codon-verification": "codon",
+}
+START_HINT = "start one with `python -m services.worker.launch {kind} --registry URL` (or scripts/run.sh)"
+
+
+def explain(exc: BaseException) -> str:
+    """What went wrong, in the user's words, with what to do next."""
+    if isinstance(exc, RegistryUnavailable):
+        return f"The registry is not reachable ({exc}). Start it (scripts/run.sh) or set FLASHDOCK_REGISTRY_URL."
+    if isinstance(exc, NoInstanceAvailable):
+        chain = " → ".join(exc.services) or exc.target
+        kind = KIND_OF.get(exc.target, exc.target)
+        return f"No usable worker for {chain}: {START_HINT.format(kind=kind)}."
+    if isinstance(exc, RequestFailed):
+        return f"The worker refused the request ({exc.code or exc.status}): {exc.details}"
+    if isinstance(exc, DeadlineExceeded):
+        return f"The call took too long and was abandoned: {exc}"
+    if isinstance(exc, AllAttemptsFailed):
+        last = exc.last.describe() if exc.last else ""
+        return f"Every worker tried failed ({len(exc.attempts)} tries). Last: {last}"
+    if isinstance(exc, ClientError):
+        return str(exc)
+    return f"Unexpected error ({type(exc).__name__}): {exc}"
+
+
+def attempt(fn: Callable[[], T], what: str) -> T | None:
+    """Run ``fn``; on failure show ``what`` failed and why, and return None."""
+    try:
+        return fn()
+    except Exception as exc:
+        st.error(f"{what} failed. {explain(exc)}")
+        return None
+
+
+def served_by(result: CallResult) -> str:
+    """One line saying who answered, flagging a fallback plainly."""
+    line = f"served by **{result.service}** · instance `{result.instance}` · {result.attempts} attempt(s)"
+    return line + (" · fallback used" if result.fallback_used else "")
+
+
+def registry_banner() -> bool:
+    """Show a red banner when the registry is down; True when it is reachable."""
+    from flashdock.client import get_mesh
+
+    fleet = get_mesh().fleet()
+    if not fleet.reachable:
+        st.error(
+            f"Registry {get_mesh().settings.registry_url} is not reachable: {fleet.error or 'no answer'}. "
+            "Showing the last known state, if any."
+        )
+    return fleet.reachable

@@ -1,0 +1,136 @@
+"""Training: create a job (form or plan file), the jobs table, a live detail view with stop, run comparison."""
+
+from __future__ import annotations
+
+import json
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from flashdock import compass_api as api
+from flashdock.client import get_mesh
+from flashdock.ui import NO_COMPASS, attempt, registry_banner
+
+st.title("Training")
+registry_banner()
+mesh = get_mesh()
+services = api.services_up(mesh)
+if not services:
+    st.error(NO_COMPASS)
+    st.stop()
+service = st.selectbox("Worker service", services, help="jobs, datasets and models live on this service's workers")
+
+with st.expander("New training job", expanded=False):
+    datasets = attempt(lambda: api.list_datasets(mesh, service), "Listing datasets") or []
+    ready = {
+        f"{d['name']} ({d['id']}, {d.get('n_complexes')} complexes)": d["id"]
+        for d in datasets
+        if d["status"] == "ready"
+    }
+    if not ready:
+        st.info("No ready dataset on this service: upload one on the Data page first.")
+    with st.form("new_job"):
+        name = st.text_input("Name", value="flashdock-run")
+        ds_label = st.selectbox("Dataset", list(ready) or ["(none)"])
+        kind = st.radio("Model", ["compass", "compass-lite"], horizontal=True)
+        size = st.selectbox("Model size (COMPASS)", list(api.SIZES))
+        c1, c2, c3 = st.columns(3)
+        epochs = c1.number_input("Epochs", 1, 1000, 20)
+        lr = c2.number_input("Learning rate", 1e-6, 1.0, 5e-4, format="%.6f")
+        seed = c3.number_input("Seed", 0, 2**31 - 1, 0)
+        plan_file = st.file_uploader("…or an experiment plan (JSON) instead of the fields above", type=["json"])
+        submitted = st.form_submit_button("Start job", type="primary", disabled=not ready)
+    if submitted and ready:
+        plan = api.build_plan(kind, size, int(epochs), float(lr), int(seed))
+        if plan_file is not None:
+            try:
+                plan = json.loads(plan_file.getvalue())
+            except ValueError as exc:
+                st.error(f"Bad file: the plan is not JSON ({exc}).")
+                plan = None
+        if plan is not None:
+            created = attempt(lambda: api.create_job(mesh, service, plan, ready[ds_label], name), "Starting the job")
+            if created:
+                st.session_state["train_job"] = created["id"]
+                st.success(f"Started {created['id']} ({created['status']}).")
+
+jobs = attempt(lambda: api.list_jobs(mesh, service), "Listing jobs") or []
+if not jobs:
+    st.info("No training job yet.")
+    st.stop()
+
+
+def job_row(j: dict) -> dict:
+    p = j.get("progress") or {}
+    return {"id": j["id"], "name": j.get("name"), "status": j["status"], "model": j.get("model_kind"),
+            "epoch": f"{p.get('epoch', '–')}/{p.get('total_epochs', '–')}", "loss": p.get("loss"),
+            "created": j.get("created_at"), "model_id": j.get("model_id") or ""}  # fmt: skip
+
+
+st.subheader("Jobs")
+
+
+@st.fragment(run_every=3.0)
+def jobs_table() -> None:
+    """Statuses change on their own (jobs finish, stop): keep the table current without a page rerun."""
+    fresh = attempt(lambda: api.list_jobs(mesh, service), "Listing jobs") or jobs
+    st.dataframe(pd.DataFrame([job_row(j) for j in fresh]), hide_index=True, width="stretch")
+
+
+jobs_table()
+ids = [j["id"] for j in jobs]
+current = st.session_state.get("train_job")
+job_id = st.selectbox("Job", ids, index=ids.index(current) if current in ids else 0)
+st.session_state["train_job"] = job_id
+
+
+@st.fragment(run_every=2.0)
+def detail() -> None:
+    """Live progress, loss curve and log tail; refreshes itself while the page is open."""
+    info = attempt(lambda: api.job(mesh, service, job_id), "Reading the job")
+    if info is None:
+        return
+    p = info.get("progress") or {}
+    status = info["status"]
+    stop = info.get("stop") or {}
+    line = f"**{job_id}** · status **{status}**"
+    if stop.get("requested_at"):
+        line += f" · stop requested at {stop['requested_at']}" + (f" ({stop['signal']})" if stop.get("signal") else "")
+    st.markdown(line)
+    if info.get("error"):
+        st.error(f"The job failed: {info['error']}")
+    if p.get("total_steps"):
+        frac = min(1.0, p.get("step", 0) / p["total_steps"])
+        eta = f" · ETA {p['eta_s']:.0f} s" if isinstance(p.get("eta_s"), (int, float)) else ""
+        loss = f" · loss {p['loss']:.4f}" if isinstance(p.get("loss"), (int, float)) else ""
+        st.progress(frac, text=f"epoch {p.get('epoch')}/{p.get('total_epochs')}{loss}{eta}")
+    if status == "running" and st.button("Stop job", type="primary", key=f"stop-{job_id}"):
+        res = attempt(lambda: api.stop_job(mesh, service, job_id), "Stopping the job")
+        if res is not None:
+            st.success(f"Stop requested: {res['status']} → cancelled once the trainer has saved and exited.")
+    metrics = attempt(lambda: api.job_metrics(mesh, service, job_id), "Reading metrics") or {}
+    epochs = pd.DataFrame(metrics.get("epochs") or [])
+    if not epochs.empty:
+        cols = [c for c in ("train_loss", "val_rmse") if c in epochs and epochs[c].notna().any()]
+        long = epochs.melt(id_vars="epoch", value_vars=cols, var_name="series", value_name="value")
+        st.altair_chart(alt.Chart(long).mark_line().encode(x="epoch:Q", y="value:Q", color="series:N"), width="stretch")
+    st.code(attempt(lambda: api.log_tail(mesh, service, job_id), "Reading the log") or "(no log yet)", language="log")
+
+
+detail()
+
+st.subheader("Compare runs")
+chosen = st.multiselect("Runs", ids, default=ids[: min(2, len(ids))])
+frames = []
+for jid in chosen:
+    rows = (attempt(lambda jid=jid: api.job_metrics(mesh, service, jid), f"Metrics of {jid}") or {}).get("epochs") or []
+    frames += [{**r, "run": jid} for r in rows]
+if frames:
+    frame = pd.DataFrame(frames)
+    summary = frame.groupby("run").agg(
+        epochs=("epoch", "max"), final_loss=("train_loss", "last"), best_loss=("train_loss", "min")
+    )
+    st.dataframe(summary, width="stretch")
+    chart = alt.Chart(frame).mark_line().encode(x="epoch:Q", y="train_loss:Q", color="run:N")
+    st.altair_chart(chart, width="stretch")
