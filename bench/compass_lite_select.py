@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from compass.data import LoadedRoot, load_root
 from compass.data.graph import FeatureSettings
@@ -140,7 +141,6 @@ def anchors(roots: dict[str, LoadedRoot]) -> dict[str, float]:
 def latency(graphs: list) -> str:
     """Descriptor time per complex on one thread: CASF pockets as cropped, and the same padded to 800 atoms."""
     import torch
-    from threadpoolctl import threadpool_limits
 
     def timed(items: list) -> np.ndarray:
         out = []
@@ -212,7 +212,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.only and args.only not in variant.name:
             continue
         t0 = time.perf_counter()
-        runs = [evaluate(variant, feats, seed) for seed in range(args.seeds)]
+        with threadpool_limits(1):  # OpenMP (HGB) spins badly on a shared machine; forests use joblib's n_jobs=2
+            runs = [evaluate(variant, feats, seed) for seed in range(args.seeds)]
         mean = {c: float(np.mean([r[c] for r in runs])) for c in COLUMNS}
         sd = {c: float(np.std([r[c] for r in runs])) for c in COLUMNS}
         print(_row(variant.name, mean, sd, time.perf_counter() - t0), flush=True)

@@ -165,21 +165,21 @@ def score_checkpoint(
     return metrics
 
 
+def _f(x: Any) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
 def _summary(metrics: dict[str, Any]) -> str:
-    pooled, series = metrics["pooled"], metrics["per_series_mean"]
-    lines = [
-        f"molecules {metrics['n_molecules']}  failed {metrics['n_failed']}  series {metrics.get('n_series')}",
-        f"model        pooled R {pooled['pearson']:.3f}  rho {pooled['spearman']:.3f}  RMSE {pooled['rmse']:.3f}"
-        f"  MAE {pooled['mae']:.3f}  | per-series rho {series['spearman']:.3f}  R {series['pearson']:.3f}"
-        f"  cRMSE {series['centred_rmse']:.3f}",
-    ]
-    for name, block in metrics.get("anchors", {}).items():
-        if block.get("n_molecules"):
-            p, s = block["pooled"], block["per_series_mean"]
-            lines.append(
-                f"{name:<12} pooled R {p['pearson']:.3f}  rho {p['spearman']:.3f}  | per-series rho {s['spearman']:.3f}"
-                f"  cRMSE {s['centred_rmse']:.3f}  (n={block['n_molecules']})"
-            )
+    """A few lines for the terminal: the model, then each anchor scored on the same molecules."""
+    lines = [f"molecules {metrics['n_molecules']}  failed {metrics['n_failed']}  series {metrics.get('n_series')}"]
+    blocks = [("model", metrics)] + [(k, v) for k, v in metrics.get("anchors", {}).items() if v.get("n_molecules")]
+    for name, block in blocks:
+        p, s = block["pooled"], block["per_series_mean"]
+        lines.append(
+            f"{name:<12} pooled R {_f(p['pearson'])}  rho {_f(p['spearman'])}  RMSE {_f(p['rmse'])}"
+            f"  | per-series rho {_f(s['spearman'])}  R {_f(s['pearson'])}  cRMSE {_f(s['centred_rmse'])}"
+            f"  (n={block['n_molecules']})"
+        )
     return "\n".join(lines)
 
 

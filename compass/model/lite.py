@@ -207,6 +207,9 @@ class PackedForest:
         self.value = np.zeros(shape, dtype=np.float64)
         for i, t in enumerate(trees):
             n = t.node_count
+            kids = np.concatenate([t.children_left, t.children_right])
+            if kids.min() < -1 or kids.max() >= n or t.feature.max() >= forest.n_features_in_:
+                raise ValueError(f"tree {i} has node or feature indices out of range")
             self.left[i, :n], self.right[i, :n] = t.children_left, t.children_right
             self.feature[i, :n] = np.maximum(t.feature, 0)  # leaves carry -2; never read there
             self.threshold[i, :n], self.value[i, :n] = t.threshold, t.value[:, 0, 0]
@@ -224,14 +227,17 @@ class PackedForest:
         feature, threshold = self.feature.ravel(), self.threshold.ravel()
         node = base.copy()  # flat index of each path's current node
         active = np.arange(len(node))
-        while active.size:
+        for _ in range(width):  # no root-to-leaf path is longer than a tree; a cyclic (forged) tree stops here
+            if not active.size:
+                break
             at = node[active]
             child = left[at]
             inner = child >= 0
             active, at, child = active[inner], at[inner], child[inner]
             goes_left = x[sample[active], feature[at]] <= threshold[at]
             node[active] = base[active] + np.where(goes_left, child, right[at])
-        return self.value.ravel()[node].reshape(n_trees, len(x)).mean(0)
+        # [sample, tree], contiguous: each sample's sum runs in the same order whatever the batch size.
+        return np.ascontiguousarray(self.value.ravel()[node].reshape(n_trees, len(x)).T).mean(1)
 
 
 class LitePredictor:
@@ -252,15 +258,13 @@ class LitePredictor:
         self.feature_settings = feature_settings
         self.meta = meta
         self.within = within
-        self._packed: PackedForest | None = None
+        self._packed = PackedForest(estimator) if hasattr(estimator, "estimators_") else None
 
     def describe(self, graphs: list[ComplexGraph]) -> np.ndarray:
         return describe_many(graphs, self.spec)
 
     def predict_descriptors(self, x: np.ndarray) -> np.ndarray:
         """pK from a descriptor matrix (benchmarks reuse one matrix for many models)."""
-        if hasattr(self.estimator, "estimators_") and self._packed is None:
-            self._packed = PackedForest(self.estimator)
         raw = self._packed.predict(x) if self._packed is not None else self.estimator.predict(x)
         pred = np.asarray(raw, dtype=np.float64)
         return pred + self.within(x) if self.within is not None else pred
@@ -438,7 +442,10 @@ def load_lite(path: str | Path) -> LitePredictor:
         if not all(isinstance(w.get(k), np.ndarray) and w[k].shape == (expected,) for k in ("mean", "scale", "coef")):
             raise UntrustedModelError(f"{path}: malformed within-series term")
         within = WithinSeries(w["mean"], w["scale"], w["coef"], float(w["weight"][0]))
-    return LitePredictor(estimator, spec, settings, meta, within)
+    try:
+        return LitePredictor(estimator, spec, settings, meta, within)
+    except ValueError as exc:
+        raise UntrustedModelError(f"{path}: {exc}") from exc
 
 
 def _json_default(obj: Any) -> Any:

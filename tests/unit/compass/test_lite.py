@@ -6,6 +6,7 @@ import collections
 import json
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -157,6 +158,26 @@ def test_packed_forest_matches_scikit_learn(forest: str) -> None:
     np.testing.assert_allclose(fast, predictor.estimator.predict(x), rtol=0, atol=1e-9)
     np.testing.assert_array_equal(predictor.predict(graphs), fast)
     np.testing.assert_array_equal(PackedForest(predictor.estimator).predict(x[7:8]), fast[7:8])  # batch-independent
+
+
+def _fake_forest(left: list[int], right: list[int]) -> SimpleNamespace:
+    n = len(left)
+    tree = SimpleNamespace(
+        node_count=n,
+        children_left=np.array(left),
+        children_right=np.array(right),
+        feature=np.zeros(n, dtype=np.int64),
+        threshold=np.full(n, 0.5),
+        value=np.arange(n, dtype=float).reshape(n, 1, 1),
+    )
+    return SimpleNamespace(estimators_=[SimpleNamespace(tree_=tree)], n_features_in_=1)
+
+
+def test_packed_forest_refuses_out_of_range_nodes_and_stops_on_cycles() -> None:
+    with pytest.raises(ValueError, match="out of range"):
+        PackedForest(_fake_forest([5, -1], [1, -1]))
+    cyclic = PackedForest(_fake_forest([1, 0], [1, 0]))  # a forged file: node 1 points back to the root
+    assert cyclic.predict(np.zeros((2, 1))).shape == (2,)
 
 
 def test_training_learns_the_synthetic_signal() -> None:
