@@ -14,3 +14,10 @@ from tests.flashdock.fleet import real_fleet
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     with real_fleet(tmp_path_factory.mktemp("flashdock")) as state:
         yield state
+
+
+@pytest.fixture(autouse=True)
+def _flashdock_env(fleet: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """FlashDock's settings for the fleet, for the duration of one test only."""
+    for key, value in fleet["env"].items():
+        monkeypatch.setenv(key, value)

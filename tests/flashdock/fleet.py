@@ -7,7 +7,6 @@ The compass-lite weights come from ``python -m compass.train`` on the three exam
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -74,9 +73,12 @@ def start_echo(tmp: Path, registry: Proc, name: str = "echo") -> Proc:
 
 @contextmanager
 def real_fleet(tmp: Path, codon: bool = True) -> Iterator[dict[str, Any]]:
-    """Registry + compass-lite (+ codon) as real processes; sets FlashDock's env for the duration."""
+    """Registry + compass-lite (+ codon) as real processes; ``state["env"]`` is FlashDock's environment.
+
+    The environment is handed out, never written to ``os.environ``: a session-long fleet that set
+    REGISTRY_TOKEN process-wide would put a token on every later test's in-process registry.
+    """
     procs: list[Proc] = []
-    saved = {k: os.environ.get(k) for k in ("FLASHDOCK_REGISTRY_URL", "REGISTRY_TOKEN", "FLASHDOCK_MONITOR_REFRESH_S")}
     try:
         trainer, weights = start_training(tmp)
         procs.append(trainer)
@@ -90,18 +92,11 @@ def real_fleet(tmp: Path, codon: bool = True) -> Iterator[dict[str, Any]]:
         assert weights.exists(), trainer.log()
         lite = start_lite(tmp, registry, weights)
         procs.append(lite)
-        os.environ.update(
-            FLASHDOCK_REGISTRY_URL=registry.base_url, REGISTRY_TOKEN=TOKEN, FLASHDOCK_MONITOR_REFRESH_S="2"
-        )
-        yield {"tmp": tmp, "registry": registry, "lite": lite, "weights": weights, "procs": procs}
+        env = {"FLASHDOCK_REGISTRY_URL": registry.base_url, "REGISTRY_TOKEN": TOKEN, "FLASHDOCK_MONITOR_REFRESH_S": "2"}
+        yield {"tmp": tmp, "registry": registry, "lite": lite, "weights": weights, "procs": procs, "env": env}
     finally:
         for proc in reversed(procs):
             proc.stop()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def instances(registry: Proc) -> list[dict[str, Any]]:
