@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run the whole product on its embedded defaults: the registry (SQLite), the workers, a compass-lite
-# worker (a tiny model is trained from examples/ on first run, seconds) and FlashDock on :8501.
+# worker (the shipped compass/weights/compass-lite.skops) and FlashDock on :8501.
 # Ctrl-C stops everything (workers drain and deregister first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
