@@ -365,7 +365,9 @@ def test_worker_killed_during_a_job_marks_it_failed_after_restart(
     failed = wait_status(restarted, job["id"], timeout=15)
     assert failed["status"] == "failed" and "worker" in failed["error"], failed
     assert data(api(restarted, "GET", f"/data/datasets/{dataset['id']}"))["status"] == "ready"
-    assert data(api(restarted, "GET", "/models"))["items"] == models_before
+    # Every model is still there, unchanged (a restart may add the shipped checkpoint beside them).
+    after = {m["id"]: m for m in data(api(restarted, "GET", "/models"))["items"]}
+    assert all(after.get(m["id"]) == m for m in models_before), (models_before, after)
     active = next(m["id"] for m in models_before if "compass-lite" in m["active_for"])
     assert predict(restarted)["model_id"] == active  # the active model survives the restart
 
