@@ -15,18 +15,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
 import tempfile
 from datetime import UTC, datetime
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
-import compass
 from compass.data.graph import ComplexGraph, FeatureSettings
+from compass.version import code_version
 
 if TYPE_CHECKING:  # torch_geometric is imported only when a ViSNet is built or loaded
     from compass.model.visnet import CompassViSNet
@@ -74,26 +72,6 @@ class CompassPredictor:
             batch = Batch.from_data_list([g.to_data() for g in chunk]).to(self.device)
             out.append(self.model(batch).double().cpu().numpy())
         return np.concatenate(out) if out else np.zeros(0)
-
-
-@lru_cache(maxsize=1)
-def code_version() -> dict[str, str | None]:
-    """``compass.__version__`` and the git commit of the checkout, when there is one (never fails)."""
-    commit = None
-    try:
-        result = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(compass.__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-        if result.returncode == 0:
-            commit = result.stdout.strip() or None
-    except Exception:  # no git, no repo, odd sandbox: a version without a commit is fine
-        commit = None
-    return {"compass": compass.__version__, "git_commit": commit}
 
 
 def _weights_digest(tensors: dict[str, torch.Tensor]) -> str:

@@ -8,20 +8,18 @@ been checked against an explicit allow-list — a model file from an upload can 
 from __future__ import annotations
 
 import json
-import subprocess
 import zipfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import skops.io as sio
 
-import compass
 from compass.data.graph import ComplexGraph, ComplexRecord, FeatureSettings
 from compass.model.descriptors import DescriptorSpec, describe_many, descriptor_names
+from compass.version import code_version
 
 KIND = "compass-lite"
 FORMAT = "compass-lite/1"
@@ -350,25 +348,6 @@ def train_lite(
         "code_version": code_version(),
     }
     return LitePredictor(estimator, spec, settings, {**info, **(meta or {})}, within)
-
-
-@lru_cache(maxsize=1)
-def code_version() -> dict[str, str | None]:
-    """``compass.__version__`` and the git commit (read-only ``git rev-parse``), as in ViSNet checkpoints."""
-    commit = None
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-        commit = out.stdout.strip() or None if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
-    return {"compass": compass.__version__, "git_commit": commit}
 
 
 def save_lite(predictor: LitePredictor, path: str | Path, meta: dict[str, Any] | None = None) -> Path:

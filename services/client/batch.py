@@ -263,7 +263,14 @@ def build_parser(defaults: ClientSettings | None = None) -> argparse.ArgumentPar
         metavar="SERVICE",
         help="fallback service, repeatable (default: $CLIENT_FALLBACKS)",
     )
-    parser.add_argument("--deadline", type=float, default=d.deadline_s, help="seconds per task (default: %(default)s)")
+    add_routing_arguments(parser, d, "task")
+    return parser
+
+
+def add_routing_arguments(parser: argparse.ArgumentParser, d: ClientSettings, unit: str) -> None:
+    """Flags every folder runner shares: deadline, balancer, attempts, progress, log level."""
+    per = f"seconds per {unit} (default: %(default)s)"
+    parser.add_argument("--deadline", type=float, default=d.deadline_s, help=per)
     parser.add_argument("--balancer", choices=sorted(BALANCERS), default=d.balancer, help="(default: %(default)s)")
     parser.add_argument(
         "--max-attempts", type=int, default=d.max_attempts, help="tries per service (default: %(default)s)"
@@ -272,14 +279,12 @@ def build_parser(defaults: ClientSettings | None = None) -> argparse.ArgumentPar
         "--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar (default: on a TTY)"
     )
     parser.add_argument("--log-level", type=str.upper, default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Exit 0 when every task succeeded, 1 when any failed, 2 on bad arguments."""
-    settings = ClientSettings()
-    parser = build_parser(settings)
-    args = parser.parse_args(argv)
+def checked_registries(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, settings: ClientSettings
+) -> list[str]:
+    """Set up logging, validate the shared flags (exit 2 on bad ones) and return the registry URLs."""
     logging.basicConfig(
         level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -290,6 +295,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--concurrency and --max-attempts must be at least 1, --deadline positive")
     if not args.input_dir.is_dir():
         parser.error(f"--input-dir {args.input_dir} is not a folder")
+    return registries
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Exit 0 when every task succeeded, 1 when any failed, 2 on bad arguments."""
+    settings = ClientSettings()
+    parser = build_parser(settings)
+    args = parser.parse_args(argv)
+    registries = checked_registries(parser, args, settings)
     discovery = RegistryClient(registries, wait_s=settings.watch_wait_s)
     router = Router.from_settings(
         settings,

@@ -22,17 +22,17 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from services.client.balancers import BALANCERS
 from services.client.batch import (
     TaskError,
+    add_routing_arguments,
     call_metadata,
+    checked_registries,
     record_failure,
     record_success,
     run_folder,
@@ -249,15 +249,7 @@ def build_parser(defaults: ClientSettings | None = None) -> argparse.ArgumentPar
         metavar="CAP=SVC[,SVC]",
         help="services to pick a capability's workers from first, repeatable (default: protein-embedding=hf,antiberty)",
     )
-    parser.add_argument("--deadline", type=float, default=d.deadline_s, help="seconds per step (default: %(default)s)")
-    parser.add_argument("--balancer", choices=sorted(BALANCERS), default=d.balancer, help="(default: %(default)s)")
-    parser.add_argument(
-        "--max-attempts", type=int, default=d.max_attempts, help="tries per service (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar (default: on a TTY)"
-    )
-    parser.add_argument("--log-level", type=str.upper, default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add_routing_arguments(parser, d, "step")
     return parser
 
 
@@ -266,16 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = ClientSettings()
     parser = build_parser(settings)
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    registries = list(args.registry or settings.registry_urls)
-    if not registries:
-        parser.error("no registry: pass --registry or set REGISTRY_URL")
-    if args.concurrency < 1 or args.max_attempts < 1 or args.deadline <= 0:
-        parser.error("--concurrency and --max-attempts must be at least 1, --deadline positive")
-    if not args.input_dir.is_dir():
-        parser.error(f"--input-dir {args.input_dir} is not a folder")
+    registries = checked_registries(parser, args, settings)
     try:
         steps = parse_steps(args.steps)
         preferences = parse_preferences(args.prefer) if args.prefer else DEFAULT_PREFERENCES

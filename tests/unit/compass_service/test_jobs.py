@@ -106,7 +106,7 @@ def sleeper(ignore_term: bool = False) -> subprocess.Popen:
     code = "import signal,time\n"
     if ignore_term:
         code += "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-    code += "print('ready', flush=True)\ntime.sleep(60)\n"
+    code += "print('ready', flush=True)\ntime.sleep(60)\n"  # the child plays a long job (killed by the test)
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, start_new_session=True)
     assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
     return proc

@@ -69,7 +69,7 @@ class FakePredictor:
 
     def predict(self, graphs: list[Any], batch_size: int = 32) -> np.ndarray:
         self.batches.append(len(graphs))
-        time.sleep(self.delay)
+        time.sleep(self.delay)  # simulated forward-pass time (not a wait for a condition)
         if self.fail:
             raise RuntimeError("boom")
         return np.array([self.offset + g for g in graphs], dtype=float)

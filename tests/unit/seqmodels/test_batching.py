@@ -20,7 +20,7 @@ class Recorder:
         self.lock = threading.Lock()
 
     def __call__(self, key, items):
-        time.sleep(self.delay_s)
+        time.sleep(self.delay_s)  # simulated forward-pass time, so concurrent calls pile up (not a wait)
         with self.lock:
             self.batches.append((key, list(items)))
         return [ValueError(f"bad {i}") if i < 0 else i * 10 for i in items]
