@@ -34,6 +34,8 @@ class RegistrySettings:
     db: str = field(default_factory=lambda: _env("REGISTRY_DB", "registry.db"))
     store: str = field(default_factory=lambda: _env("REGISTRY_STORE", "sqlite"))
     etcd_endpoints: list[str] = field(default_factory=lambda: _env_list("REGISTRY_ETCD_ENDPOINTS"))
+    # Key prefix in etcd: meshes sharing one cluster keep apart by it.
+    etcd_prefix: str = field(default_factory=lambda: _env("REGISTRY_ETCD_PREFIX", "/compass-mesh/"))
     token: str = field(default_factory=lambda: _env("REGISTRY_TOKEN", ""))
     heartbeat_interval: float = field(default_factory=lambda: _env_float("REGISTRY_HEARTBEAT_INTERVAL", 2.0))
     critical_after: int = field(default_factory=lambda: _env_int("REGISTRY_CRITICAL_AFTER", 3))

@@ -39,6 +39,7 @@ def build_parser(defaults: RegistrySettings) -> argparse.ArgumentParser:
     p.add_argument("--db", default=defaults.db, help="SQLite file of the sqlite store (default %(default)s)")
     p.add_argument("--store", choices=["sqlite", "etcd"], default=defaults.store)
     p.add_argument("--etcd-endpoints", default=",".join(defaults.etcd_endpoints), help="comma-separated etcd URLs")
+    p.add_argument("--etcd-prefix", default=defaults.etcd_prefix, help="key prefix in etcd (default %(default)s)")
     p.add_argument("--token", default=defaults.token, help="bearer token required on mutating calls")
     p.add_argument("--heartbeat-interval", type=float, default=defaults.heartbeat_interval, help="seconds")
     p.add_argument(
@@ -76,7 +77,11 @@ def settings_from_args(argv: list[str] | None = None) -> RegistrySettings:
 
 def open_store(settings: RegistrySettings):
     if settings.store == "etcd":
-        raise SystemExit("the etcd store is not available in this build yet; use --store sqlite")
+        from services.registry.etcd_store import EtcdStore
+
+        if not settings.etcd_endpoints:
+            raise SystemExit("--store etcd needs --etcd-endpoints http://host:2379[,...]")
+        return EtcdStore(settings.etcd_endpoints, prefix=settings.etcd_prefix)
     from services.registry.store import SQLiteStore
 
     return SQLiteStore(settings.db)

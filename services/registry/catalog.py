@@ -289,16 +289,7 @@ class Catalog:
             entry = self._entries.get(instance_id)
             if entry is None or entry.inst.check is None:
                 return
-            spec = entry.inst.check
-            if success:
-                entry.check_oks, entry.check_fails = entry.check_oks + 1, 0
-                recovered = entry.check_state == "critical" and entry.check_oks >= spec.successes_before_passing
-                if recovered or entry.check_state is None:
-                    entry.check_state = "passing"
-            else:
-                entry.check_fails, entry.check_oks = entry.check_fails + 1, 0
-                if entry.check_fails >= spec.failures_before_critical:
-                    entry.check_state = "critical"
+            entry.check_state = next_check_state(entry, success)
             if entry.recompute():
                 index = self._bump([entry.inst.service_name])
                 self.store.put(entry.stored(), index)
@@ -366,19 +357,22 @@ class Catalog:
         with self._lock:
             return len(self._entries)
 
+    def close(self) -> None:
+        self.store.close()
+
     # ----- internals ---------------------------------------------------------------------
     def _query_index(self, q: Query) -> int:
         if q.name is not None:
             return self._name_index.get(q.name, 1)
         return self.index
 
-    def _bump(self, names: Iterable[str]) -> int:
-        """Advance the index for ``names`` and wake only the queries that watch them.
+    def _bump(self, names: Iterable[str], index: int | None = None) -> int:
+        """Advance the index (by one, or to ``index``) for ``names`` and wake their watchers.
 
         One event per waiting query (not one shared condition): a change to one service
         wakes its watchers and the unfiltered ones, not hundreds of unrelated threads.
         """
-        self.index += 1
+        self.index = max(self.index + 1, index or 0)
         touched = set(names)
         for name in touched:
             self._name_index[name] = self.index
@@ -401,6 +395,18 @@ class Catalog:
         address = (inst.service_name, inst.host.lower(), inst.port)
         if self._by_address.get(address) == instance_id:
             del self._by_address[address]
+
+
+def next_check_state(entry: Entry, success: bool) -> str | None:
+    """Count one active-check result; the check state once the spec's thresholds are applied."""
+    spec = entry.inst.check
+    assert spec is not None
+    if success:
+        entry.check_oks, entry.check_fails = entry.check_oks + 1, 0
+        recovered = entry.check_state == "critical" and entry.check_oks >= spec.successes_before_passing
+        return "passing" if recovered or entry.check_state is None else entry.check_state
+    entry.check_fails, entry.check_oks = entry.check_fails + 1, 0
+    return "critical" if entry.check_fails >= spec.failures_before_critical else entry.check_state
 
 
 def _stored_copy(entry: Entry) -> StoredInstance:

@@ -11,28 +11,45 @@ import pytest
 from services.common.clock import FakeClock
 from services.common.settings import RegistrySettings
 from services.registry.app import create_app
+from services.registry.etcd_store import EtcdStore
 from services.registry.store import SQLiteStore
+from tests.etcd_support import unique_prefix
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-def make_app(tmp_path, **overrides):
-    settings = RegistrySettings(db=str(tmp_path / "r.db"), heartbeat_interval=2.0, critical_after=3, **overrides)
-    clock = FakeClock()
-    app = create_app(settings, SQLiteStore(settings.db), clock, start_background=False)
-    return app, clock
+@pytest.fixture(params=["sqlite", "etcd"])
+def make_app(request, tmp_path):
+    """Build registry apps over the SQLite store or a real etcd (the same tests run on both)."""
+    apps = []
+
+    def build(**overrides):
+        settings = RegistrySettings(db=str(tmp_path / "r.db"), heartbeat_interval=2.0, critical_after=3, **overrides)
+        if request.param == "etcd":
+            endpoints = request.getfixturevalue("etcd_server").endpoints
+            store = EtcdStore(endpoints, prefix=unique_prefix())
+        else:
+            store = SQLiteStore(settings.db)
+        clock = FakeClock()
+        app = create_app(settings, store, clock, start_background=False)
+        apps.append(app)
+        return app, clock
+
+    yield build
+    for app in apps:
+        app.extensions["registry"].catalog.close()
 
 
 @pytest.fixture
-def client(tmp_path):
-    app, _ = make_app(tmp_path)
+def client(make_app):
+    app, _ = make_app()
     return app.test_client()
 
 
 @pytest.fixture
-def secured(tmp_path):
-    app, _ = make_app(tmp_path, token=TOKEN)
+def secured(make_app):
+    app, _ = make_app(token=TOKEN)
     return app.test_client()
 
 
@@ -229,16 +246,16 @@ def test_blocking_query_wakes_on_change(client, tmp_path):
     assert data["index"] > index and len(data["instances"]) == 1
 
 
-def test_blocking_query_times_out_with_same_index(tmp_path):
-    app, _ = make_app(tmp_path, max_wait=0.2)
+def test_blocking_query_times_out_with_same_index(make_app):
+    app, _ = make_app(max_wait=0.2)
     client = app.test_client()
     index = client.get("/api/v1/services?name=echo").get_json()["data"]["index"]
     data = client.get(f"/api/v1/services?name=echo&index={index}&wait=60s").get_json()["data"]
     assert data["index"] == index
 
 
-def test_full_watch_pool_answers_503_with_retry_after(tmp_path):
-    app, _ = make_app(tmp_path, max_watchers=1, max_wait=30)
+def test_full_watch_pool_answers_503_with_retry_after(make_app):
+    app, _ = make_app(max_watchers=1, max_wait=30)
     client = app.test_client()
     index = client.get("/api/v1/services?name=echo").get_json()["data"]["index"]
     holder = threading.Thread(target=lambda: client.get(f"/api/v1/services?name=echo&index={index}&wait=30s"))
@@ -331,8 +348,8 @@ def test_compat_api_shapes_and_same_store(client):
     assert health["status"] == "healthy"
 
 
-def test_watchers_share_one_serialised_answer_per_index(tmp_path):
-    app, _ = make_app(tmp_path)
+def test_watchers_share_one_serialised_answer_per_index(make_app):
+    app, _ = make_app()
     client = app.test_client()
     register(client)
     cache = app.extensions["registry"].watch_cache
@@ -346,8 +363,8 @@ def test_watchers_share_one_serialised_answer_per_index(tmp_path):
     assert new_index > index and new_count == 2 and changed is not first
 
 
-def test_heartbeat_fast_path_matches_the_flask_answer_and_hands_over_errors(tmp_path):
-    app, _ = make_app(tmp_path, token=TOKEN)
+def test_heartbeat_fast_path_matches_the_flask_answer_and_hands_over_errors(make_app):
+    app, _ = make_app(token=TOKEN)
     client = app.test_client()
     iid = register(client, headers=AUTH).get_json()["data"]["instance_id"]
     fast = client.put(

@@ -1,0 +1,307 @@
+"""The catalog of a stateless registry replica: etcd holds the truth, a watch mirrors it here.
+
+Any number of replicas share one etcd cluster. Writes go to etcd first (compare-and-set, so
+two replicas never overwrite each other's changes); every replica, the writer included, applies
+them from its watch, so all replicas see the same changes in the same order. That gives:
+
+- **one lease per instance** whose TTL spans the critical window plus ``deregister_after``;
+  each heartbeat keeps it alive, and etcd itself deletes a dead instance, even with every
+  registry replica down;
+- **the index is etcd's revision** of the last visible change, so a blocking query can move
+  between replicas and an index never repeats after a restart;
+- **critical state is derived** locally from when this replica last saw a heartbeat (no
+  cross-host clock comparison), then written with compare-and-set so every replica agrees.
+
+A mere heartbeat (time and load) does not move the index, as in the SQLite catalog.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from services.common.clock import Clock, iso_utc
+from services.common.instance import Instance
+from services.registry.catalog import Beat, Catalog, Entry, _copy, next_check_state
+from services.registry.etcd_store import EtcdStore, KeyValue, WatchEvent
+
+log = logging.getLogger(__name__)
+
+# Fields whose change a blocking query must see; last_heartbeat and load are not among them.
+_QUIET_FIELDS = ("last_heartbeat", "load")
+CATCH_UP_S = 2.0  # how long a write waits for its own change to come back through the watch
+CAS_TRIES = 5
+
+
+@dataclass
+class EtcdEntry(Entry):
+    """An entry plus where it stands in etcd."""
+
+    mod_revision: int = 0
+    lease: int = 0
+
+
+def _record(entry: Entry) -> dict[str, Any]:
+    """The JSON value stored under the instance's key."""
+    return {
+        "instance": entry.inst.to_dict(),
+        "reported": entry.reported,
+        "ttl_critical": entry.ttl_critical,
+        "check_state": entry.check_state,
+    }
+
+
+def _visible(inst: Instance) -> dict[str, Any]:
+    data = inst.to_dict()
+    for name in _QUIET_FIELDS:
+        data.pop(name)
+    return data
+
+
+class EtcdCatalog(Catalog):
+    """:class:`Catalog` over etcd: same reads, writes through etcd, state from a watch."""
+
+    def __init__(self, store: EtcdStore, clock: Clock, ttl_s: float, deregister_after_s: float) -> None:
+        self.lease_ttl = max(1, math.ceil(ttl_s + deregister_after_s))  # etcd leases are whole seconds
+        self._applied = 0
+        self._caught_up = threading.Condition()
+        self._stop = threading.Event()
+        super().__init__(store, clock, ttl_s, deregister_after_s)  # type: ignore[arg-type]
+        self.store: EtcdStore = store
+        self._watcher = threading.Thread(target=self._watch, name="etcd-watch", daemon=True)
+        self._watcher.start()
+
+    # ----- mirror ------------------------------------------------------------------------
+    def _restore(self) -> None:
+        """Load every key; each instance starts a fresh grace period of one TTL."""
+        items, revision = self.store.list()
+        with self._lock:
+            self._resync(items, revision)
+        if items:
+            log.info("loaded %d instances from etcd at revision %d", len(items), revision)
+
+    def _resync(self, items: list[KeyValue], revision: int) -> None:
+        """Replace the mirror with a full listing (at start, and after the watch fell behind compaction)."""
+        seen = set()
+        for kv in items:
+            iid = self.store.instance_id(kv.key)
+            seen.add(iid)
+            self._apply_put(iid, kv.value, kv.mod_revision, kv.lease)
+        gone = [iid for iid in self._entries if iid not in seen]
+        for iid in gone:
+            name = self._entries[iid].inst.service_name
+            self._remove(iid)
+            self._bump([name], revision)
+        self.index = max(self.index, revision)
+        self._mark_applied(revision)
+
+    def _watch(self) -> None:
+        start = self._applied + 1
+        while not self._stop.is_set():
+            try:
+                for item in self.store.watch(start, self._stop):
+                    if isinstance(item, int):  # compacted: our history is gone, list afresh
+                        log.warning("etcd history compacted at %d; re-listing", item)
+                        items, revision = self.store.list()
+                        with self._lock:
+                            self._resync(items, revision)
+                        start = revision + 1
+                        break
+                    self._apply(item)
+                    start = item.revision + 1
+            except Exception:  # the mirror must never stop: log, wait, resume from `start`
+                log.exception("etcd watch loop failed; resuming at revision %d", start)
+                self._stop.wait(1.0)
+
+    def _apply(self, event: WatchEvent) -> None:
+        iid = self.store.instance_id(event.key)
+        with self._lock:
+            if event.value is None:
+                entry = self._entries.get(iid)
+                if entry is not None:
+                    self._remove(iid)
+                    self._bump([entry.inst.service_name], event.revision)
+            else:
+                self._apply_put(iid, event.value, event.revision, event.lease)
+        self._mark_applied(event.revision)
+
+    def _apply_put(self, iid: str, value: dict[str, Any], revision: int, lease: int) -> None:
+        """Mirror one stored record (called with the lock held)."""
+        inst = Instance.from_dict(value["instance"])
+        old = self._entries.get(iid)
+        now = self.clock.monotonic()
+        fresh_beat = old is None or old.inst.last_heartbeat != inst.last_heartbeat
+        entry = EtcdEntry(
+            inst=inst,
+            last_beat=now if fresh_beat else old.last_beat,
+            reported=value.get("reported", "passing"),
+            ttl_critical=bool(value.get("ttl_critical", False)),
+            check_state=value.get("check_state"),
+            mod_revision=revision,
+            lease=lease,
+        )
+        if old is not None:
+            entry.check_fails, entry.check_oks, entry.next_check = old.check_fails, old.check_oks, old.next_check
+        entry.recompute()
+        if old is not None and _visible(old.inst) == _visible(inst):
+            self._entries[iid] = entry  # same place in the indexes: only time and load moved
+            return
+        names = {inst.service_name, *([old.inst.service_name] if old else [])}
+        if old is not None:
+            self._remove(iid)
+        self._add(entry)
+        self._bump(names, revision)
+
+    def _mark_applied(self, revision: int) -> None:
+        with self._caught_up:
+            if revision > self._applied:
+                self._applied = revision
+                self._caught_up.notify_all()
+
+    def _await(self, revision: int) -> None:
+        """Read-your-writes: wait until the watch has delivered ``revision`` (bounded)."""
+        with self._caught_up:
+            if not self._caught_up.wait_for(lambda: self._applied >= revision, timeout=CATCH_UP_S):
+                log.warning("etcd watch is behind: revision %d not seen after %.1fs", revision, CATCH_UP_S)
+
+    def _current(self, iid: str) -> EtcdEntry | None:
+        """The instance as etcd has it now (the mirror may lag a write made elsewhere)."""
+        kv = self.store.get(iid)
+        if kv is None:
+            return None
+        entry = EtcdEntry(inst=Instance.from_dict(kv.value["instance"]), last_beat=self.clock.monotonic())
+        entry.reported = kv.value.get("reported", "passing")
+        entry.ttl_critical = bool(kv.value.get("ttl_critical", False))
+        entry.check_state = kv.value.get("check_state")
+        entry.mod_revision, entry.lease = kv.mod_revision, kv.lease
+        return entry
+
+    def _cached(self, iid: str) -> EtcdEntry | None:
+        with self._lock:
+            entry = self._entries.get(iid)
+            if entry is None:
+                return None
+            copy = EtcdEntry(**{**entry.__dict__, "inst": _copy(entry.inst)})
+        return copy
+
+    def _update(self, iid: str, change) -> tuple[EtcdEntry, int] | None:
+        """Compare-and-set ``change(entry)`` onto the instance; None when it does not exist."""
+        entry = self._cached(iid) or self._current(iid)
+        for _ in range(CAS_TRIES):
+            if entry is None:
+                return None
+            if change(entry) is False:
+                return entry, entry.mod_revision
+            entry.recompute()
+            revision = self.store.put_if(iid, _record(entry), entry.lease, entry.mod_revision)
+            if revision is not None:
+                return entry, revision
+            entry = self._current(iid)  # someone else wrote first: start from theirs
+        raise RuntimeError(f"instance {iid} kept changing under {CAS_TRIES} compare-and-set attempts")
+
+    # ----- writes ------------------------------------------------------------------------
+    def register(self, inst: Instance) -> tuple[Instance, bool]:
+        inst.registered_at = iso_utc(self.clock.now())
+        inst.last_heartbeat = inst.registered_at
+        entry = Entry(inst=inst, last_beat=self.clock.monotonic(), reported=inst.health)
+        entry.recompute()
+        with self._lock:
+            stale = self._by_address.get((inst.service_name, inst.host.lower(), inst.port))
+            replaced = [e.lease for e in (self._entries.get(inst.instance_id), self._entries.get(stale or "")) if e]
+        lease = self.store.grant(self.lease_ttl)
+        created, revision = self.store.create_or_replace(
+            inst.instance_id, _record(entry), lease, [stale] if stale and stale != inst.instance_id else []
+        )
+        for old_lease in replaced:  # its keys moved to the new lease or were deleted above
+            if old_lease and old_lease != lease:
+                self.store.revoke(old_lease)
+        if stale and stale != inst.instance_id:
+            log.info("instance %s replaces %s at %s:%d", inst.instance_id, stale, inst.host, inst.port)
+        self._await(revision)
+        return _copy(inst), created
+
+    def heartbeat(self, instance_id: str, status: str | None, load: dict[str, Any] | None) -> Beat | None:
+        entry = self._cached(instance_id) or self._current(instance_id)
+        if entry is None or not self.store.refresh(entry.lease):
+            return None  # unknown, or its lease ran out: the worker must register again
+
+        def beat(e: EtcdEntry) -> None:
+            e.inst.last_heartbeat = iso_utc(self.clock.now())
+            if load is not None:
+                e.inst.load = load
+            if status is not None:
+                e.reported = status
+            e.ttl_critical = False
+
+        done = self._update(instance_id, beat)
+        if done is None:
+            return None
+        self._await(done[1])
+        return Beat(done[0].inst.status, done[0].inst.last_heartbeat)
+
+    def set_maintenance(self, instance_id: str, enabled: bool, reason: str) -> Instance | None:
+        def drain(e: EtcdEntry) -> None:
+            e.inst.maintenance = enabled
+            e.inst.maintenance_reason = reason if enabled else ""
+
+        done = self._update(instance_id, drain)
+        if done is None:
+            return None
+        self._await(done[1])
+        return done[0].inst
+
+    def deregister(self, instance_id: str) -> Instance | None:
+        entry = self._cached(instance_id) or self._current(instance_id)
+        if entry is None:
+            return None
+        revision = self.store.delete(instance_id)
+        if entry.lease:
+            self.store.revoke(entry.lease)
+        self._await(revision)
+        return entry.inst
+
+    # ----- health ------------------------------------------------------------------------
+    def sweep(self) -> tuple[list[Instance], list[Instance]]:
+        """Mark instances silent for a TTL critical; removal is etcd's lease expiry, not ours."""
+        now = self.clock.monotonic()
+        with self._lock:
+            silent = [
+                iid for iid, e in self._entries.items() if not e.ttl_critical and now - e.last_beat > self.ttl_s
+            ]
+        went_critical = []
+        for iid in silent:
+            entry = self._cached(iid)
+            if entry is None or entry.ttl_critical:
+                continue
+            entry.ttl_critical = True
+            entry.recompute()
+            # Compare-and-set against the revision we saw: a heartbeat that landed since wins.
+            if self.store.put_if(iid, _record(entry), entry.lease, entry.mod_revision) is not None:
+                went_critical.append(entry.inst)
+        return went_critical, []
+
+    def flush_heartbeats(self) -> int:
+        """Nothing to flush: every heartbeat is written to etcd before it is answered."""
+        return 0
+
+    def record_check(self, instance_id: str, success: bool) -> None:
+        with self._lock:
+            entry = self._entries.get(instance_id)
+            if entry is None or entry.inst.check is None:
+                return
+            wanted = next_check_state(entry, success)
+            if wanted == entry.check_state:
+                return
+
+        def set_check(e: EtcdEntry) -> None:
+            e.check_state = wanted
+
+        self._update(instance_id, set_check)
+
+    def close(self) -> None:
+        self._stop.set()
+        self.store.close()  # also ends the watch's open stream
+        self._watcher.join(timeout=5)

@@ -1,0 +1,300 @@
+"""etcd as the registry's store: leases, compare-and-set writes and a watch, over etcd3gw.
+
+Every registry replica talks to the same etcd cluster; etcd holds the truth and each replica
+mirrors it through a watch (:mod:`services.registry.etcd_catalog`). This module is only the
+client side: endpoint failover, the few KV calls the catalog needs, and a watch stream that
+reconnects from the last revision it delivered.
+
+Why a hand-made watch loop and not ``etcd3gw``'s ``watch_prefix``: that one runs in a thread
+pool and goes quiet when its member dies; the catalog must learn of the end and resume from
+the next revision on another member, or it would miss changes.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import requests
+from etcd3gw.client import Etcd3Client
+from etcd3gw.exceptions import ConnectionFailedError, ConnectionTimeoutError, Etcd3Exception
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Failures that mean "try another member": the member is gone, slow, or between leaders.
+_RETRYABLE = (ConnectionFailedError, ConnectionTimeoutError, requests.exceptions.RequestException)
+_TRANSIENT_MESSAGES = ("leader changed", "no leader", "timed out", "timeout", "unavailable", "not capable")
+
+
+class EtcdUnavailable(RuntimeError):
+    """No etcd member answered within the retry budget."""
+
+
+@dataclass
+class KeyValue:
+    """One key as the catalog sees it."""
+
+    key: str
+    value: dict[str, Any]
+    mod_revision: int
+    lease: int
+
+
+@dataclass
+class WatchEvent:
+    """A put (``value`` set) or a delete (``value`` None) at ``revision``."""
+
+    key: str
+    value: dict[str, Any] | None
+    revision: int
+    lease: int
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def _unb64(text: str) -> str:
+    return base64.b64decode(text).decode()
+
+
+def _range_end(prefix: str) -> str:
+    """The first key after every key starting with ``prefix`` (etcd's prefix range)."""
+    raw = bytearray(prefix.encode())
+    raw[-1] += 1
+    return base64.b64encode(bytes(raw)).decode()
+
+
+def _transient(exc: Etcd3Exception) -> bool:
+    text = f"{exc} {getattr(exc, 'detail_text', '')}".lower()
+    return any(m in text for m in _TRANSIENT_MESSAGES)
+
+
+class EtcdStore:
+    """A failover client over every given etcd member, speaking etcd's v3 JSON gateway.
+
+    :param endpoints: member URLs (``http://host:2379``), tried in turn; a failing member is
+        skipped until the others fail too.
+    :param prefix: key prefix of this registry's data, so several meshes can share a cluster.
+    :param retry_for: seconds a call keeps trying members (covers a leader election, ~1 s).
+    """
+
+    def __init__(
+        self, endpoints: list[str], prefix: str = "/compass-mesh/", timeout: float = 3.0, retry_for: float = 8.0
+    ) -> None:
+        if not endpoints:
+            raise ValueError("the etcd store needs at least one endpoint (--etcd-endpoints)")
+        self.prefix = prefix.rstrip("/") + "/instances/"
+        self.endpoints = endpoints
+        self.timeout = timeout
+        self.retry_for = retry_for
+        self._clients = [self._client(url) for url in endpoints]
+        self._current = 0
+        self._lock = threading.Lock()
+        self._watch_response: requests.Response | None = None
+        # The catalog serialises nothing through us; kept for the Store protocol's shape.
+        self.write_lock = threading.RLock()
+
+    def _client(self, url: str) -> Etcd3Client:
+        parts = urlsplit(url if "//" in url else f"http://{url}")
+        if not parts.hostname:
+            raise ValueError(f"bad etcd endpoint {url!r}: expected http://host:port")
+        # /v3/ is the gateway path of etcd ≥ 3.4; naming it skips a discovery round trip.
+        return Etcd3Client(
+            host=parts.hostname,
+            port=parts.port or 2379,
+            protocol=parts.scheme or "http",
+            timeout=self.timeout,
+            api_path="/v3/",
+        )
+
+    # ----- failover ----------------------------------------------------------------------
+    def _call(self, fn: Callable[[Etcd3Client], T]) -> T:
+        """Run ``fn`` on the current member, moving on to the next one while it fails."""
+        deadline = time.monotonic() + self.retry_for
+        delay = 0.05
+        last: Exception | None = None
+        while True:
+            for _ in range(len(self._clients)):
+                with self._lock:
+                    slot = self._current
+                client = self._clients[slot]
+                try:
+                    return fn(client)
+                except _RETRYABLE as exc:
+                    last = exc
+                except Etcd3Exception as exc:
+                    if not _transient(exc):
+                        raise
+                    last = exc
+                with self._lock:
+                    if self._current == slot:
+                        self._current = (slot + 1) % len(self._clients)
+                        log.warning("etcd member %s failed (%s); trying the next", self.endpoints[slot], last)
+            if time.monotonic() + delay > deadline:
+                raise EtcdUnavailable(f"no etcd member of {', '.join(self.endpoints)} answered: {last}") from last
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self._call(lambda c: c.post(c.get_url(path), json=body))
+
+    # ----- keys --------------------------------------------------------------------------
+    def key(self, instance_id: str) -> str:
+        return self.prefix + instance_id
+
+    def instance_id(self, key: str) -> str:
+        return key[len(self.prefix) :]
+
+    def list(self) -> tuple[list[KeyValue], int]:
+        """Every instance key and the cluster revision the answer is consistent at."""
+        resp = self._post("/kv/range", {"key": _b64(self.prefix), "range_end": _range_end(self.prefix)})
+        items = [self._kv(kv) for kv in resp.get("kvs", [])]
+        return items, int(resp["header"]["revision"])
+
+    def get(self, instance_id: str) -> KeyValue | None:
+        resp = self._post("/kv/range", {"key": _b64(self.key(instance_id))})
+        kvs = resp.get("kvs", [])
+        return self._kv(kvs[0]) if kvs else None
+
+    def grant(self, ttl_s: int) -> int:
+        """A new lease of ``ttl_s`` whole seconds (etcd may grant more, never less)."""
+        resp = self._post("/lease/grant", {"TTL": ttl_s})
+        return int(resp["ID"])
+
+    def refresh(self, lease: int) -> bool:
+        """Keep ``lease`` alive; False when it has already expired (its keys are gone)."""
+        resp = self._post("/lease/keepalive", {"ID": lease})
+        return int(resp.get("result", {}).get("TTL", -1)) > 0
+
+    def revoke(self, lease: int) -> None:
+        """Drop ``lease`` and any key still on it; an unknown lease is not an error."""
+        try:
+            self._post("/kv/lease/revoke", {"ID": lease})
+        except Etcd3Exception as exc:
+            if "not found" not in str(exc).lower() and "not found" not in getattr(exc, "detail_text", "").lower():
+                raise
+
+    def create_or_replace(
+        self, instance_id: str, value: dict[str, Any], lease: int, drop: list[str]
+    ) -> tuple[bool, int]:
+        """Put the instance on ``lease`` and delete the ``drop`` ids, atomically.
+
+        Returns (whether the key was new, the revision of the write).
+        """
+        key = _b64(self.key(instance_id))
+        ops = [{"request_put": {"key": key, "value": _b64(json.dumps(value)), "lease": lease}}]
+        ops += [{"request_delete_range": {"key": _b64(self.key(i))}} for i in drop if i != instance_id]
+        txn = {"compare": [{"key": key, "target": "VERSION", "result": "EQUAL", "version": 0}]}
+        resp = self._post("/kv/txn", {**txn, "success": ops, "failure": ops})
+        return bool(resp.get("succeeded", False)), int(resp["header"]["revision"])
+
+    def put_if(self, instance_id: str, value: dict[str, Any], lease: int, mod_revision: int) -> int | None:
+        """Compare-and-set: write only if the key is still at ``mod_revision``; its new revision, else None."""
+        key = _b64(self.key(instance_id))
+        resp = self._post(
+            "/kv/txn",
+            {
+                "compare": [{"key": key, "target": "MOD", "result": "EQUAL", "mod_revision": mod_revision}],
+                "success": [{"request_put": {"key": key, "value": _b64(json.dumps(value)), "lease": lease}}],
+            },
+        )
+        return int(resp["header"]["revision"]) if resp.get("succeeded") else None
+
+    def delete(self, instance_id: str) -> int:
+        resp = self._post("/kv/deleterange", {"key": _b64(self.key(instance_id))})
+        return int(resp["header"]["revision"])
+
+    # ----- watch -------------------------------------------------------------------------
+    def watch(self, start_revision: int, stop: threading.Event) -> Iterator[WatchEvent | int]:
+        """Events from ``start_revision`` on, across member failures, until ``stop`` is set.
+
+        Yields :class:`WatchEvent` objects, and a bare ``int`` (a compacted revision) when
+        etcd no longer has the history asked for: the caller must re-list and resume.
+        """
+        next_revision = start_revision
+        failures = 0
+        while not stop.is_set():
+            with self._lock:
+                slot = self._current
+            client = self._clients[slot]
+            body = {
+                "create_request": {
+                    "key": _b64(self.prefix),
+                    "range_end": _range_end(self.prefix),
+                    "start_revision": next_revision,
+                }
+            }
+            try:
+                with client.session.post(
+                    client.get_url("/watch"), json=body, stream=True, timeout=(self.timeout, None)
+                ) as resp:
+                    self._watch_response = resp
+                    resp.raise_for_status()
+                    for line in resp.iter_lines():
+                        if stop.is_set():
+                            return
+                        if not line.strip():
+                            continue
+                        result = json.loads(line).get("result", {})
+                        failures = 0
+                        if int(result.get("compact_revision", 0) or 0) > 0:
+                            yield int(result["compact_revision"])
+                            return
+                        for raw in result.get("events", []):
+                            event = self._event(raw)
+                            next_revision = event.revision + 1
+                            yield event
+                if stop.is_set():
+                    return
+                log.warning("etcd watch on %s ended; resuming at revision %d", self.endpoints[slot], next_revision)
+            except (requests.exceptions.RequestException, ValueError) as exc:
+                if stop.is_set():
+                    return
+                log.warning("etcd watch on %s failed (%s); resuming at %d", self.endpoints[slot], exc, next_revision)
+            failures += 1
+            with self._lock:
+                if self._current == slot:
+                    self._current = (slot + 1) % len(self._clients)
+            stop.wait(min(0.05 * 2**failures, 1.0))
+
+    def close(self) -> None:
+        """Close every connection, the open watch stream included (its reader returns at once)."""
+        resp, self._watch_response = self._watch_response, None
+        if resp is not None:
+            try:  # shutting the socket down is what wakes a thread blocked reading it
+                fd = resp.raw._fp.fileno()
+                with socket.fromfd(fd, socket.AF_INET, socket.SOCK_STREAM) as sock:
+                    sock.shutdown(socket.SHUT_RDWR)
+            except (AttributeError, OSError, ValueError):
+                pass
+        for client in self._clients:
+            client.session.close()
+
+    # ----- decoding ----------------------------------------------------------------------
+    def _kv(self, raw: dict[str, Any]) -> KeyValue:
+        return KeyValue(
+            key=_unb64(raw["key"]),
+            value=json.loads(_unb64(raw.get("value", ""))),
+            mod_revision=int(raw["mod_revision"]),
+            lease=int(raw.get("lease", 0) or 0),
+        )
+
+    def _event(self, raw: dict[str, Any]) -> WatchEvent:
+        kv = raw["kv"]
+        deleted = raw.get("type") == "DELETE"
+        return WatchEvent(
+            key=_unb64(kv["key"]),
+            value=None if deleted else json.loads(_unb64(kv.get("value", ""))),
+            revision=int(kv["mod_revision"]),
+            lease=int(kv.get("lease", 0) or 0),
+        )

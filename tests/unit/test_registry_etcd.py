@@ -1,0 +1,166 @@
+"""The etcd catalog against a real etcd: replicas sharing one prefix, leases, failover, compaction.
+
+The API suite (test_registry_api.py) runs unchanged on both stores; this file covers what only
+the etcd store has: several stateless replicas over one cluster, etcd's own expiry of dead
+instances, compare-and-set between replicas, and member failover.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import requests
+
+from services.common.clock import FakeClock
+from services.common.instance import parse_registration
+from services.registry.catalog import Query
+from services.registry.etcd_catalog import EtcdCatalog
+from services.registry.etcd_store import EtcdStore, EtcdUnavailable
+from tests.etcd_support import unique_prefix
+from tests.support import free_port, wait_until
+
+
+def reg(name: str = "echo", port: int = 9001):
+    return parse_registration({"service_name": name, "host": "127.0.0.1", "port": port})
+
+
+@pytest.fixture
+def replicas(etcd_server):
+    """Two catalogs on one prefix, as two registry replicas would be; each with its own clock."""
+    prefix = unique_prefix()
+    made: list[EtcdCatalog] = []
+
+    def make(ttl: float = 6.0, deregister_after: float = 60.0, clock: FakeClock | None = None) -> EtcdCatalog:
+        cat = EtcdCatalog(EtcdStore(etcd_server.endpoints, prefix=prefix), clock or FakeClock(), ttl, deregister_after)
+        made.append(cat)
+        return cat
+
+    yield make
+    for cat in made:
+        cat.close()
+
+
+def ids(cat: EtcdCatalog, name: str = "echo") -> list[str]:
+    return [i.instance_id for i in cat.query(Query(name=name))[0]]
+
+
+def test_a_write_on_one_replica_is_seen_by_the_other_at_the_same_index(replicas):
+    a, b = replicas(), replicas()
+    inst, created = a.register(reg())
+    assert created
+    wait_until(lambda: ids(b) == [inst.instance_id], timeout=5, what="replica b to see the registration")
+    assert a.current_index(Query(name="echo")) == b.current_index(Query(name="echo"))
+
+    # Heartbeat through b for an instance registered through a; a drain through b; seen by a.
+    beat = b.heartbeat(inst.instance_id, "warning", {"inflight": 4})
+    assert beat is not None and beat.status == "warning"
+    wait_until(lambda: a.get(inst.instance_id).load == {"inflight": 4}, timeout=5, what="load on a")
+    assert b.set_maintenance(inst.instance_id, True, "upgrade").status == "maintenance"
+    wait_until(lambda: a.get(inst.instance_id).status == "maintenance", timeout=5, what="drain on a")
+
+    assert a.deregister(inst.instance_id) is not None
+    wait_until(lambda: ids(b) == [], timeout=5, what="replica b to see the deregistration")
+    assert b.heartbeat(inst.instance_id, None, None) is None  # the worker is told to re-register
+
+
+def test_plain_heartbeat_does_not_move_the_index_but_a_state_change_does(replicas):
+    a = replicas()
+    inst, _ = a.register(reg())
+    before = a.current_index(Query(name="echo"))
+    a.heartbeat(inst.instance_id, None, {"inflight": 1})
+    assert a.current_index(Query(name="echo")) == before
+    a.heartbeat(inst.instance_id, "warning", None)
+    assert a.current_index(Query(name="echo")) > before
+
+
+def test_a_drain_on_one_replica_survives_a_heartbeat_on_the_other(replicas):
+    """Compare-and-set: b's heartbeat must not write back the undrained copy it had cached."""
+    a, b = replicas(), replicas()
+    inst, _ = a.register(reg())
+    wait_until(lambda: b.get(inst.instance_id) is not None, timeout=5)
+    a.set_maintenance(inst.instance_id, True, "drain")
+    for _ in range(5):  # immediately, before b's mirror may have caught up
+        b.heartbeat(inst.instance_id, None, {"inflight": 0})
+    wait_until(lambda: b.get(inst.instance_id).status == "maintenance", timeout=5, what="drain on b")
+    assert a.get(inst.instance_id).status == "maintenance"
+
+
+def test_ttl_sweep_on_one_replica_marks_critical_everywhere(replicas):
+    clock = FakeClock()
+    a, b = replicas(clock=clock), replicas()
+    inst, _ = a.register(reg())
+    wait_until(lambda: b.get(inst.instance_id) is not None, timeout=5)
+    clock.advance(5.0)
+    assert a.sweep() == ([], [])
+    clock.advance(1.5)
+    critical, removed = a.sweep()
+    assert [i.instance_id for i in critical] == [inst.instance_id] and removed == []
+    wait_until(lambda: b.get(inst.instance_id).status == "critical", timeout=5, what="critical on b")
+    assert "TTL" in b.get(inst.instance_id).status_reason
+    assert a.heartbeat(inst.instance_id, None, None).status == "passing"
+    wait_until(lambda: b.get(inst.instance_id).status == "passing", timeout=5, what="revival on b")
+
+
+def test_etcd_expires_a_dead_instance_with_every_replica_down(replicas, etcd_server):
+    """The lease spans TTL + deregister_after; etcd deletes the key itself."""
+    a = replicas(ttl=1.0, deregister_after=1.0)
+    assert a.lease_ttl == 2
+    inst, _ = a.register(reg())
+    probe = EtcdStore(etcd_server.endpoints, prefix=a.store.prefix.removesuffix("instances/"))
+    assert probe.get(inst.instance_id) is not None
+    a.close()
+    # etcd enforces a minimum lease TTL (1.5 × election timeout), so allow a few seconds.
+    wait_until(lambda: probe.get(inst.instance_id) is None, timeout=10, what="etcd to expire the lease")
+    probe.close()
+
+
+def test_reregistration_at_one_address_replaces_never_duplicates(replicas):
+    a, b = replicas(), replicas()
+    first, _ = a.register(reg())
+    again, created = b.register(reg())
+    assert not created and again.instance_id == first.instance_id
+    moved = parse_registration({"service_name": "echo", "host": "127.0.0.1", "port": 9001, "instance_id": "fresh-id"})
+    a.register(moved)
+    wait_until(lambda: ids(b) == ["fresh-id"], timeout=5, what="one row, the new id")
+    assert ids(a) == ["fresh-id"]
+
+
+def test_a_restarted_replica_loads_everything_with_a_fresh_grace_and_a_later_index(replicas):
+    a = replicas()
+    for port in (9001, 9002, 9003):
+        a.register(reg(port=port))
+    index = a.index
+    a.close()
+    b = replicas()
+    assert len(ids(b)) == 3 and b.index >= index
+    assert all(i.status == "passing" for i in b.snapshot())
+
+
+def test_store_fails_over_from_a_dead_member_and_reports_when_all_are_gone(etcd_server):
+    dead = f"http://127.0.0.1:{free_port()}"
+    store = EtcdStore([dead, *etcd_server.endpoints], prefix=unique_prefix())
+    lease = store.grant(5)
+    assert store.refresh(lease)
+    store.close()
+    nobody = EtcdStore([dead], prefix=unique_prefix(), retry_for=0.5)
+    started = time.monotonic()
+    with pytest.raises(EtcdUnavailable, match="no etcd member"):
+        nobody.list()
+    assert time.monotonic() - started < 5
+    nobody.close()
+
+
+def test_watch_reports_compaction_so_the_mirror_can_relist(etcd_server):
+    store = EtcdStore(etcd_server.endpoints, prefix=unique_prefix())
+    lease = store.grant(30)
+    store.create_or_replace("x", {"instance": {}}, lease, [])
+    revision = store.delete("x")
+    compact = requests.post(etcd_server.endpoints[0] + "/v3/kv/compaction", json={"revision": revision}, timeout=5)
+    compact.raise_for_status()
+    stop = threading.Event()
+    first = next(store.watch(1, stop))
+    stop.set()
+    assert isinstance(first, int) and first >= revision
+    store.close()
