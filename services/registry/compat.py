@@ -30,6 +30,13 @@ def _state():
     return state(), MAX_BODY_BYTES
 
 
+def refuse_loopback_from_afar(inst: Instance) -> None:
+    """The native API's rule: no loopback address from a worker on another machine (400)."""
+    from services.registry.app import refuse_loopback_from_afar as refuse
+
+    refuse(inst)
+
+
 def _ts(text: str | None) -> str | None:
     return iso_utc_offset(parse_iso(text)) if text else None
 
@@ -85,6 +92,7 @@ def register() -> tuple[Response, int]:
     body = json_body(limit)
     allowed = {"service_name", "host", "port", "metadata", "version"}
     inst = parse_registration({k: v for k, v in body.items() if k in allowed})
+    refuse_loopback_from_afar(inst)
     stored, created = st.catalog.register(inst)
     st.metrics.registrations.labels(result="created" if created else "replaced").inc()
     answer = {

@@ -4,7 +4,8 @@
 
 Prints one JSON line per replica as it becomes ready (``{"event": "replica", kind, pid,
 port, base_url, ...}``), again after each restart. Flags it does not know go to the kind's
-module (everything after ``--`` always does). SIGINT/SIGTERM stop every replica cleanly.
+module (everything after ``--`` always does). SIGINT/SIGTERM stop every replica cleanly; on
+Linux a launcher killed outright (SIGKILL) takes its replicas along: each gets SIGTERM and drains.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -115,6 +117,39 @@ def child_command(args: argparse.Namespace, extra: Sequence[str]) -> list[str]:
     return command + list(extra)
 
 
+# Run as ``python -c`` in each replica before the worker itself: ask the kernel to SIGTERM this
+# process when the launcher dies (even by SIGKILL), so the replica drains and exits instead of
+# living on as an orphan; then exec the worker (same pid; the setting survives exec). Doing it
+# here, in a fresh single-threaded process, avoids a preexec_fn in the multi-threaded launcher.
+# The constant is code, not a shell string: the worker's argv follows it as separate arguments.
+_PARENT_DEATH_TRAMPOLINE = """\
+import ctypes, os, signal, sys
+PR_SET_PDEATHSIG = 1
+launcher, command = int(sys.argv[1]), sys.argv[2:]
+try:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+except (OSError, AttributeError) as exc:
+    sys.stderr.write(f"warning: no parent-death signal ({exc}); this replica outlives a killed launcher\\n")
+if os.getppid() != launcher:  # the launcher died before the signal was armed
+    sys.exit(0)
+os.execv(command[0], command)
+"""
+
+
+def with_parent_death_signal(command: Sequence[str], parent_pid: int | None = None) -> list[str]:
+    """``command`` wrapped so the replica gets SIGTERM when the launcher dies (Linux; elsewhere unchanged).
+
+    The parent-death signal follows the *thread* that forked the child: the supervisor spawns
+    every replica from its main loop, which lives as long as the launcher.
+    """
+    if not sys.platform.startswith("linux"):
+        return list(command)
+    pid = os.getpid() if parent_pid is None else parent_pid
+    return [sys.executable, "-c", _PARENT_DEATH_TRAMPOLINE, str(pid), *command]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args, extra = parse_args(argv)
     logging.basicConfig(level=args.log_level, format=LOG_FORMAT, stream=sys.stderr, force=True)
@@ -130,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     env = child_environment(REGISTRY_TOKEN=args.token) if args.token else None
     supervisor = Supervisor(
         args.kind,
-        child_command(args, extra),
+        with_parent_death_signal(child_command(args, extra)),
         args.replicas,
         env=env,
         policy=RestartPolicy(

@@ -25,6 +25,7 @@ from waitress.channel import HTTPChannel
 
 from services.common.instance import default_base_url, derive_instance_id
 from services.common.settings import WorkerSettings
+from services.worker.address import WILDCARDS, detect_advertise_host
 from services.worker.agent import RegistryAgent, normalize_registry_urls
 from services.worker.app import create_worker_app, worker_state
 from services.worker.model import WorkerIdentity, WorkerModel
@@ -48,19 +49,16 @@ def resolve_bind_host(host: str) -> str:
 
 
 def advertise_host(settings: WorkerSettings, bound_host: str) -> str:
-    """The address other machines reach us at: the setting, else the bind address if it is specific."""
+    """The address other machines reach us at (see :mod:`services.worker.address`).
+
+    The setting, else the bind address if it is specific, else the address of the interface
+    that routes to the registry (never a probe towards an outside address).
+    """
     if settings.advertise_host:
         return settings.advertise_host
-    if bound_host not in ("0.0.0.0", "::"):
+    if bound_host not in WILDCARDS:
         return bound_host
-    try:
-        # The address of the default route's interface; connecting a UDP socket sends nothing.
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            probe.connect(("10.255.255.255", 1))
-            return probe.getsockname()[0]
-    except OSError:
-        log.warning("cannot tell this host's address; advertising 127.0.0.1 (set --advertise-host)")
-        return "127.0.0.1"
+    return detect_advertise_host(settings.registry_urls, bound_host)
 
 
 class WorkerServer:

@@ -1,4 +1,4 @@
-"""The issue's acceptance scenario with real processes on loopback.
+"""The issue's acceptance scenario with real processes on loopback, on both registry stores.
 
 Failures tried here: kill -9 of a worker (TTL expiry, then removal), SIGTERM of a worker with a
 request in flight (drain), kill -9 of the registry mid-run followed by a restart (no
@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.etcd_support import unique_prefix
 from tests.support import free_port, start_registry, start_workers, wait_until
 
 INTERVAL = 0.5
@@ -32,13 +33,18 @@ def by_port(registry: str) -> dict[int, dict]:
     return {inst["port"]: inst for inst in data["instances"]}
 
 
-@pytest.fixture
-def mesh(tmp_path: Path):
+@pytest.fixture(params=["sqlite", "etcd"])
+def mesh(request, tmp_path: Path):
+    """A registry on either store (the same scenarios run on both) and 3 echo workers."""
     port = free_port()
     db = tmp_path / "registry.db"
-    registry = start_registry(tmp_path, *FLAGS, port=port, db=db)
+    flags = FLAGS
+    if request.param == "etcd":
+        endpoints = ",".join(request.getfixturevalue("etcd_server").endpoints)
+        flags += ("--store", "etcd", "--etcd-endpoints", endpoints, "--etcd-prefix", unique_prefix())
+    registry = start_registry(tmp_path, *flags, port=port, db=db)
     workers = start_workers(tmp_path, 3, "--registry", registry.base_url, "--drain-timeout", "20")
-    procs = {"registry": registry, "workers": workers, "port": port, "db": db}
+    procs = {"registry": registry, "workers": workers, "port": port, "db": db, "flags": flags}
     try:
         ports = {int(w.base_url.rsplit(":", 1)[1]) for w in workers}
         wait_until(lambda: set(by_port(registry.base_url)) == ports, timeout=15, what="3 echo workers registered")
@@ -102,7 +108,7 @@ def test_registry_kill9_and_restart_loses_nothing_and_duplicates_nothing(mesh, t
         timeout=CRITICAL_AFTER * INTERVAL * 4,
         what="every worker to fail a heartbeat against the dead registry",
     )
-    restarted = start_registry(tmp_path, *FLAGS, port=mesh["port"], db=mesh["db"], name="registry-restarted")
+    restarted = start_registry(tmp_path, *mesh["flags"], port=mesh["port"], db=mesh["db"], name="registry-restarted")
     mesh["registry"] = restarted
     after = by_port(restarted.base_url)
     assert {p: inst["instance_id"] for p, inst in after.items()} == ids_before, "registration lost across kill -9"
