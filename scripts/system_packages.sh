@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages the tests need (as root; skipped with a note otherwise).
 set -euo pipefail
-PACKAGES=(etcd-server chromium chromium-driver)
+PACKAGES=(etcd-server chromium chromium-driver prometheus)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

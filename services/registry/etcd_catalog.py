@@ -268,9 +268,7 @@ class EtcdCatalog(Catalog):
         """Mark instances silent for a TTL critical; removal is etcd's lease expiry, not ours."""
         now = self.clock.monotonic()
         with self._lock:
-            silent = [
-                iid for iid, e in self._entries.items() if not e.ttl_critical and now - e.last_beat > self.ttl_s
-            ]
+            silent = [iid for iid, e in self._entries.items() if not e.ttl_critical and now - e.last_beat > self.ttl_s]
         went_critical = []
         for iid in silent:
             entry = self._cached(iid)
