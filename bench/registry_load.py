@@ -1,7 +1,10 @@
 """Registry under heartbeat load, side by side with etcd (leases + keep-alives) under the same load.
 
-For each scenario (``INSTANCESxINTERVAL``) and each target (our registry, then etcd), this starts the
-target on 127.0.0.1 with a temporary data dir, then two load processes (``bench/loadgen.py``):
+For each scenario (``INSTANCESxINTERVAL``) and each target, this starts the target on 127.0.0.1
+with a temporary data dir, then two load processes (``bench/loadgen.py``). Targets: ``registry``
+(our registry on its SQLite store), ``registry-etcd`` (our registry on ``--store etcd`` over a
+local etcd: ``--store etcd`` adds it beside the SQLite run) and ``etcd`` (etcd itself, driven
+with its own API as the yardstick):
 
 * the heartbeat generator registers every instance (etcd: a lease per instance plus a key put
   with it), then beats each instance every INTERVAL seconds, open-loop with phases spread
@@ -18,6 +21,7 @@ answers, errors, CPU %, RSS; then registry/etcd ratios.
 
     .venv/bin/python bench/registry_load.py                       # 1000x2 and 10000x5, 30 s each
     .venv/bin/python bench/registry_load.py --quick               # smoke test
+    .venv/bin/python bench/registry_load.py --store etcd          # the registry on SQLite and on etcd
     .venv/bin/python bench/registry_load.py --scenarios 10000x5 --targets registry --profile-dir /tmp/prof
 """
 
@@ -330,12 +334,19 @@ def run_one(args: argparse.Namespace, sc: Scenario, target: str, log: Any) -> di
         if target == "registry":
             server, port = start_registry(tmp, sc.interval, args.registry_args, args.registry_root)
             lease_ttl = 0.0
+        elif target == "registry-etcd":
+            backend, etcd_port = start_etcd(tmp, args.etcd_bin)
+            children.append(backend)
+            store = ["--store", "etcd", "--etcd-endpoints", f"http://127.0.0.1:{etcd_port}"]
+            server, port = start_registry(tmp, sc.interval, store + args.registry_args, args.registry_root)
+            lease_ttl = 0.0
         else:
             server, port = start_etcd(tmp, args.etcd_bin)
             lease_ttl = CRITICAL_AFTER * sc.interval + DEREGISTER_AFTER
         children.append(server)
         log(f"{tag} {target} up on 127.0.0.1:{port} (pid {server.pid}, data in {tmp})")
-        common = {"target": target, "host": "127.0.0.1", "port": port, "instances": sc.instances}
+        protocol = "etcd" if target == "etcd" else "registry"  # registry-etcd speaks the registry API
+        common = {"target": protocol, "host": "127.0.0.1", "port": port, "instances": sc.instances}
         common |= {"per_service": args.per_service, "lease_ttl": lease_ttl}
         gen = loadgen(
             "heartbeats",
@@ -372,12 +383,15 @@ def run_one(args: argparse.Namespace, sc: Scenario, target: str, log: Any) -> di
         t1 = t0 + args.duration
         for child in (gen, clients):
             child.send({"cmd": "window", "t0": t0, "t1": t1})
-        probe = CpuProbe({"target": server.pid, "gen": gen.pid, "clients": clients.pid})
+        pids = {"target": server.pid, "gen": gen.pid, "clients": clients.pid}
+        if target == "registry-etcd":
+            pids["backend"] = children[0].pid  # etcd under the registry: its CPU is part of the cost
+        probe = CpuProbe(pids)
         profiler = _start_profiler(args, server.pid, sc, target, t0, log)
         time.sleep(max(0.0, t0 - time.monotonic()))
         log(f"{tag} measuring for {args.duration:g}s")
         probe.begin()
-        version0 = change_counter(target, port)
+        version0 = change_counter(protocol, port)
 
         def on_progress(ev: dict[str, Any]) -> None:
             if ev.get("event") == "progress":
@@ -395,7 +409,7 @@ def run_one(args: argparse.Namespace, sc: Scenario, target: str, log: Any) -> di
                 while True:
                     on_progress(gen.events.get_nowait())
         usage = probe.end()
-        version1 = change_counter(target, port)
+        version1 = change_counter(protocol, port)
         if version0 is not None and version1 is not None:
             usage["changes"] = version1 - version0
         hb = gen.wait_event("result", 30 + sc.interval, on_progress)
@@ -530,6 +544,7 @@ def _row(r: dict[str, Any]) -> dict[str, Any]:
         "changes": r.get("changes"),
         "errors": errors,
         "CPU %": r.get("target_cpu_pct"),
+        "etcd CPU %": r.get("backend_cpu_pct"),
         "RSS MB": r.get("target_rss_max_mb"),
         "gen CPU %": r.get("gen_cpu_pct"),
         "clients CPU %": r.get("clients_cpu_pct"),
@@ -542,6 +557,7 @@ def _other_cpu(r: dict[str, Any]) -> float | None:
     parts = [r.get(k) for k in ("machine_cpu_pct", "target_cpu_pct", "gen_cpu_pct", "clients_cpu_pct")]
     if any(p is None for p in parts):
         return None
+    parts.append(r.get("backend_cpu_pct") or 0.0)
     return round(max(0.0, parts[0] - sum(parts[1:])), 1)
 
 
@@ -558,28 +574,32 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def ratios(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each pair measured in the same run: registry/etcd, and the etcd store against SQLite."""
     out = []
     by = {(r["scenario"], r["target"]): _row(r) for r in results}
+    pairs = (("registry", "etcd", "reg/etcd"), ("registry-etcd", "registry", "etcd-store/sqlite"))
     for scenario in dict.fromkeys(r["scenario"] for r in results):
-        reg, etcd = by.get((scenario, "registry")), by.get((scenario, "etcd"))
-        if not reg or not etcd:
-            continue
+        for num_name, den_name, label in pairs:
+            num, den = by.get((scenario, num_name)), by.get((scenario, den_name))
+            if not num or not den:
+                continue
 
-        def ratio(key: str, reg: dict = reg, etcd: dict = etcd) -> float | None:
-            a, b = reg.get(key), etcd.get(key)
-            return round(a / b, 2) if a is not None and b else None
+            def ratio(key: str, num: dict = num, den: dict = den) -> float | None:
+                a, b = num.get(key), den.get(key)
+                return round(a / b, 2) if a is not None and b else None
 
-        out.append(
-            {
-                "scenario": scenario,
-                "throughput reg/etcd": ratio("beats/s"),
-                "hb p50 reg/etcd": ratio("hb p50"),
-                "hb p99 reg/etcd": ratio("hb p99"),
-                "disc p99 reg/etcd": ratio("disc p99"),
-                "CPU reg/etcd": ratio("CPU %"),
-                "RSS reg/etcd": ratio("RSS MB"),
-            }
-        )
+            out.append(
+                {
+                    "scenario": scenario,
+                    "ratio": label,
+                    "throughput": ratio("beats/s"),
+                    "hb p50": ratio("hb p50"),
+                    "hb p99": ratio("hb p99"),
+                    "disc p99": ratio("disc p99"),
+                    "CPU": ratio("CPU %"),
+                    "RSS": ratio("RSS MB"),
+                }
+            )
     return out
 
 
@@ -617,7 +637,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--connections", type=int, default=64, help="persistent connections of the generator")
     p.add_argument("--register-concurrency", type=int, default=16, help="registrations in flight (default 16)")
     p.add_argument("--register-timeout", type=float, default=120.0, help="bound on the registration phase, s")
-    p.add_argument("--targets", default="registry,etcd", help="registry,etcd (default both)")
+    p.add_argument("--targets", default="registry,etcd", help="registry,registry-etcd,etcd (default registry,etcd)")
+    p.add_argument(
+        "--store",
+        default="sqlite",
+        help="registry store(s): sqlite, etcd or sqlite,etcd; etcd runs beside the SQLite baseline",
+    )
     p.add_argument("--etcd-bin", default=shutil.which("etcd") or "etcd", help="etcd binary")
     p.add_argument(
         "--registry-root",
@@ -657,7 +682,14 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
             setattr(args, key, value)
     args.scenario_list = [Scenario.parse(s) for s in args.scenarios.split(",") if s.strip()]
     args.target_list = [t.strip() for t in args.targets.split(",") if t.strip()]
-    bad = set(args.target_list) - {"registry", "etcd"}
+    stores = {s.strip() for s in args.store.split(",") if s.strip()}
+    if stores - {"sqlite", "etcd"}:
+        raise SystemExit(f"unknown store(s): {', '.join(sorted(stores - {'sqlite', 'etcd'}))}")
+    if "etcd" in stores and "registry-etcd" not in args.target_list:
+        if "registry" not in args.target_list:
+            args.target_list.insert(0, "registry")  # the SQLite baseline, measured in the same run
+        args.target_list.insert(args.target_list.index("registry") + 1, "registry-etcd")
+    bad = set(args.target_list) - {"registry", "registry-etcd", "etcd"}
     if bad:
         raise SystemExit(f"unknown target(s): {', '.join(sorted(bad))}")
     if args.duration <= 0 or args.watchers < 0 or args.discovery_clients < 0 or args.per_service < 1:
@@ -677,10 +709,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_term)
     targets = list(args.target_list)
     etcd_ver = None
-    if "etcd" in targets:
+    if {"etcd", "registry-etcd"} & set(targets):
         if not shutil.which(args.etcd_bin) and not Path(args.etcd_bin).exists():
             log(f"etcd binary {args.etcd_bin!r} not found (apt-get install etcd-server); skipping the etcd runs")
-            targets.remove("etcd")
+            targets = [t for t in targets if t not in ("etcd", "registry-etcd")]
         else:
             etcd_ver = etcd_version(args.etcd_bin)
     machine = {

@@ -1,8 +1,10 @@
 """The catalog of a stateless registry replica: etcd holds the truth, a watch mirrors it here.
 
 Any number of replicas share one etcd cluster. Writes go to etcd first (compare-and-set, so
-two replicas never overwrite each other's changes); every replica, the writer included, applies
-them from its watch, so all replicas see the same changes in the same order. That gives:
+two replicas never overwrite each other's changes); the writer applies its own write at once at
+the revision etcd gave it (read-your-writes without waiting), and every replica applies every
+change from its watch. Each entry remembers its revision, and a deleted id its tombstone, so a
+change that arrives late never overwrites a newer one. That gives:
 
 - **one lease per instance** whose TTL spans the critical window plus ``deregister_after``;
   each heartbeat keeps it alive, and etcd itself deletes a dead instance, even with every
@@ -32,7 +34,6 @@ log = logging.getLogger(__name__)
 
 # Fields whose change a blocking query must see; last_heartbeat and load are not among them.
 _QUIET_FIELDS = ("last_heartbeat", "load")
-CATCH_UP_S = 2.0  # how long a write waits for its own change to come back through the watch
 CAS_TRIES = 5
 
 
@@ -66,8 +67,8 @@ class EtcdCatalog(Catalog):
 
     def __init__(self, store: EtcdStore, clock: Clock, ttl_s: float, deregister_after_s: float) -> None:
         self.lease_ttl = max(1, math.ceil(ttl_s + deregister_after_s))  # etcd leases are whole seconds
-        self._applied = 0
-        self._caught_up = threading.Condition()
+        self._applied = 0  # the watch has delivered every change up to here
+        self._tombstones: dict[str, int] = {}  # deleted id -> revision, until the watch passes it
         self._stop = threading.Event()
         super().__init__(store, clock, ttl_s, deregister_after_s)  # type: ignore[arg-type]
         self.store: EtcdStore = store
@@ -96,7 +97,7 @@ class EtcdCatalog(Catalog):
             self._remove(iid)
             self._bump([name], revision)
         self.index = max(self.index, revision)
-        self._mark_applied(revision)
+        self._applied = max(self._applied, revision)
 
     def _watch(self) -> None:
         start = self._applied + 1
@@ -120,18 +121,30 @@ class EtcdCatalog(Catalog):
         iid = self.store.instance_id(event.key)
         with self._lock:
             if event.value is None:
-                entry = self._entries.get(iid)
-                if entry is not None:
-                    self._remove(iid)
-                    self._bump([entry.inst.service_name], event.revision)
+                self._apply_delete(iid, event.revision)
             else:
                 self._apply_put(iid, event.value, event.revision, event.lease)
-        self._mark_applied(event.revision)
+            self._applied = max(self._applied, event.revision)
+            # Every change up to here has arrived, so older tombstones can stop guarding.
+            for gone in [i for i, rev in self._tombstones.items() if rev <= self._applied]:
+                del self._tombstones[gone]
+
+    def _apply_delete(self, iid: str, revision: int) -> None:
+        """Mirror a deletion (lock held), unless the id was written again after it."""
+        entry = self._entries.get(iid)
+        if entry is not None and entry.mod_revision > revision:
+            return
+        self._tombstones[iid] = max(revision, self._tombstones.get(iid, 0))
+        if entry is not None:
+            self._remove(iid)
+            self._bump([entry.inst.service_name], revision)
 
     def _apply_put(self, iid: str, value: dict[str, Any], revision: int, lease: int) -> None:
-        """Mirror one stored record (called with the lock held)."""
-        inst = Instance.from_dict(value["instance"])
+        """Mirror one stored record (lock held), unless a newer one or its deletion is here already."""
         old = self._entries.get(iid)
+        if (old is not None and old.mod_revision >= revision) or self._tombstones.get(iid, 0) > revision:
+            return
+        inst = Instance.from_dict(value["instance"])
         now = self.clock.monotonic()
         fresh_beat = old is None or old.inst.last_heartbeat != inst.last_heartbeat
         entry = EtcdEntry(
@@ -155,17 +168,10 @@ class EtcdCatalog(Catalog):
         self._add(entry)
         self._bump(names, revision)
 
-    def _mark_applied(self, revision: int) -> None:
-        with self._caught_up:
-            if revision > self._applied:
-                self._applied = revision
-                self._caught_up.notify_all()
-
-    def _await(self, revision: int) -> None:
-        """Read-your-writes: wait until the watch has delivered ``revision`` (bounded)."""
-        with self._caught_up:
-            if not self._caught_up.wait_for(lambda: self._applied >= revision, timeout=CATCH_UP_S):
-                log.warning("etcd watch is behind: revision %d not seen after %.1fs", revision, CATCH_UP_S)
+    def _wrote(self, iid: str, entry: Entry, revision: int, lease: int) -> None:
+        """Apply our own successful write at its revision: read-your-writes, no wait for the watch."""
+        with self._lock:
+            self._apply_put(iid, _record(entry), revision, lease)
 
     def _current(self, iid: str) -> EtcdEntry | None:
         """The instance as etcd has it now (the mirror may lag a write made elsewhere)."""
@@ -198,6 +204,7 @@ class EtcdCatalog(Catalog):
             entry.recompute()
             revision = self.store.put_if(iid, _record(entry), entry.lease, entry.mod_revision)
             if revision is not None:
+                self._wrote(iid, entry, revision, entry.lease)
                 return entry, revision
             entry = self._current(iid)  # someone else wrote first: start from theirs
         raise RuntimeError(f"instance {iid} kept changing under {CAS_TRIES} compare-and-set attempts")
@@ -218,9 +225,11 @@ class EtcdCatalog(Catalog):
         for old_lease in replaced:  # its keys moved to the new lease or were deleted above
             if old_lease and old_lease != lease:
                 self.store.revoke(old_lease)
+        self._wrote(inst.instance_id, entry, revision, lease)
         if stale and stale != inst.instance_id:
+            with self._lock:
+                self._apply_delete(stale, revision)
             log.info("instance %s replaces %s at %s:%d", inst.instance_id, stale, inst.host, inst.port)
-        self._await(revision)
         return _copy(inst), created
 
     def heartbeat(self, instance_id: str, status: str | None, load: dict[str, Any] | None) -> Beat | None:
@@ -239,7 +248,6 @@ class EtcdCatalog(Catalog):
         done = self._update(instance_id, beat)
         if done is None:
             return None
-        self._await(done[1])
         return Beat(done[0].inst.status, done[0].inst.last_heartbeat)
 
     def set_maintenance(self, instance_id: str, enabled: bool, reason: str) -> Instance | None:
@@ -248,10 +256,7 @@ class EtcdCatalog(Catalog):
             e.inst.maintenance_reason = reason if enabled else ""
 
         done = self._update(instance_id, drain)
-        if done is None:
-            return None
-        self._await(done[1])
-        return done[0].inst
+        return None if done is None else done[0].inst
 
     def deregister(self, instance_id: str) -> Instance | None:
         entry = self._cached(instance_id) or self._current(instance_id)
@@ -260,7 +265,8 @@ class EtcdCatalog(Catalog):
         revision = self.store.delete(instance_id)
         if entry.lease:
             self.store.revoke(entry.lease)
-        self._await(revision)
+        with self._lock:
+            self._apply_delete(instance_id, revision)
         return entry.inst
 
     # ----- health ------------------------------------------------------------------------
@@ -277,7 +283,9 @@ class EtcdCatalog(Catalog):
             entry.ttl_critical = True
             entry.recompute()
             # Compare-and-set against the revision we saw: a heartbeat that landed since wins.
-            if self.store.put_if(iid, _record(entry), entry.lease, entry.mod_revision) is not None:
+            revision = self.store.put_if(iid, _record(entry), entry.lease, entry.mod_revision)
+            if revision is not None:
+                self._wrote(iid, entry, revision, entry.lease)
                 went_critical.append(entry.inst)
         return went_critical, []
 

@@ -109,13 +109,17 @@ class EtcdStore:
         if not parts.hostname:
             raise ValueError(f"bad etcd endpoint {url!r}: expected http://host:port")
         # /v3/ is the gateway path of etcd ≥ 3.4; naming it skips a discovery round trip.
-        return Etcd3Client(
+        client = Etcd3Client(
             host=parts.hostname,
             port=parts.port or 2379,
             protocol=parts.scheme or "http",
             timeout=self.timeout,
             api_path="/v3/",
         )
+        # etcd is reached directly, never through a proxy; reading proxy and netrc settings
+        # from the environment on every request was a quarter of a heartbeat's CPU.
+        client.session.trust_env = False
+        return client
 
     # ----- failover ----------------------------------------------------------------------
     def _call(self, fn: Callable[[Etcd3Client], T]) -> T:
