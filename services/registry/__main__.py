@@ -129,7 +129,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def _stop(signum: int) -> None:
         log.info("signal %d: shutting down", signum)
-        # Waiting blocking queries would hold a graceful stop for up to --max-wait: cut them.
+        # Waiting blocking queries would hold a graceful stop for up to --max-wait: answer them
+        # now (clients then move to another replica), and cut whatever still runs after 1 s.
+        app.extensions["registry"].catalog.release_waiters()
         gevent.spawn(server.stop, timeout=1.0)
 
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -117,6 +117,7 @@ class Catalog:
         self._by_address: dict[tuple[str, str, int], str] = {}
         self._checked: set[str] = set()  # ids with an active check: the checker never scans the rest
         self._name_index: dict[str, int] = {}
+        self._released = False  # shutting down: blocking queries answer at once
         self.index = 1
         self._restore()
 
@@ -318,7 +319,7 @@ class Catalog:
             with self._lock:
                 current = self._query_index(q)
                 remaining = deadline - time.monotonic()
-                if current != after_index or remaining <= 0:
+                if current != after_index or remaining <= 0 or self._released:
                     return current
                 woken = threading.Event()
                 self._waiters.setdefault(q.name, set()).add(woken)
@@ -356,6 +357,15 @@ class Catalog:
     def count(self) -> int:
         with self._lock:
             return len(self._entries)
+
+    def release_waiters(self) -> None:
+        """Answer every blocking query now (shutdown): a clean 200 instead of a cut connection."""
+        with self._lock:
+            self._released = True
+            waiting = [e for events in self._waiters.values() for e in events]
+            self._waiters.clear()
+        for woken in waiting:
+            woken.set()
 
     def close(self) -> None:
         self.store.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -88,6 +89,31 @@ def test_sigterm_flushes_heartbeat_timestamps(tmp_path: Path):
         assert got["last_heartbeat"] == beat and got["registered_at"] == registered
     finally:
         reg2.stop()
+
+
+def test_sigterm_answers_waiting_blocking_queries_instead_of_cutting_them(tmp_path: Path):
+    """A replica going down must hand its watchers a clean answer, so they move on at once."""
+    reg = start_registry(tmp_path)
+    register(reg.base_url, 9000)
+    index = requests.get(f"{reg.base_url}/api/v1/services", timeout=5).json()["data"]["index"]
+    answers: list[requests.Response] = []
+    threads = [
+        threading.Thread(
+            target=lambda: answers.append(
+                requests.get(f"{reg.base_url}/api/v1/services", params={"index": index, "wait": "30s"}, timeout=40)
+            )
+        )
+        for _ in range(3)
+    ]
+    for t in threads:
+        t.start()
+    wait_until(lambda: 'registry_blocking_queries 3.0' in requests.get(f"{reg.base_url}/metrics", timeout=5).text,
+               timeout=10, what="3 blocking queries waiting")  # fmt: skip
+    assert reg.terminate() == 0
+    for t in threads:
+        t.join(timeout=10)
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    assert all(a.json()["data"]["index"] == index for a in answers)
 
 
 def test_token_enforced_by_the_real_server(tmp_path: Path):
