@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import ipaddress
 import random
-import socket
 import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -22,6 +19,7 @@ from services.common.clock import Clock, SystemClock
 from services.common.envelope import ApiError, ErrorCode, install_envelope, json_body, ok, ok_raw
 from services.common.instance import STATUSES, parse_registration, validate_health, validate_load
 from services.common.settings import RegistrySettings
+from services.registry.advertise import refuse_loopback_from_afar
 from services.registry.catalog import Catalog
 from services.registry.etcd_catalog import EtcdCatalog
 from services.registry.etcd_store import EtcdStore
@@ -79,7 +77,7 @@ def register() -> Response:
     st = state()
     require_token(st.settings.token)
     inst = parse_registration(json_body(MAX_BODY_BYTES))
-    refuse_loopback_from_afar(inst)
+    refuse_loopback_from_afar(inst, request.remote_addr)
     stored, created = st.catalog.register(inst)
     st.metrics.registrations.labels(result="created" if created else "replaced").inc()
     data = {
@@ -90,54 +88,6 @@ def register() -> Response:
         "instance": stored.to_dict(),
     }
     return ok(data, "registered" if created else "registration replaced", status=201 if created else 200)
-
-
-def _is_loopback(host: str | None) -> bool:
-    """127.0.0.0/8, ::1 (also IPv4-mapped), ``localhost`` and ``*.localhost``."""
-    name = (host or "").strip().strip("[]").rstrip(".").lower()
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        addr = ipaddress.ip_address(name.split("%", 1)[0])
-    except ValueError:
-        return False
-    mapped = getattr(addr, "ipv4_mapped", None)
-    return bool((mapped or addr).is_loopback)
-
-
-def _is_own_address(address: str) -> bool:
-    """Whether ``address`` belongs to this machine (only a local address can be bound)."""
-    try:
-        family = socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
-        with socket.socket(family, socket.SOCK_DGRAM) as probe:
-            probe.bind((address, 0))
-        return True
-    except (OSError, ValueError):
-        return False
-
-
-def refuse_loopback_from_afar(inst: Any) -> None:
-    """400 when a worker on another machine advertises a loopback address nobody else can reach.
-
-    A registration sent from this machine (over loopback, from one of its own addresses, or
-    from no IP at all) may advertise loopback: the registry and the worker share a host.
-    """
-    try:
-        url_host = urlsplit(inst.base_url).hostname
-    except ValueError:
-        url_host = None
-    field_name, value = next(
-        ((f, v) for f, v in (("host", inst.host), ("base_url", url_host)) if _is_loopback(v)), (None, None)
-    )
-    remote = request.remote_addr
-    if field_name is None or not remote or _is_loopback(remote) or _is_own_address(remote):
-        return
-    raise ApiError(
-        ErrorCode.INVALID_REQUEST,
-        f"{field_name} {value!r} is a loopback address, but this registration came from {remote} "
-        "(another machine): no client could reach the worker there. Start the worker with "
-        "--advertise-host <an address of its machine that clients can reach> (or bind a routable --host)",
-    )
 
 
 @api.put("/services/<iid:instance_id>/heartbeat")

@@ -16,6 +16,7 @@ from services.common.auth import require_token
 from services.common.clock import iso_utc_offset, parse_iso, utc_now
 from services.common.envelope import ApiError, ErrorCode, http_error_response, json_body
 from services.common.instance import Instance, parse_registration, validate_service_name
+from services.registry.advertise import refuse_loopback_from_afar
 from services.registry.catalog import Query
 
 compat = Blueprint("registry_compat", __name__)
@@ -28,13 +29,6 @@ def _state():
     from services.registry.app import MAX_BODY_BYTES, state
 
     return state(), MAX_BODY_BYTES
-
-
-def refuse_loopback_from_afar(inst: Instance) -> None:
-    """The native API's rule: no loopback address from a worker on another machine (400)."""
-    from services.registry.app import refuse_loopback_from_afar as refuse
-
-    refuse(inst)
 
 
 def _ts(text: str | None) -> str | None:
@@ -92,7 +86,7 @@ def register() -> tuple[Response, int]:
     body = json_body(limit)
     allowed = {"service_name", "host", "port", "metadata", "version"}
     inst = parse_registration({k: v for k, v in body.items() if k in allowed})
-    refuse_loopback_from_afar(inst)
+    refuse_loopback_from_afar(inst, request.remote_addr)
     stored, created = st.catalog.register(inst)
     st.metrics.registrations.labels(result="created" if created else "replaced").inc()
     answer = {

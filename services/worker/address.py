@@ -11,29 +11,17 @@ then refuses a loopback address with a message naming ``--advertise-host``.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import socket
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
+from services.common.addresses import is_loopback
+
 log = logging.getLogger(__name__)
 
 WILDCARDS = frozenset({"0.0.0.0", "::", ""})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-def is_loopback(host: str) -> bool:
-    """127.0.0.0/8, ::1 (also IPv4-mapped) and the name ``localhost`` (RFC 6761: ``*.localhost`` too)."""
-    name = host.strip().strip("[]").rstrip(".").lower()
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        addr = ipaddress.ip_address(name.split("%", 1)[0])
-    except ValueError:
-        return False
-    mapped = getattr(addr, "ipv4_mapped", None)
-    return bool((mapped or addr).is_loopback)
 
 
 def registry_endpoints(urls: Sequence[str]) -> list[tuple[str, int]]:
