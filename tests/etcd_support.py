@@ -32,12 +32,18 @@ class EtcdMember:
     peer_url: str
     log_path: Path
     popen: subprocess.Popen | None = None
+    argv: list[str] = field(default_factory=list)
 
     def healthy(self) -> bool:
         try:
             return requests.get(self.client_url + "/health", timeout=1).json().get("health") == "true"
         except (requests.RequestException, ValueError):
             return False
+
+    def start(self) -> None:
+        """(Re)start this member with its own ports and data dir."""
+        handle = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
+        self.popen = subprocess.Popen(self.argv, stdout=handle, stderr=subprocess.STDOUT)
 
     def kill9(self) -> None:
         if self.popen is not None and self.popen.poll() is None:
@@ -91,8 +97,8 @@ class EtcdCluster:
                 "--initial-cluster-state", "new",
                 *TIMING_FLAGS,
             ]  # fmt: skip
-            handle = open(m.log_path, "ab")  # noqa: SIM115 - lives as long as the process
-            m.popen = subprocess.Popen(args, stdout=handle, stderr=subprocess.STDOUT)
+            m.argv = args
+            m.start()
         for m in self.members:
             wait_until(m.healthy, timeout=30, what=f"etcd member {m.name} healthy")
         return self

@@ -103,8 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     settings = settings_from_args(argv)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from services.registry.app import create_app
+    from services.registry.store import StoreUnavailable
 
-    app = create_app(settings, open_store(settings))
+    try:
+        app = create_app(settings, open_store(settings))
+    except StoreUnavailable as exc:
+        raise SystemExit(f"cannot start: {exc}") from exc
     server = RegistryServer(
         (settings.host, settings.port),
         app,

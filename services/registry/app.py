@@ -16,7 +16,7 @@ from werkzeug.routing import BaseConverter
 
 from services.common.auth import require_token
 from services.common.clock import Clock, SystemClock
-from services.common.envelope import ApiError, ErrorCode, install_envelope, json_body, ok, ok_raw
+from services.common.envelope import ApiError, ErrorCode, error_response, install_envelope, json_body, ok, ok_raw
 from services.common.instance import STATUSES, parse_registration, validate_health, validate_load
 from services.common.settings import RegistrySettings
 from services.registry.advertise import refuse_loopback_from_afar
@@ -28,7 +28,7 @@ from services.registry.health import ActiveChecker, HealthSweeper
 from services.registry.metrics import RegistryMetrics
 from services.registry.openapi import build_spec
 from services.registry.query import parse_list_params
-from services.registry.store import Store
+from services.registry.store import Store, StoreUnavailable
 from services.registry.watch import WatchCache
 
 MAX_BODY_BYTES = 64 * 1024
@@ -283,6 +283,7 @@ def create_app(
     app.extensions["registry"] = reg_state
     install_envelope(app)
     app.register_error_handler(HTTPException, routing_error)
+    app.register_error_handler(StoreUnavailable, store_unavailable)
     _install_request_metrics(app, metrics_)
     app.register_blueprint(api, url_prefix="/api/v1")
     app.register_blueprint(compat, url_prefix="/compat/v0")
@@ -295,6 +296,11 @@ def create_app(
     if start_background:
         reg_state.start()
     return app
+
+
+def store_unavailable(err: StoreUnavailable) -> Response:
+    """503 + Retry-After: the worker or client moves to another replica (reads still work)."""
+    return error_response(ApiError(ErrorCode.OVERLOADED, f"the registry's store is unavailable: {err}", retry_after=1))
 
 
 def _install_request_metrics(app: Flask, metrics_: RegistryMetrics) -> None:

@@ -234,7 +234,13 @@ class EtcdCatalog(Catalog):
 
     def heartbeat(self, instance_id: str, status: str | None, load: dict[str, Any] | None) -> Beat | None:
         entry = self._cached(instance_id) or self._current(instance_id)
-        if entry is None or not self.store.refresh(entry.lease):
+        if entry is not None and not self.store.refresh(entry.lease):
+            # Our mirror may hold the lease of a registration another replica just replaced.
+            fresh = self._current(instance_id)
+            entry = fresh if fresh is not None and fresh.lease != entry.lease else None
+            if entry is not None and not self.store.refresh(entry.lease):
+                entry = None
+        if entry is None:
             return None  # unknown, or its lease ran out: the worker must register again
 
         def beat(e: EtcdEntry) -> None:

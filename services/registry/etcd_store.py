@@ -27,6 +27,8 @@ import requests
 from etcd3gw.client import Etcd3Client
 from etcd3gw.exceptions import ConnectionFailedError, ConnectionTimeoutError, Etcd3Exception
 
+from services.registry.store import StoreUnavailable
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -35,7 +37,7 @@ _RETRYABLE = (ConnectionFailedError, ConnectionTimeoutError, requests.exceptions
 _TRANSIENT_MESSAGES = ("leader changed", "no leader", "timed out", "timeout", "unavailable", "not capable")
 
 
-class EtcdUnavailable(RuntimeError):
+class EtcdUnavailable(StoreUnavailable):
     """No etcd member answered within the retry budget."""
 
 
@@ -86,10 +88,17 @@ class EtcdStore:
         skipped until the others fail too.
     :param prefix: key prefix of this registry's data, so several meshes can share a cluster.
     :param retry_for: seconds a call keeps trying members (covers a leader election, ~1 s).
+    :param fail_fast_for: after a call ran out of members, later calls fail at once for this
+        long instead of each waiting ``retry_for`` (an etcd outage must not hold every request).
     """
 
     def __init__(
-        self, endpoints: list[str], prefix: str = "/compass-mesh/", timeout: float = 3.0, retry_for: float = 8.0
+        self,
+        endpoints: list[str],
+        prefix: str = "/compass-mesh/",
+        timeout: float = 3.0,
+        retry_for: float = 8.0,
+        fail_fast_for: float = 1.0,
     ) -> None:
         if not endpoints:
             raise ValueError("the etcd store needs at least one endpoint (--etcd-endpoints)")
@@ -97,6 +106,8 @@ class EtcdStore:
         self.endpoints = endpoints
         self.timeout = timeout
         self.retry_for = retry_for
+        self.fail_fast_for = fail_fast_for
+        self._down_until = 0.0
         self._clients = [self._client(url) for url in endpoints]
         self._current = 0
         self._lock = threading.Lock()
@@ -124,6 +135,8 @@ class EtcdStore:
     # ----- failover ----------------------------------------------------------------------
     def _call(self, fn: Callable[[Etcd3Client], T]) -> T:
         """Run ``fn`` on the current member, moving on to the next one while it fails."""
+        if time.monotonic() < self._down_until:
+            raise EtcdUnavailable(f"no etcd member of {', '.join(self.endpoints)} answered a moment ago")
         deadline = time.monotonic() + self.retry_for
         delay = 0.05
         last: Exception | None = None
@@ -133,7 +146,9 @@ class EtcdStore:
                     slot = self._current
                 client = self._clients[slot]
                 try:
-                    return fn(client)
+                    result = fn(client)
+                    self._down_until = 0.0
+                    return result
                 except _RETRYABLE as exc:
                     last = exc
                 except Etcd3Exception as exc:
@@ -145,6 +160,7 @@ class EtcdStore:
                         self._current = (slot + 1) % len(self._clients)
                         log.warning("etcd member %s failed (%s); trying the next", self.endpoints[slot], last)
             if time.monotonic() + delay > deadline:
+                self._down_until = time.monotonic() + self.fail_fast_for
                 raise EtcdUnavailable(f"no etcd member of {', '.join(self.endpoints)} answered: {last}") from last
             time.sleep(delay)
             delay = min(delay * 2, 0.5)

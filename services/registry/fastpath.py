@@ -20,6 +20,7 @@ from services.common.auth import token_matches
 from services.common.clock import iso_utc, utc_now
 from services.common.envelope import REQUEST_ID_RE, ApiError, new_request_id
 from services.common.instance import HEALTH_STATES, INSTANCE_ID_RE, validate_load
+from services.registry.store import StoreUnavailable
 
 PREFIX = "/api/v1/services/"
 SUFFIX = "/heartbeat"
@@ -69,7 +70,10 @@ class HeartbeatFastPath:
                 load = validate_load(load)
             except ApiError:
                 return None
-        inst = st.catalog.heartbeat(instance_id, status, load)
+        try:
+            inst = st.catalog.heartbeat(instance_id, status, load)
+        except StoreUnavailable:
+            return None  # Flask answers the 503 (the store fails fast the second time)
         if inst is None:
             return None  # Flask answers the 404 that tells the worker to register again
         rid = environ.get("HTTP_X_REQUEST_ID", "")

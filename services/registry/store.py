@@ -17,6 +17,10 @@ from typing import Protocol
 from services.common.instance import Instance
 
 
+class StoreUnavailable(RuntimeError):
+    """The durable store cannot be reached now; the registry answers 503 so callers go elsewhere."""
+
+
 @dataclass
 class StoredInstance:
     """What survives a restart: the instance and the inputs of its health."""

@@ -15,10 +15,12 @@ import requests
 
 from services.common.clock import FakeClock
 from services.common.instance import parse_registration
+from services.common.settings import RegistrySettings
+from services.registry.app import create_app
 from services.registry.catalog import Query
 from services.registry.etcd_catalog import EtcdCatalog
 from services.registry.etcd_store import EtcdStore, EtcdUnavailable
-from tests.etcd_support import unique_prefix
+from tests.etcd_support import EtcdCluster, unique_prefix
 from tests.support import free_port, wait_until
 
 
@@ -164,3 +166,35 @@ def test_watch_reports_compaction_so_the_mirror_can_relist(etcd_server):
     stop.set()
     assert isinstance(first, int) and first >= revision
     store.close()
+
+
+def test_etcd_down_writes_answer_503_fast_and_reads_serve_the_mirror(tmp_path):
+    """Failure tried: the whole etcd cluster killed under a running replica, then brought back."""
+    cluster = EtcdCluster(tmp_path, size=1).start()
+    settings = RegistrySettings(heartbeat_interval=2.0, critical_after=3)
+    store = EtcdStore(cluster.endpoints, prefix=unique_prefix(), retry_for=1.0, fail_fast_for=1.0)
+    app = create_app(settings, store, FakeClock(), start_background=False)
+    client = app.test_client()
+    try:
+        iid = client.post("/api/v1/services/register", json={"service_name": "echo", "host": "127.0.0.1", "port": 9001})
+        iid = iid.get_json()["data"]["instance_id"]
+        cluster.members[0].kill9()
+        beat = client.put(f"/api/v1/services/{iid}/heartbeat", json={})
+        assert beat.status_code == 503 and beat.get_json()["error"]["code"] == "OVERLOADED"
+        assert "store is unavailable" in beat.get_json()["error"]["details"] and beat.headers["Retry-After"]
+        started = time.monotonic()
+        again = client.put(f"/api/v1/services/{iid}/heartbeat", json={})
+        assert again.status_code == 503 and time.monotonic() - started < 0.5  # fails fast, no retry budget
+        listed = client.get("/api/v1/services?name=echo").get_json()["data"]["instances"]
+        assert [i["instance_id"] for i in listed] == [iid]  # reads answer from the mirror
+        # etcd back (same ports and data): once the fail-fast window has passed, writes work again.
+        cluster.members[0].start()
+        wait_until(cluster.members[0].healthy, timeout=30, what="etcd back")
+        wait_until(
+            lambda: client.put(f"/api/v1/services/{iid}/heartbeat", json={}).status_code == 200,
+            timeout=10,
+            what="heartbeats accepted again",
+        )
+    finally:
+        app.extensions["registry"].catalog.close()
+        cluster.stop()
