@@ -4,7 +4,7 @@
   whose value is JSON: ``kind``, ``format``, ``arch`` (the whole :class:`ViSNetConfig`),
   ``feature_settings``, ``plan``, ``data_hash``, ``metrics``, ``code_version`` and ``created``,
   plus ``weights_sha256`` (a digest of every tensor, so a file edited after saving is refused).
-- ``compass-lite``: a ``.skops`` file written and read by :mod:`compass.model.lite`.
+- ``compass-lite``: a ``.skops`` file written and read by :mod:`compass.model.lite_format`.
 
 The system we replace rebuilt the model from default settings at inference time; here the
 architecture comes only from the checkpoint, and a missing or unknown key is an error.
@@ -195,7 +195,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Pre
     if not path.is_file():
         raise CheckpointError(f"no checkpoint file at {path}")
     if path.suffix == LITE_SUFFIX:
-        from compass.model.lite import UntrustedModelError, load_lite  # lazy: scikit-learn/skops only when needed
+        # lazy: scikit-learn/skops only when needed
+        from compass.model.lite_format import UntrustedModelError, load_lite
 
         try:
             return load_lite(path)

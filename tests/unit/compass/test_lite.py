@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import collections
 import json
+import os
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -268,3 +271,23 @@ def test_trained_on_a_few_real_fep_series_predicts_finite_values() -> None:
     pred = predictor.predict(graphs[1::2])
     assert len(pred) == len(graphs[1::2]) and np.isfinite(pred).all()
     assert pred.min() > 0 and pred.max() < 15
+
+
+def test_format_module_loads_the_shipped_model_on_its_own() -> None:
+    """The loader (lite_format) needs neither the training module nor an import order; lite re-exports it."""
+    from compass.model import lite, lite_format, lite_predictor
+
+    assert lite.load_lite is lite_format.load_lite and lite.save_lite is lite_format.save_lite
+    assert lite.UntrustedModelError is lite_format.UntrustedModelError
+    assert lite.LitePredictor is lite_predictor.LitePredictor and lite.PackedForest is lite_predictor.PackedForest
+    shipped = Path(lite_format.__file__).resolve().parents[1] / "weights" / "compass-lite.skops"
+    code = (
+        "import sys; from compass.model.lite_format import load_lite; "
+        f"p = load_lite({str(shipped)!r}); "
+        "assert 'compass.model.lite' not in sys.modules; print(p.kind)"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    repo = shipped.parents[2]
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=repo, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "compass-lite"
