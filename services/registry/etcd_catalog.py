@@ -91,7 +91,8 @@ class EtcdCatalog(Catalog):
             iid = self.store.instance_id(kv.key)
             seen.add(iid)
             self._apply_put(iid, kv.value, kv.mod_revision, kv.lease)
-        gone = [iid for iid in self._entries if iid not in seen]
+        # Entries written after the listing (our own writes, applied locally) stay.
+        gone = [iid for iid, e in self._entries.items() if iid not in seen and e.mod_revision <= revision]
         for iid in gone:
             name = self._entries[iid].inst.service_name
             self._remove(iid)
@@ -169,9 +170,20 @@ class EtcdCatalog(Catalog):
         self._bump(names, revision)
 
     def _wrote(self, iid: str, entry: Entry, revision: int, lease: int) -> None:
-        """Apply our own successful write at its revision: read-your-writes, no wait for the watch."""
+        """Apply our own successful write at its revision: read-your-writes, no wait for the watch.
+
+        Skipped when the watch has already delivered that revision: the mirror then holds it, or
+        something newer (even a deletion whose tombstone is gone), and must not be undone.
+        """
         with self._lock:
-            self._apply_put(iid, _record(entry), revision, lease)
+            if revision > self._applied:
+                self._apply_put(iid, _record(entry), revision, lease)
+
+    def _deleted(self, iid: str, revision: int) -> None:
+        """Apply our own deletion at its revision, unless the watch has delivered it already."""
+        with self._lock:
+            if revision > self._applied:
+                self._apply_delete(iid, revision)
 
     def _current(self, iid: str) -> EtcdEntry | None:
         """The instance as etcd has it now (the mirror may lag a write made elsewhere)."""
@@ -227,8 +239,7 @@ class EtcdCatalog(Catalog):
                 self.store.revoke(old_lease)
         self._wrote(inst.instance_id, entry, revision, lease)
         if stale and stale != inst.instance_id:
-            with self._lock:
-                self._apply_delete(stale, revision)
+            self._deleted(stale, revision)
             log.info("instance %s replaces %s at %s:%d", inst.instance_id, stale, inst.host, inst.port)
         return _copy(inst), created
 
@@ -271,8 +282,7 @@ class EtcdCatalog(Catalog):
         revision = self.store.delete(instance_id)
         if entry.lease:
             self.store.revoke(entry.lease)
-        with self._lock:
-            self._apply_delete(instance_id, revision)
+        self._deleted(instance_id, revision)
         return entry.inst
 
     # ----- health ------------------------------------------------------------------------

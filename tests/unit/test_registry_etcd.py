@@ -19,7 +19,7 @@ from services.common.settings import RegistrySettings
 from services.registry.app import create_app
 from services.registry.catalog import Query
 from services.registry.etcd_catalog import EtcdCatalog
-from services.registry.etcd_store import EtcdStore, EtcdUnavailable
+from services.registry.etcd_store import EtcdStore, EtcdUnavailable, WatchEvent
 from tests.etcd_support import EtcdCluster, unique_prefix
 from tests.support import free_port, wait_until
 
@@ -198,3 +198,33 @@ def test_etcd_down_writes_answer_503_fast_and_reads_serve_the_mirror(tmp_path):
     finally:
         app.extensions["registry"].catalog.close()
         cluster.stop()
+
+
+def test_a_late_change_never_undoes_a_newer_one(replicas):
+    """The mirror takes changes from two paths (our own writes, the watch), in either order."""
+    cat = replicas()
+    inst, _ = cat.register(reg())
+    iid = inst.instance_id
+    entry = cat._cached(iid)
+    record = {"instance": inst.to_dict(), "reported": "passing", "ttl_critical": False, "check_state": None}
+    base = cat.index + 1000  # synthetic revisions past anything real on this prefix
+    key = cat.store.key(iid)
+
+    def drained(on: bool) -> dict:
+        return {**record, "instance": {**record["instance"], "maintenance": on}}
+
+    # Our write at base+2 applied first; the watch then brings the older base+1: ours stays.
+    cat._apply_put(iid, drained(True), base + 2, entry.lease)
+    cat._apply(WatchEvent(key, drained(False), base + 1, entry.lease))
+    assert cat.get(iid).status == "maintenance"
+    # A deletion at base+4 arrives; a put from before it (base+3) must not bring the id back.
+    cat._deleted(iid, base + 4)
+    cat._apply(WatchEvent(key, drained(False), base + 3, entry.lease))
+    assert cat.get(iid) is None
+    # The watch passes the deletion, and our own write of base+3 only now comes back: still gone.
+    cat._apply(WatchEvent(key, None, base + 4, 0))
+    cat._wrote(iid, entry, base + 3, entry.lease)
+    assert cat.get(iid) is None
+    # A registration after the deletion (base+5) is a real change and shows.
+    cat._apply(WatchEvent(key, record, base + 5, entry.lease))
+    assert cat.get(iid) is not None and cat.index >= base + 5
