@@ -1,4 +1,4 @@
-"""The registry as a real process: crash safety (kill -9), restart grace, token, schemathesis fuzzing."""
+"""The registry as a real process, on both stores: crash safety (kill -9), restart grace, token, fuzzing."""
 
 from __future__ import annotations
 
@@ -10,10 +10,20 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.etcd_support import unique_prefix
 from tests.support import REPO, free_port, start_registry, wait_until
 
 TOKEN = "integration-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture(params=["sqlite", "etcd"])
+def store(request) -> tuple[str, ...]:
+    """Registry flags choosing the store; every test here runs on SQLite and on a real etcd."""
+    if request.param == "sqlite":
+        return ()
+    endpoints = ",".join(request.getfixturevalue("etcd_server").endpoints)
+    return ("--store", "etcd", "--etcd-endpoints", endpoints, "--etcd-prefix", unique_prefix())
 
 
 def register(base: str, port: int, name: str = "echo", headers: dict | None = None) -> str:
@@ -27,11 +37,11 @@ def instances(base: str, **params) -> list[dict]:
     return requests.get(f"{base}/api/v1/services", params=params, timeout=5).json()["data"]["instances"]
 
 
-def test_kill9_loses_no_registration_and_restart_gives_grace(tmp_path: Path):
+def test_kill9_loses_no_registration_and_restart_gives_grace(tmp_path: Path, store: tuple[str, ...]):
     db = tmp_path / "registry.db"
     port = free_port()
     flags = ("--heartbeat-interval", "0.5", "--critical-after", "3", "--deregister-after", "30")
-    reg = start_registry(tmp_path, *flags, port=port, db=db)
+    reg = start_registry(tmp_path, *flags, *store, port=port, db=db)
     try:
         ids = [register(reg.base_url, 10_000 + i) for i in range(40)]
         dead = register(reg.base_url, 20_000, name="dead")
@@ -50,7 +60,7 @@ def test_kill9_loses_no_registration_and_restart_gives_grace(tmp_path: Path):
         index_before = requests.get(f"{reg.base_url}/api/v1/services", timeout=5).json()["data"]["index"]
         reg.kill9()
 
-        reg2 = start_registry(tmp_path, *flags, port=port, db=db, name="registry2")
+        reg2 = start_registry(tmp_path, *flags, *store, port=port, db=db, name="registry2")
         try:
             after = {i["instance_id"]: i for i in instances(reg2.base_url)}
             assert set(after) == {*ids, dead}, "a registration was lost across kill -9"
@@ -74,16 +84,16 @@ def test_kill9_loses_no_registration_and_restart_gives_grace(tmp_path: Path):
         reg.stop()
 
 
-def test_sigterm_flushes_heartbeat_timestamps(tmp_path: Path):
+def test_sigterm_flushes_heartbeat_timestamps(tmp_path: Path, store: tuple[str, ...]):
     db = tmp_path / "registry.db"
     port = free_port()
-    reg = start_registry(tmp_path, "--flush-interval", "60", port=port, db=db)
+    reg = start_registry(tmp_path, "--flush-interval", "60", *store, port=port, db=db)
     iid = register(reg.base_url, 9000)
     requests.put(f"{reg.base_url}/api/v1/services/{iid}/heartbeat", timeout=5)
     beat = requests.get(f"{reg.base_url}/api/v1/services/{iid}", timeout=5).json()["data"]["last_heartbeat"]
     registered = requests.get(f"{reg.base_url}/api/v1/services/{iid}", timeout=5).json()["data"]["registered_at"]
     assert reg.terminate() == 0
-    reg2 = start_registry(tmp_path, port=port, db=db, name="registry2")
+    reg2 = start_registry(tmp_path, *store, port=port, db=db, name="registry2")
     try:
         got = requests.get(f"{reg2.base_url}/api/v1/services/{iid}", timeout=5).json()["data"]
         assert got["last_heartbeat"] == beat and got["registered_at"] == registered
@@ -91,9 +101,9 @@ def test_sigterm_flushes_heartbeat_timestamps(tmp_path: Path):
         reg2.stop()
 
 
-def test_sigterm_answers_waiting_blocking_queries_instead_of_cutting_them(tmp_path: Path):
+def test_sigterm_answers_waiting_blocking_queries_instead_of_cutting_them(tmp_path: Path, store: tuple[str, ...]):
     """A replica going down must hand its watchers a clean answer, so they move on at once."""
-    reg = start_registry(tmp_path)
+    reg = start_registry(tmp_path, *store)
     register(reg.base_url, 9000)
     index = requests.get(f"{reg.base_url}/api/v1/services", timeout=5).json()["data"]["index"]
     answers: list[requests.Response] = []
@@ -116,8 +126,8 @@ def test_sigterm_answers_waiting_blocking_queries_instead_of_cutting_them(tmp_pa
     assert all(a.json()["data"]["index"] == index for a in answers)
 
 
-def test_token_enforced_by_the_real_server(tmp_path: Path):
-    reg = start_registry(tmp_path, "--token", TOKEN)
+def test_token_enforced_by_the_real_server(tmp_path: Path, store: tuple[str, ...]):
+    reg = start_registry(tmp_path, "--token", TOKEN, *store)
     try:
         body = {"service_name": "echo", "host": "127.0.0.1", "port": 1}
         resp = requests.post(f"{reg.base_url}/api/v1/services/register", json=body, timeout=5)
@@ -129,14 +139,14 @@ def test_token_enforced_by_the_real_server(tmp_path: Path):
         reg.stop()
 
 
-def test_schemathesis_finds_no_server_error_or_contract_break(tmp_path: Path):
+def test_schemathesis_finds_no_server_error_or_contract_break(tmp_path: Path, store: tuple[str, ...]):
     """Fuzz every route from /openapi.json (bounded examples, fixed seed) against the real server.
 
     positive_data_acceptance is left out: the spec cannot say "a valid IP or host name" exactly,
     so some schema-valid strings are rightly refused with 400.
     """
     pytest.importorskip("schemathesis")
-    reg = start_registry(tmp_path, "--token", TOKEN, "--max-wait", "0.2", "--heartbeat-interval", "0.5")
+    reg = start_registry(tmp_path, "--token", TOKEN, "--max-wait", "0.2", "--heartbeat-interval", "0.5", *store)
     try:
         st = Path(sys.executable).with_name("st")
         cmd = [
@@ -164,8 +174,8 @@ def test_schemathesis_finds_no_server_error_or_contract_break(tmp_path: Path):
         reg.stop()
 
 
-def test_active_check_marks_an_unreachable_instance_critical_despite_heartbeats(tmp_path: Path):
-    reg = start_registry(tmp_path, "--heartbeat-interval", "0.5")
+def test_active_check_marks_an_unreachable_instance_critical_despite_heartbeats(tmp_path: Path, store: tuple[str, ...]):
+    reg = start_registry(tmp_path, "--heartbeat-interval", "0.5", *store)
     try:
         check = {"interval_s": 0.1, "timeout_s": 0.5, "failures_before_critical": 2, "successes_before_passing": 1}
         dead_port = free_port()  # nothing listens here
