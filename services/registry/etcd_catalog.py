@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,7 +67,12 @@ class EtcdCatalog(Catalog):
     """:class:`Catalog` over etcd: same reads, writes through etcd, state from a watch."""
 
     def __init__(self, store: EtcdStore, clock: Clock, ttl_s: float, deregister_after_s: float) -> None:
-        self.lease_ttl = max(1, math.ceil(ttl_s + deregister_after_s))  # etcd leases are whole seconds
+        # A lease is kept alive at most once per TTL (not on every beat: a keep-alive is an etcd
+        # round trip), so it spans TTL + deregister_after plus that one refresh period; etcd
+        # leases are whole seconds. A dead instance is removed at most one TTL late.
+        self.refresh_every = ttl_s
+        self.lease_ttl = max(1, math.ceil(ttl_s + deregister_after_s + self.refresh_every))
+        self._refreshed: dict[int, float] = {}  # lease -> when this replica last kept it alive
         self._applied = 0  # the watch has delivered every change up to here
         self._tombstones: dict[str, int] = {}  # deleted id -> revision, until the watch passes it
         self._stop = threading.Event()
@@ -231,6 +237,7 @@ class EtcdCatalog(Catalog):
             stale = self._by_address.get((inst.service_name, inst.host.lower(), inst.port))
             replaced = [e.lease for e in (self._entries.get(inst.instance_id), self._entries.get(stale or "")) if e]
         lease = self.store.grant(self.lease_ttl)
+        self._refreshed[lease] = time.monotonic()
         created, revision = self.store.create_or_replace(
             inst.instance_id, _record(entry), lease, [stale] if stale and stale != inst.instance_id else []
         )
@@ -245,11 +252,11 @@ class EtcdCatalog(Catalog):
 
     def heartbeat(self, instance_id: str, status: str | None, load: dict[str, Any] | None) -> Beat | None:
         entry = self._cached(instance_id) or self._current(instance_id)
-        if entry is not None and not self.store.refresh(entry.lease):
+        if entry is not None and not self._keep_alive(entry.lease):
             # Our mirror may hold the lease of a registration another replica just replaced.
             fresh = self._current(instance_id)
             entry = fresh if fresh is not None and fresh.lease != entry.lease else None
-            if entry is not None and not self.store.refresh(entry.lease):
+            if entry is not None and not self._keep_alive(entry.lease):
                 entry = None
         if entry is None:
             return None  # unknown, or its lease ran out: the worker must register again
@@ -266,6 +273,21 @@ class EtcdCatalog(Catalog):
         if done is None:
             return None
         return Beat(done[0].inst.status, done[0].inst.last_heartbeat)
+
+    def _keep_alive(self, lease: int) -> bool:
+        """Refresh ``lease`` if this replica has not done so within one TTL; False if it expired.
+
+        Between refreshes a heartbeat only writes the record, compare-and-set: should the lease
+        have expired meanwhile, its key is gone, the compare fails and the worker re-registers.
+        """
+        now = time.monotonic()
+        if now - self._refreshed.get(lease, -math.inf) < self.refresh_every:
+            return True
+        if not self.store.refresh(lease):
+            self._refreshed.pop(lease, None)
+            return False
+        self._refreshed[lease] = now
+        return True
 
     def set_maintenance(self, instance_id: str, enabled: bool, reason: str) -> Instance | None:
         def drain(e: EtcdEntry) -> None:
@@ -288,6 +310,9 @@ class EtcdCatalog(Catalog):
     # ----- health ------------------------------------------------------------------------
     def sweep(self) -> tuple[list[Instance], list[Instance]]:
         """Mark instances silent for a TTL critical; removal is etcd's lease expiry, not ours."""
+        forget = time.monotonic() - self.lease_ttl
+        for lease in [k for k, at in list(self._refreshed.items()) if at < forget]:
+            del self._refreshed[lease]  # expired, or kept alive by another replica since
         now = self.clock.monotonic()
         with self._lock:
             silent = [iid for iid, e in self._entries.items() if not e.ttl_critical and now - e.last_beat > self.ttl_s]

@@ -107,6 +107,7 @@ def test_etcd_leader_then_a_replica_killed_under_load_loses_nothing(fleet) -> No
 
     wait_until(lambda: state() == "critical", timeout=critical_budget + 1, interval=0.05, what="critical")
     assert time.monotonic() - killed <= critical_budget
-    lease = CRITICAL_AFTER * INTERVAL + DEREGISTER_AFTER  # whole seconds in etcd: ceil(4.5) = 5
+    ttl = CRITICAL_AFTER * INTERVAL
+    lease = ttl + DEREGISTER_AFTER + ttl  # plus one refresh period; whole seconds in etcd: 6
     wait_until(lambda: state() is None, timeout=lease + 3, interval=0.1, what="etcd to expire the dead worker")
     assert set(passing(survivor)) == ids - {victim_id}

@@ -108,7 +108,7 @@ def test_ttl_sweep_on_one_replica_marks_critical_everywhere(replicas):
 def test_etcd_expires_a_dead_instance_with_every_replica_down(replicas, etcd_server):
     """The lease spans TTL + deregister_after; etcd deletes the key itself."""
     a = replicas(ttl=1.0, deregister_after=1.0)
-    assert a.lease_ttl == 2
+    assert a.lease_ttl == 3  # TTL + deregister_after + one refresh period (a TTL)
     inst, _ = a.register(reg())
     probe = EtcdStore(etcd_server.endpoints, prefix=a.store.prefix.removesuffix("instances/"))
     assert probe.get(inst.instance_id) is not None
