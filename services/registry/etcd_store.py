@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import requests
+import requests.adapters
 from etcd3gw.client import Etcd3Client
 from etcd3gw.exceptions import ConnectionFailedError, ConnectionTimeoutError, Etcd3Exception
 
@@ -34,6 +35,7 @@ T = TypeVar("T")
 
 # Failures that mean "try another member": the member is gone, slow, or between leaders.
 _RETRYABLE = (ConnectionFailedError, ConnectionTimeoutError, requests.exceptions.RequestException)
+POOL_SIZE = 32  # connections per etcd member (the watch stream takes one of them)
 _TRANSIENT_MESSAGES = ("leader changed", "no leader", "timed out", "timeout", "unavailable", "not capable")
 
 
@@ -130,6 +132,12 @@ class EtcdStore:
         # etcd is reached directly, never through a proxy; reading proxy and netrc settings
         # from the environment on every request was a quarter of a heartbeat's CPU.
         client.session.trust_env = False
+        # Bounded, reused connections: past urllib3's default of 10, every extra concurrent
+        # request opened and dropped a TCP connection (and logged a warning); callers beyond
+        # the pool now wait for a free connection instead.
+        adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=POOL_SIZE, pool_block=True)
+        client.session.mount("http://", adapter)
+        client.session.mount("https://", adapter)
         return client
 
     # ----- failover ----------------------------------------------------------------------
