@@ -1,7 +1,9 @@
 """The COMPASS worker's own API (jobs, datasets, models) as FlashDock uses it, all through the Router.
 
 Thin wrappers: each returns the envelope's ``data`` and lets ``services.client`` errors through, so
-pages show them with :func:`flashdock.ui.explain`. Reads are short (a page must not hang).
+pages show them with :func:`flashdock.ui.explain`. Every read a page makes while it renders has the
+deadline ``Settings.read_deadline_s`` (1 s, retries included): a hanging worker costs a page at most
+that, once, after which the Router's latency estimate steers reads to the other instances.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from flashdock.mesh import COMPASS_SERVICES, Mesh
+from services.client.call import CallResult
 
 # Model sizes offered by the Training form: the ViSNet config per size (compass-lite ignores it).
 SIZES: dict[str, dict[str, Any]] = {
@@ -17,7 +20,6 @@ SIZES: dict[str, dict[str, Any]] = {
     "base": {"hidden_channels": 64, "num_layers": 3, "num_heads": 4, "num_rbf": 32},
 }
 LITE_CONFIG = {"max_iter": 100, "min_samples_leaf": 2}
-READ_S = 2.0
 
 
 def services_up(mesh: Mesh) -> list[str]:
@@ -40,8 +42,13 @@ def build_plan(kind: str, size: str, epochs: int, lr: float, seed: int) -> dict[
     }
 
 
+def _read(mesh: Mesh, service: str, path: str, **kwargs: Any) -> CallResult:
+    """A GET a page makes while rendering: bounded by the read deadline, never by the worker."""
+    return mesh.compass_api(service, "GET", path, deadline=mesh.settings.read_deadline_s, **kwargs)
+
+
 def list_jobs(mesh: Mesh, service: str) -> list[dict[str, Any]]:
-    return mesh.compass_api(service, "GET", "/training/tasks", params={"limit": 200}, deadline=READ_S).data["items"]
+    return _read(mesh, service, "/training/tasks", params={"limit": 200}).data["items"]
 
 
 def create_job(mesh: Mesh, service: str, plan: dict[str, Any], dataset_id: str, name: str) -> dict[str, Any]:
@@ -50,7 +57,7 @@ def create_job(mesh: Mesh, service: str, plan: dict[str, Any], dataset_id: str, 
 
 
 def job(mesh: Mesh, service: str, job_id: str) -> dict[str, Any]:
-    return mesh.compass_api(service, "GET", f"/training/tasks/{job_id}", deadline=READ_S).data
+    return _read(mesh, service, f"/training/tasks/{job_id}").data
 
 
 def stop_job(mesh: Mesh, service: str, job_id: str) -> dict[str, Any]:
@@ -59,21 +66,21 @@ def stop_job(mesh: Mesh, service: str, job_id: str) -> dict[str, Any]:
 
 
 def job_metrics(mesh: Mesh, service: str, job_id: str) -> dict[str, Any]:
-    return mesh.compass_api(service, "GET", f"/training/tasks/{job_id}/metrics", deadline=READ_S).data
+    return _read(mesh, service, f"/training/tasks/{job_id}/metrics").data
 
 
 def log_tail(mesh: Mesh, service: str, job_id: str, n_bytes: int = 4000) -> str:
     """The last ``n_bytes`` of the job's train.log (two small reads: its size, then its end)."""
     path = f"/training/tasks/{job_id}/logs"
-    head = mesh.compass_api(service, "GET", path, params={"stream": "train", "limit": 1}, deadline=READ_S).data
+    head = _read(mesh, service, path, params={"stream": "train", "limit": 1}).data
     start = max(0, int(head.get("size", 0)) - n_bytes)
     params = {"stream": "train", "offset": start, "limit": n_bytes}
-    text = mesh.compass_api(service, "GET", path, params=params, deadline=READ_S).data.get("text", "")
+    text = _read(mesh, service, path, params=params).data.get("text", "")
     return text if start == 0 else text.split("\n", 1)[-1]
 
 
 def list_datasets(mesh: Mesh, service: str) -> list[dict[str, Any]]:
-    return mesh.compass_api(service, "GET", "/data/datasets", params={"limit": 200}, deadline=READ_S).data["items"]
+    return _read(mesh, service, "/data/datasets", params={"limit": 200}).data["items"]
 
 
 def upload_dataset(mesh: Mesh, service: str, name: str, filename: str, content: bytes) -> dict[str, Any]:
@@ -82,7 +89,7 @@ def upload_dataset(mesh: Mesh, service: str, name: str, filename: str, content: 
 
 
 def dataset(mesh: Mesh, service: str, dataset_id: str) -> dict[str, Any]:
-    return mesh.compass_api(service, "GET", f"/data/datasets/{dataset_id}", deadline=READ_S).data
+    return _read(mesh, service, f"/data/datasets/{dataset_id}").data
 
 
 def delete_dataset(mesh: Mesh, service: str, dataset_id: str) -> None:
@@ -90,11 +97,11 @@ def delete_dataset(mesh: Mesh, service: str, dataset_id: str) -> None:
 
 
 def list_models(mesh: Mesh, service: str) -> dict[str, Any]:
-    return mesh.compass_api(service, "GET", "/models", params={"limit": 200}, deadline=READ_S).data
+    return _read(mesh, service, "/models", params={"limit": 200}).data
 
 
 def model(mesh: Mesh, service: str, model_id: str) -> dict[str, Any]:
-    return mesh.compass_api(service, "GET", f"/models/{model_id}", deadline=READ_S).data
+    return _read(mesh, service, f"/models/{model_id}").data
 
 
 def activate_model(mesh: Mesh, service: str, model_id: str) -> dict[str, Any]:
@@ -103,5 +110,5 @@ def activate_model(mesh: Mesh, service: str, model_id: str) -> dict[str, Any]:
 
 def download_model(mesh: Mesh, service: str, model_id: str) -> tuple[bytes, str]:
     """The checkpoint bytes, from an instance the Router picks (its address comes from the registry)."""
-    found = mesh.compass_api(service, "GET", f"/models/{model_id}", deadline=READ_S)
+    found = _read(mesh, service, f"/models/{model_id}")
     return mesh.download(found.base_url, f"/models/{model_id}/download"), found.instance

@@ -17,6 +17,7 @@ class Settings:
     # Short timeouts keep every page responsive; long work (batch, uploads) shows progress instead.
     registry_timeout_s: float = 0.8
     scrape_timeout_s: float = 0.5
+    read_deadline_s: float = 1.0  # a worker read a page makes while rendering (jobs, datasets, models)
     predict_deadline_s: float = 30.0
     monitor_refresh_s: float = 5.0
 

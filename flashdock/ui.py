@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import streamlit as st
 
@@ -62,6 +63,23 @@ def attempt(fn: Callable[[], T], what: str) -> T | None:
     except Exception as exc:
         st.error(f"{what} failed. {explain(exc)}")
         return None
+
+
+def attempt_all(*calls: tuple[Callable[[], Any], str]) -> list[Any]:
+    """:func:`attempt` for independent reads, sent at once: a page waits for the slowest, not the sum.
+
+    Only the calls run in threads; the messages are written afterwards, in the page's own thread.
+    """
+    with ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="flashdock-read") as pool:
+        futures = [pool.submit(fn) for fn, _ in calls]
+    results: list[Any] = []
+    for future, (_, what) in zip(futures, calls, strict=True):
+        try:
+            results.append(future.result())
+        except Exception as exc:
+            st.error(f"{what} failed. {explain(exc)}")
+            results.append(None)
+    return results
 
 
 def served_by(result: CallResult) -> str:

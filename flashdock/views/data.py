@@ -38,7 +38,9 @@ if send:
                 st.session_state["data_selected"] = created["id"]
                 status.update(label=f"Uploaded as {created['id']}: validating on the worker", state="complete")
 
-items = attempt(lambda: api.list_datasets(mesh, service), "Listing datasets") or []
+items = attempt(lambda: api.list_datasets(mesh, service), "Listing datasets")
+if items is None:
+    st.stop()  # the reason is on the page already
 if not items:
     st.info("No dataset yet.")
     st.stop()

@@ -18,7 +18,9 @@ if not services:
     st.stop()
 service = st.selectbox("Worker service", services)
 listing = attempt(lambda: api.list_models(mesh, service), "Listing models")
-if not listing or not listing["items"]:
+if listing is None:
+    st.stop()  # the reason is on the page already
+if not listing["items"]:
     st.info("No model yet: train one on the Training page.")
     st.stop()
 active = (listing.get("active") or {}).get("id")
@@ -45,7 +47,7 @@ for m in listing["items"]:
 st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
 ids = [m["id"] for m in listing["items"]]
-chosen = st.selectbox("Model", ids)
+chosen = st.selectbox("Model", ids, index=ids.index(active) if active in ids else 0)  # the served one first
 detail = attempt(lambda: api.model(mesh, service, chosen), "Reading the model")
 if detail:
     with st.expander("Model card", expanded=True):

@@ -68,6 +68,13 @@ def fleet_table() -> None:
             "Needs attention: "
             + "; ".join(f"{r['instance']} is {r['state']} (heartbeat {r['heartbeat age s']} s ago)" for r in unhealthy)
         )
+    silent = [r["instance"] for r in rows if r["state"] == "passing" and r["metrics"] == "unreachable"]
+    if silent:
+        wait = mesh.settings.scrape_timeout_s
+        st.warning(
+            f"Not answering: {', '.join(silent)}: no answer to /metrics within {wait:g} s, yet passing in the "
+            "registry (heartbeats arrive): hung or overloaded?"
+        )
     if rows:
         st.dataframe(rows, hide_index=True, width="stretch")
     elif fleet.reachable:

@@ -73,10 +73,11 @@ with batch:
         except ValueError as exc:
             st.error(f"Bad file: {exc}")
             pairs, unpaired = [], []
+            st.session_state.pop("batch_rows", None)  # the table below must not pass for this file's results
         if unpaired:
             st.warning(f"Skipped files without a partner: {', '.join(unpaired[:10])}")
         rows = []
-        bar = st.progress(0.0, text=f"0 / {len(pairs)}")
+        bar = st.progress(0.0, text=f"0 / {len(pairs)}") if pairs else None
         for n, item in enumerate(pairs, 1):
             try:
                 res = mesh.predict_complex(model, item.protein, item.ligand)
@@ -95,7 +96,8 @@ with batch:
                 )
             except Exception as exc:
                 rows.append({"complex": item.name, "pK": None, "error": explain(exc)})
-            bar.progress(n / len(pairs), text=f"{n} / {len(pairs)}")
+            if bar is not None:
+                bar.progress(n / len(pairs), text=f"{n} / {len(pairs)}")
         if rows:
             st.session_state["batch_rows"] = rows
     if rows := st.session_state.get("batch_rows"):

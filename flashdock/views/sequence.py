@@ -40,7 +40,9 @@ with antibody:
     if st.button("Run", key="ab_run", type="primary"):
         capability = "protein-embedding" if task == "embedding" else "antibody-likelihood"
         with st.spinner("Running the protein language model…"):
-            res = attempt(lambda: mesh.sequence(capability, {"sequence": seq, "task_type": task}), "Antibody model")
+            # The page shows the mean-pooled vector only: no per-residue vectors over the wire.
+            payload = {"sequence": seq, "task_type": task, "options": {"per_residue": False}}
+            res = attempt(lambda: mesh.sequence(capability, payload), "Antibody model")
         if res:
             st.caption(served_by(res))
             d = res.data

@@ -10,7 +10,7 @@ import streamlit as st
 
 from flashdock import compass_api as api
 from flashdock.client import get_mesh
-from flashdock.ui import NO_COMPASS, attempt, registry_banner
+from flashdock.ui import NO_COMPASS, attempt, attempt_all, registry_banner
 
 st.title("Training")
 registry_banner()
@@ -21,8 +21,15 @@ if not services:
     st.stop()
 service = st.selectbox("Worker service", services, help="jobs, datasets and models live on this service's workers")
 
+# Both lists at once: a worker that does not answer costs this page one read deadline, not two.
+datasets, jobs = attempt_all(
+    (lambda: api.list_datasets(mesh, service), "Listing datasets"),
+    (lambda: api.list_jobs(mesh, service), "Listing jobs"),
+)
+listed = jobs is not None
+datasets, jobs = datasets or [], jobs or []
+
 with st.expander("New training job", expanded=False):
-    datasets = attempt(lambda: api.list_datasets(mesh, service), "Listing datasets") or []
     ready = {
         f"{d['name']} ({d['id']}, {d.get('n_complexes')} complexes)": d["id"]
         for d in datasets
@@ -54,10 +61,11 @@ with st.expander("New training job", expanded=False):
             if created:
                 st.session_state["train_job"] = created["id"]
                 st.success(f"Started {created['id']} ({created['status']}).")
+                jobs = [created, *(j for j in jobs if j["id"] != created["id"])]  # listed before it existed
 
-jobs = attempt(lambda: api.list_jobs(mesh, service), "Listing jobs") or []
 if not jobs:
-    st.info("No training job yet.")
+    if listed:  # else the reason is on the page already
+        st.info("No training job yet.")
     st.stop()
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.flashdock.fleet import instances, real_fleet, start_echo
+from tests.flashdock.fleet import examples_zip, instances, shared_fleet, start_echo
 from tests.support import REPO, Proc, free_port, python_env, spawn, wait_until
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -28,20 +28,27 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+@pytest.fixture(scope="session")
+def fleet(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The session's fleet: the same one tests/flashdock uses when both folders run in one session."""
+    return shared_fleet(request, tmp_path_factory)
+
+
 @pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """The fleet plus `streamlit run flashdock/Home.py` on a free port."""
+def app(fleet: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """`streamlit run flashdock/Home.py` on a free port, against the fleet."""
     tmp = tmp_path_factory.mktemp("e2e")
-    with real_fleet(tmp, codon=False) as fleet:
-        port = free_port()
-        args = ["-m", "streamlit", "run", "flashdock/Home.py", "--server.headless", "true", "--server.port", str(port)]
-        args += ["--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
-        proc: Proc = spawn(
-            args, tmp / "streamlit.log", f"http://127.0.0.1:{port}", env=python_env(OMP_NUM_THREADS="1", **fleet["env"])
-        )
-        fleet["procs"].append(proc)
+    port = free_port()
+    args = ["-m", "streamlit", "run", "flashdock/Home.py", "--server.headless", "true", "--server.port", str(port)]
+    args += ["--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
+    proc: Proc = spawn(
+        args, tmp / "streamlit.log", f"http://127.0.0.1:{port}", env=python_env(OMP_NUM_THREADS="1", **fleet["env"])
+    )
+    try:
         wait_until(lambda: requests.get(proc.base_url + "/_stcore/health", timeout=1).ok, timeout=60, what="streamlit")
-        yield {**fleet, "app": proc}
+        yield {**fleet, "tmp": tmp, "app": proc}
+    finally:
+        proc.stop()
 
 
 @pytest.fixture(scope="module")
@@ -134,8 +141,6 @@ def test_home_predict_and_monitor(app: dict[str, Any], browser: Any) -> None:
 def test_upload_dataset_then_start_and_stop_training(app: dict[str, Any], browser: Any) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
-
-    from tests.flashdock.test_work_pages import examples_zip
 
     base = app["app"].base_url
     archive = app["tmp"] / "examples.zip"

@@ -9,11 +9,8 @@ from typing import Any
 import pytest
 import requests
 
-from flashdock.mesh import Mesh
 from flashdock.pairs import examples
-from flashdock.settings import Settings
-from flashdock.ui import explain
-from tests.flashdock.apptest import open_page, texts, timed_open
+from tests.flashdock.apptest import by_label, open_page, texts, timed_open
 from tests.flashdock.fleet import instances, start_echo
 from tests.support import wait_until
 
@@ -76,16 +73,27 @@ def test_predict_compass_only_says_no_instance(fleet: dict[str, Any]) -> None:
     assert not at.metric
 
 
-def test_bad_structure_is_a_clear_message(fleet: dict[str, Any]) -> None:
-    """AppTest cannot upload files, so the upload path is checked one level down (the browser test uploads)."""
-    mesh = Mesh(Settings(registry_url=fleet["registry"].base_url))
-    try:
-        with pytest.raises(Exception) as info:
-            mesh.predict_complex("compass-lite", ("x.pdb", b"not a pdb"), ("x.sdf", b"nonsense"))
-        message = explain(info.value)
-        assert "INVALID_STRUCTURE" in message and "Traceback" not in message
-    finally:
-        mesh.close()
+def test_uploaded_pair_predicts_and_a_bad_structure_is_a_clear_message(fleet: dict[str, Any]) -> None:
+    name, pair = next(iter(examples().items()))
+    at = open_page("predict")
+    by_label(at.radio, "Complex").set_value("Upload").run()
+    by_label(at.file_uploader, "Protein (PDB or PDBQT)").set_value((*pair.protein, "chemical/x-pdb"))
+    by_label(at.file_uploader, "Ligand (SDF, MOL2 or PDBQT)").set_value((*pair.ligand, "chemical/x-mdl-sdfile"))
+    at.run()
+    by_label(at.button, "Predict").click().run()
+    assert not at.exception
+    direct = requests.post(
+        fleet["lite"].base_url + "/predict", files={"protein": pair.protein, "ligand": pair.ligand}, timeout=30
+    ).json()["data"]
+    assert float(next(m for m in at.metric if m.label == "pK").value) == pytest.approx(direct["pK"], abs=0.01), name
+
+    by_label(at.file_uploader, "Protein (PDB or PDBQT)").set_value(("broken_pocket.pdb", b"not a pdb\n", "text/plain"))
+    at.run()
+    by_label(at.button, "Predict").click().run()
+    assert not at.exception
+    said = texts(at)
+    assert "Prediction failed" in said and "INVALID_STRUCTURE" in said and "Traceback" not in said
+    assert not at.metric, "the previous result must not stay on the page"
 
 
 def test_monitor_rates_drain_and_dead_worker(fleet: dict[str, Any]) -> None:

@@ -1,44 +1,14 @@
-"""Training, Data, Models and Sequence tools against the real fleet (AppTest through Home.py)."""
+"""Training, Data and Models against the real fleet (AppTest through Home.py)."""
 
 from __future__ import annotations
 
-import io
-import zipfile
 from typing import Any
 
-import pytest
 import requests
 
-from tests.flashdock.apptest import open_page, texts
-from tests.support import AUTH, REPO, wait_until
-
-
-def by_label(widgets: Any, label: str) -> Any:
-    return next(w for w in widgets if w.label == label)
-
-
-def examples_zip() -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for path in sorted((REPO / "examples" / "complexes").rglob("*")):
-            if path.is_file():
-                zf.write(path, f"examples/{path.relative_to(REPO / 'examples' / 'complexes')}")
-    return buf.getvalue()
-
-
-@pytest.fixture(scope="module")
-def dataset_id(fleet: dict[str, Any]) -> str:
-    """The example complexes uploaded to the compass-lite worker (AppTest cannot upload files)."""
-    api = fleet["lite"].base_url + "/api/v1/data/datasets"
-    resp = requests.post(
-        api, files={"file": ("ex.zip", examples_zip())}, data={"name": "examples"}, headers=AUTH, timeout=30
-    )
-    assert resp.status_code == 202, resp.text
-    ds = resp.json()["data"]["id"]
-    wait_until(
-        lambda: requests.get(f"{api}/{ds}", timeout=2).json()["data"]["status"] == "ready", timeout=60, what="dataset"
-    )
-    return ds
+from tests.flashdock.apptest import by_label, open_page, texts
+from tests.flashdock.fleet import examples_zip
+from tests.support import wait_until
 
 
 def job_status(fleet: dict[str, Any], job_id: str) -> str:
@@ -81,13 +51,21 @@ def test_data_report_and_delete(fleet: dict[str, Any], dataset_id: str) -> None:
     at = open_page("data")
     by_label(at.selectbox, "Dataset").set_value(dataset_id).run()
     assert f"{dataset_id} is ready: 3 usable, 0 failed" in texts(at)
-    extra = requests.post(
-        fleet["lite"].base_url + "/api/v1/data/datasets",
-        files={"file": ("junk.zip", examples_zip())}, data={"name": "to-delete"}, headers=AUTH, timeout=30,
-    ).json()["data"]["id"]  # fmt: skip
+
+    # A second dataset uploaded through the page's form, then deleted from it.
     at = open_page("data")
-    by_label(at.selectbox, "Dataset").set_value(extra).run()
+    archive = by_label(at.file_uploader, "Dataset archive (.zip, .tar.gz) of any data-root layout")
+    archive.set_value(("to-delete.zip", examples_zip(), "application/zip"))
+    by_label(at.text_input, "Name").input("to-delete")
+    by_label(at.button, "Upload").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    extra = at.session_state["data_selected"]
+    listed = requests.get(f"{fleet['lite'].base_url}/api/v1/data/datasets/{extra}", timeout=2).json()["data"]
+    assert (listed["name"], listed["archive_name"]) == ("to-delete", "to-delete.zip")
     wait_until(lambda: job_like_ready(fleet, extra), timeout=60, what="second dataset")
+    at.run()
+    assert by_label(at.selectbox, "Dataset").value == extra
+    assert f"{extra} is ready: 3 usable, 0 failed" in texts(at)
     by_label(at.button, "Delete dataset").click().run()
     assert f"Deleted {extra}" in texts(at)
     assert requests.get(f"{fleet['lite'].base_url}/api/v1/data/datasets/{extra}", timeout=2).status_code == 404
@@ -110,15 +88,3 @@ def test_models_card_and_download(fleet: dict[str, Any]) -> None:
     by_label(at.button, "Prepare download").click().run()
     assert not at.exception
     assert not at.error, [e.value for e in at.error]
-
-
-def test_sequence_codon_and_missing_worker(fleet: dict[str, Any]) -> None:
-    at = open_page("sequence")
-    by_label(at.button, "Optimise and verify").click().run()
-    assert not at.exception
-    metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Verified"] == "yes"
-    assert 0.5 < float(metrics["CAI"]) <= 1.0
-    assert "served by **codon**" in texts(at)
-    by_label(at.button, "Run").click().run()  # no antibody worker in this fleet
-    assert "No usable worker for protein-embedding" in texts(at)
