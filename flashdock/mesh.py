@@ -53,6 +53,7 @@ class Mesh:
             fallbacks={"compass": ["compass-lite"]},
             deadline_s=settings.predict_deadline_s,
             connect_timeout_s=0.5,
+            try_timeout_s=settings.predict_try_timeout_s,
             client_id="flashdock",
         )
         self.session = requests.Session()
@@ -162,11 +163,16 @@ class Mesh:
     def compass_api(self, service: str, method: str, path: str, *, deadline: float = 5.0, **kwargs: Any) -> CallResult:
         """A COMPASS worker route under ``/api/v1`` (jobs, datasets, models) on ``service``, token attached."""
         headers: Mapping[str, str] = {**kwargs.pop("headers", {}), **self.auth}
-        return self.router.call(service, method, API + path, headers=headers, fallbacks=[], deadline=deadline, **kwargs)
+        # Uploads and job actions may need the whole deadline in one try (no other instance has their state).
+        limits = {"deadline": deadline, "try_timeout": deadline}
+        return self.router.call(service, method, API + path, headers=headers, fallbacks=[], **limits, **kwargs)
 
     def sequence(self, capability: str, payload: dict[str, Any], deadline: float = 60.0) -> CallResult:
         """A sequence-model ``/predict`` by capability (antibody, splice, codon)."""
-        return self.router.call(capability, "POST", "/predict", json=payload, fallbacks=[], deadline=deadline)
+        # Long sequences may take a while on CPU: one try may use the whole deadline.
+        return self.router.call(
+            capability, "POST", "/predict", json=payload, fallbacks=[], deadline=deadline, try_timeout=deadline
+        )
 
     def download(self, base_url: str, path: str, timeout: float = 10.0) -> bytes:
         """Raw bytes from a worker the Router already named (model download)."""

@@ -19,6 +19,8 @@ class Settings:
     scrape_timeout_s: float = 0.5
     read_deadline_s: float = 1.0  # a worker read a page makes while rendering (jobs, datasets, models)
     predict_deadline_s: float = 30.0
+    # One try of a prediction: a hung instance costs this, then the next instance or the fallback.
+    predict_try_timeout_s: float = 10.0
     monitor_refresh_s: float = 5.0
 
 

@@ -49,6 +49,7 @@ class CallState:
     started: float
     ends: float
     kwargs: dict[str, Any]
+    try_timeout_s: float | None = None  # one try's read timeout; None = the rest of the deadline
     attempts: list[Attempt] = field(default_factory=list)
     tried: set[str] = field(default_factory=set)
     tries: int = 0

@@ -65,6 +65,10 @@ class Router:
         ``antiberty``, else any other worker with the capability). Not a fallback: the answer still
         comes from the capability asked for.
     :param deadline_s: default deadline of a call (retries and fallbacks included).
+    :param try_timeout_s: longest one try may wait for its answer (Envoy's per-try timeout);
+        None = the rest of the deadline. A try that times out counts as failed: an idempotent
+        call goes on to another instance or the fallback, so one hung instance costs this much,
+        not the whole deadline.
     :param sleep: how to pause between retries (tests pass a fake clock's ``advance``).
     """
 
@@ -79,6 +83,7 @@ class Router:
         preferences: Mapping[str, Sequence[str]] | None = None,
         deadline_s: float = 30.0,
         connect_timeout_s: float = 2.0,
+        try_timeout_s: float | None = None,
         panic_threshold: float = DEFAULT_PANIC_THRESHOLD,
         client_id: str | None = None,
         session: requests.Session | None = None,
@@ -87,8 +92,8 @@ class Router:
         rng: random.Random | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        if deadline_s <= 0 or connect_timeout_s <= 0:
-            raise ValueError("deadline_s and connect_timeout_s must be positive")
+        if deadline_s <= 0 or connect_timeout_s <= 0 or (try_timeout_s is not None and try_timeout_s <= 0):
+            raise ValueError("deadline_s, connect_timeout_s and try_timeout_s must be positive")
         self._owns_discovery = isinstance(discovery, (str, list, tuple))
         self.discovery: Discovery = RegistryClient(discovery) if self._owns_discovery else discovery  # type: ignore[arg-type]
         self._clock = clock or SystemClock()
@@ -102,6 +107,7 @@ class Router:
         self.preferences = {k: list(v) for k, v in (preferences or {}).items()}
         self.deadline_s = deadline_s
         self.connect_timeout_s = connect_timeout_s
+        self.try_timeout_s = try_timeout_s
         self.panic_threshold = panic_threshold
         self.client_id = client_id or f"router-{socket.gethostname()}-{os.getpid()}"
         self._session = session or make_session(pool_maxsize)
@@ -125,6 +131,7 @@ class Router:
             "fallbacks": s.fallbacks,
             "deadline_s": s.deadline_s,
             "connect_timeout_s": s.connect_timeout_s,
+            "try_timeout_s": s.try_timeout_s or None,
             "client_id": s.client_id or None,
             **overrides,
         }
@@ -163,6 +170,7 @@ class Router:
         headers: Mapping[str, str] | None = None,
         fallbacks: Sequence[str] | None = None,
         deadline: float | None = None,
+        try_timeout: float | None = None,
         idempotent: bool | None = None,
         request_id: str | None = None,
     ) -> CallResult:
@@ -171,6 +179,7 @@ class Router:
         :param fallbacks: services to try, in order, when ``target`` has no usable instance or
             runs out of attempts; None uses the Router's configured chain, ``[]`` none.
         :param deadline: seconds for the whole call; every try's timeout stays within it.
+        :param try_timeout: seconds one try may wait for its answer; None = the Router's setting.
         :param idempotent: whether a try that may have run can be repeated elsewhere; None =
             GET/PUT/DELETE and the ``/predict`` routes.
         :raises RequestFailed: a worker refused the request (4xx); not retried.
@@ -183,6 +192,9 @@ class Router:
         budget_s = self.deadline_s if deadline is None else deadline
         if budget_s <= 0:
             raise ValueError("deadline must be positive")
+        per_try = self.try_timeout_s if try_timeout is None else try_timeout
+        if per_try is not None and per_try <= 0:
+            raise ValueError("try_timeout must be positive")
         now = self._clock.monotonic()
         rid = request_id or uuid.uuid4().hex
         hdrs = {**(headers or {}), "X-Client-ID": self.client_id, "X-Request-ID": rid}
@@ -194,6 +206,7 @@ class Router:
             request_id=rid,
             started=now,
             ends=now + budget_s,
+            try_timeout_s=per_try,
             kwargs={"json": json, "data": data, "files": replayable_files(files), "params": params, "headers": hdrs},
         )
         chain = [target, *(self.fallbacks.get(target, ()) if fallbacks is None else fallbacks)]
@@ -287,6 +300,7 @@ class Router:
         remaining = call.ends - self._clock.monotonic()
         if remaining <= 0:
             raise call.deadline_error(self._clock.monotonic())
+        read_timeout = remaining if call.try_timeout_s is None else min(remaining, call.try_timeout_s)
         call.tried.add(inst.instance_id)
         call.tries += 1
         pool = [i.instance_id for i in snap.instances]
@@ -296,7 +310,7 @@ class Router:
                 resp = self._session.request(
                     call.method,
                     inst.base_url + call.path,
-                    timeout=(min(self.connect_timeout_s, remaining), remaining),
+                    timeout=(min(self.connect_timeout_s, read_timeout), read_timeout),
                     **call.kwargs,
                 )
             except requests.RequestException as exc:

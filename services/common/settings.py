@@ -100,6 +100,8 @@ class ClientSettings:
     balancer: str = field(default_factory=lambda: _env("CLIENT_BALANCER", "p2c"))
     deadline_s: float = field(default_factory=lambda: _env_float("CLIENT_DEADLINE_S", 30.0))
     connect_timeout_s: float = field(default_factory=lambda: _env_float("CLIENT_CONNECT_TIMEOUT_S", 2.0))
+    # Longest wait for one try's answer before moving on (0 = the rest of the deadline).
+    try_timeout_s: float = field(default_factory=lambda: _env_float("CLIENT_TRY_TIMEOUT_S", 0.0))
     max_attempts: int = field(default_factory=lambda: _env_int("CLIENT_MAX_ATTEMPTS", 3))
     # Blocking-query wait of the discovery watchers.
     watch_wait_s: float = field(default_factory=lambda: _env_float("CLIENT_WATCH_WAIT_S", 30.0))

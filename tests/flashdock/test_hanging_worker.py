@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -26,7 +27,7 @@ from flashdock.settings import Settings
 from flashdock.ui import explain
 from services.client import DeadlineExceeded
 from tests.flashdock.apptest import by_label, texts, timed_open
-from tests.flashdock.fleet import instances, start_hanging
+from tests.flashdock.fleet import EXAMPLES, instances, start_hanging
 from tests.support import Proc, wait_until
 
 PAGE_BOUND_S = 5.0  # a whole AppTest run, script execution included (see the module docstring)
@@ -151,3 +152,21 @@ def test_a_service_whose_only_worker_hangs_is_one_clear_message(
     # The other service still works from the same page.
     by_label(at.selectbox, "Worker service").set_value("compass-lite").run()
     assert not at.exception and not at.error, [e.value for e in at.error]
+
+
+def test_a_prediction_on_a_hanging_compass_falls_back_after_one_try_timeout(
+    fleet: dict[str, Any], hanging_compass: tuple[Proc, str]
+) -> None:
+    """The Router's per-try timeout: the hung `compass` costs one try, then compass-lite answers."""
+    _, iid = hanging_compass
+    mesh = Mesh(replace(settings_mod.load(), predict_try_timeout_s=1.0))
+    example = EXAMPLES / "1a30"
+    protein = example / "1a30_pocket.pdb"
+    ligand = example / "1a30_ligand.sdf"
+    try:
+        result = mesh.predict_complex("auto", (protein.name, protein.read_bytes()), (ligand.name, ligand.read_bytes()))
+    finally:
+        mesh.close()
+    assert result.service == "compass-lite" and result.fallback_used
+    first = result.tried[0]
+    assert (first.instance_id, first.outcome) == (iid, "read-timeout")
