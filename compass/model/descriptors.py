@@ -7,13 +7,23 @@ ligand-to-protein distance matrix per complex feeds every block:
   style). Default shells 0–3, 3–4, 4–5, 5–6, 6–8 Å: below 3 Å are hydrogen bonds, salt bridges
   and metal coordination; 3–4 Å weak polar and close van der Waals contact (C···C optimum ≈ 4 Å);
   4–5 and 5–6 Å the first and second contact shells; 6–8 Å long range, up to the featuriser's
-  8 Å crop radius. 1 Å shells beat 0–3.5/3.5–4.5/4.5–6/6–8 on the CASF-free read-outs of
-  bench/compass_lite_select.py (pdbqt_extra CV and fep-lpo).
+  8 Å crop radius. 1 Å shells beat 0–3.5/3.5–4.5/4.5–6/6–8 on the CASF-free read-outs
+  (pdbqt_extra CV and fep-lpo) of an earlier version of bench/compass_lite_select.py.
 * ``vina``: AutoDock-Vina-like smooth terms on surface distances (gauss1, gauss2, repulsion,
   hydrophobic, polar contact), the physics prior that lifted RF-Score v3 above RF-Score.
 * ``ligand``: heavy-atom count, element counts, bonds and rings inferred from coordinates, radius
   of gyration — the size/shape information the heavy-atom anchor lives on.
 * ``burial``: per ligand atom, protein atoms within 4.5 Å; buried and exposed fractions.
+* ``chemistry``: ligand physchem read off the heavy-atom geometry (hydrogens and bond orders are not
+  in a ComplexGraph, so no RDKit): a bond shorter than its covalent-radius sum by more than 0.09 Å is
+  "multiple" (C=C 1.34, aromatic 1.39, amide C–N 1.33 Å against sums of 1.52 and 1.47 Å); ring bonds
+  are the non-bridges of the bond graph. From these: rotatable bonds (acyclic, single, both ends
+  non-terminal), ring and aromatic-like atoms (ring atoms with a multiple bond), sp2 atoms, N/O
+  hydrogens by valence (donors), acceptors, a Crippen-like logP (one signed sum: it beat a split
+  into lipophilic and hydrophilic sums on fep-lpo and the grouped CV), the sp3 share of carbons,
+  buried polar atoms with no protein N/O within 3.5 Å (desolvation left uncompensated) and exposed
+  apolar atoms. Approximate by construction (an amide N–H counts
+  as no donor), but the same approximation at training and prediction time.
 
 Element groups are coarser than :data:`ELEMENTS` where the data is thin (metal/other pooled).
 """
@@ -59,6 +69,32 @@ _BURIAL_RADIUS = 4.5  # Å
 _BURIED_MIN = 8  # protein atoms within 4.5 Å that make a ligand atom "buried"
 _LIGAND_ELEMENT_BLOCK = ("C", "N", "O", "S", "P", "halogen", "other")
 _DEGREES = (1, 2, 3, 4)
+_MULTIPLE_MARGIN = 0.09  # Å below the covalent-radius sum: a double, aromatic or amide bond
+_VALENCE = np.zeros(NUM_ELEMENTS)
+_VALENCE[[_IDX["N"], _IDX["O"]]] = (3, 2)
+# Crippen-like heavy-atom logP contributions (rounded Wildman–Crippen means); C bonded to N/O and
+# aromatic C get corrections in _chemistry.
+_LOGP = np.zeros(NUM_ELEMENTS)
+for _e, _v in dict(C=0.25, N=-0.7, O=-0.5, S=0.4, P=-0.3, F=0.4, Cl=0.7, Br=0.9, I=1.1).items():
+    _LOGP[_IDX[_e]] = _v
+_LOGP_POLAR_C = -0.35
+_LOGP_AROMATIC_C = 0.15
+_PAIRED_RADIUS = 3.5  # Å: a ligand N/O with a protein N/O this close has a polar partner
+_EXPOSED_MAX = 4  # fewer protein atoms than this within 4.5 Å: an exposed ligand atom
+_CHEMISTRY = (
+    "rotatable_bonds",
+    "ring_atoms",
+    "aromatic_atoms",
+    "sp2_atoms",
+    "donors",
+    "acceptors",
+    "logp",
+    "sp3_carbon_fraction",
+    "buried_unpaired_polar",
+    "exposed_apolar",
+    "polar_atoms",
+    "polar_hydrogens",
+)
 
 
 @dataclass(frozen=True)
@@ -70,6 +106,9 @@ class DescriptorSpec:
     vina: bool = True
     ligand: bool = True
     burial: bool = True
+    # Added after version 1 files were shipped: False here keeps those files' stored specs meaning what they
+    # meant; compass-lite's config turns it on (LiteConfig.descriptors).
+    chemistry: bool = False
     version: int = DESCRIPTOR_VERSION
 
     def __post_init__(self) -> None:
@@ -112,6 +151,8 @@ def descriptor_names(spec: DescriptorSpec | None = None) -> list[str]:
         names += ["lig_bonds", "lig_rings", *(f"lig_degree_{d}" for d in _DEGREES), "lig_apolar_C", "lig_rgyr"]
     if spec.burial:
         names += ["burial_mean_neighbours", "burial_buried_fraction", "burial_exposed_fraction", "burial_pocket_atoms"]
+    if spec.chemistry:
+        names += [f"chem_{n}" for n in _CHEMISTRY]
     return names
 
 
@@ -129,13 +170,15 @@ def describe(graph: ComplexGraph, spec: DescriptorSpec | None = None) -> np.ndar
     parts: list[np.ndarray] = []
     if spec.contacts:
         parts.append(_contacts(dist, lig_el, prot_el, np.asarray(spec.shells)))
-    bonds = _ligand_bonds(lig_pos, lig_el) if (spec.vina or spec.ligand) else None
+    bonds = _ligand_bonds(lig_pos, lig_el) if (spec.vina or spec.ligand or spec.chemistry) else None
     if spec.vina:
         parts.append(_vina(dist, lig_el, prot_el, prot_pos, bonds))
     if spec.ligand:
         parts.append(_ligand(lig_pos, lig_el, bonds))
     if spec.burial:
         parts.append(_burial(dist))
+    if spec.chemistry:
+        parts.append(_chemistry(lig_pos, lig_el, prot_el, dist, bonds))
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
@@ -235,6 +278,83 @@ def _components(adj: np.ndarray) -> int:
         if ri != rj:
             parent[ri] = rj
     return len({find(i) for i in range(len(adj))})
+
+
+def _ring_bonds(adj: np.ndarray) -> np.ndarray:
+    """Boolean [n, n]: bonds on a cycle, i.e. every bond that is not a bridge (iterative Tarjan low-link)."""
+    n = len(adj)
+    ring = adj.copy()
+    neighbours = [np.flatnonzero(adj[i]).tolist() for i in range(n)]
+    order = [-1] * n
+    low = [0] * n
+    clock = 0
+    for root in range(n):
+        if order[root] >= 0:
+            continue
+        order[root] = low[root] = clock
+        clock += 1
+        stack = [(root, -1, iter(neighbours[root]))]
+        while stack:
+            u, parent, todo = stack[-1]
+            for v in todo:
+                if v == parent:
+                    continue
+                if order[v] < 0:
+                    order[v] = low[v] = clock
+                    clock += 1
+                    stack.append((v, u, iter(neighbours[v])))
+                    break
+                low[u] = min(low[u], order[v])
+            else:
+                stack.pop()
+                if parent >= 0:
+                    low[parent] = min(low[parent], low[u])
+                    if low[u] > order[parent]:  # nothing below u reaches above parent: a bridge
+                        ring[u, parent] = ring[parent, u] = False
+    return ring
+
+
+def _chemistry(
+    lig_pos: np.ndarray, lig_el: np.ndarray, prot_el: np.ndarray, dist: np.ndarray, bonds: np.ndarray | None
+) -> np.ndarray:
+    n = len(lig_el)
+    if n == 0:
+        return np.zeros(len(_CHEMISTRY))
+    adj = bonds if bonds is not None else _ligand_bonds(lig_pos, lig_el)
+    length = cdist(lig_pos, lig_pos)
+    multiple = adj & (length < _COV_R[lig_el][:, None] + _COV_R[lig_el][None, :] - _MULTIPLE_MARGIN)
+    ring = _ring_bonds(adj)
+    degree = adj.sum(1)
+    sp2 = multiple.any(1)
+    ring_atom = ring.any(1)
+    aromatic = ring_atom & sp2
+    upper = np.triu(adj, 1)
+    rotatable = int((upper & ~ring & ~multiple & (degree[:, None] >= 2) & (degree[None, :] >= 2)).sum())
+    is_c, is_n, is_o = lig_el == _IDX["C"], lig_el == _IDX["N"], lig_el == _IDX["O"]
+    polar = _POLAR[lig_el]
+    hydrogens = np.clip(_VALENCE[lig_el] - degree - sp2, 0, None) * polar
+    acceptors = int((is_o | (is_n & (hydrogens == 0) & (degree < 3))).sum())
+    polar_c = is_c & (adj & polar[None, :]).any(1)
+    contrib = _LOGP[lig_el] + _LOGP_POLAR_C * polar_c + _LOGP_AROMATIC_C * (is_c & aromatic)
+    neighbours = (dist < _BURIAL_RADIUS).sum(1) if dist.size else np.zeros(n, dtype=np.int64)
+    paired = ((dist < _PAIRED_RADIUS) & _POLAR[prot_el][None, :]).any(1) if dist.size else np.zeros(n, dtype=bool)
+    return np.array(
+        [
+            rotatable,
+            ring_atom.sum(),
+            aromatic.sum(),
+            sp2.sum(),
+            (hydrogens > 0).sum(),
+            acceptors,
+            contrib.sum(),
+            (is_c & ~sp2).sum() / max(int(is_c.sum()), 1),
+            (polar & (neighbours >= _BURIED_MIN) & ~paired).sum(),
+            (~polar & (neighbours < _EXPOSED_MAX)).sum(),
+            polar.sum(),
+            hydrogens.sum(),
+        ],
+        dtype=np.float64,
+    )
 
 
 def _burial(dist: np.ndarray) -> np.ndarray:

@@ -64,7 +64,8 @@ class LiteConfig:
     # Data handling
     group_weighting: str = "inverse_sqrt"  # "none" | "inverse_sqrt": weight 1/sqrt(records of the same protein)
     drop_affinity_types: list[str] = field(default_factory=lambda: ["IC50"])  # record.extra["affinity_type"]
-    descriptors: dict[str, Any] = field(default_factory=dict)  # DescriptorSpec fields
+    # DescriptorSpec fields; the ligand chemistry block lifted train-side CV and fep-lpo (bench/compass_lite_select.py)
+    descriptors: dict[str, Any] = field(default_factory=lambda: {"chemistry": True})
     seed: int = 0
     n_jobs: int = 1
 

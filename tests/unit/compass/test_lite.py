@@ -71,6 +71,8 @@ def test_names_match_vector_for_every_spec() -> None:
         DescriptorSpec(),
         DescriptorSpec(shells=(0, 3.5, 4.5, 6, 8)),
         DescriptorSpec(vina=False, burial=False),
+        DescriptorSpec(chemistry=True),
+        DescriptorSpec(contacts=False, vina=False, ligand=False, burial=False, chemistry=True),
     ):
         assert describe(graph, spec).shape == (len(descriptor_names(spec)),)
     with pytest.raises(ValueError):
@@ -99,6 +101,29 @@ def test_ligand_block_finds_a_ring_and_burial_counts_neighbours() -> None:
     assert x["lig_bonds"] == 6 and x["lig_rings"] == 1 and x["lig_degree_2"] == 6
     assert x["burial_buried_fraction"] == 1.0 and x["burial_exposed_fraction"] == 0.0
     assert x["vina_hydrophobic"] > 0 and x["vina_polar"] == 0
+
+
+def test_chemistry_block_matches_a_hand_count_on_benzyl_alcohol() -> None:
+    # Benzene (1.39 Å bonds: "multiple"), C7 at 1.51 Å from C1 (single), O8 at 1.43 Å from C7 (single).
+    ring = [("C", (1.39 * np.cos(a), 1.39 * np.sin(a), 0.0)) for a in np.linspace(0, 2 * np.pi, 6, endpoint=False)]
+    lig = [*ring, ("C", (2.90, 0.0, 0.0)), ("O", (2.90 + 1.43 * np.cos(np.pi / 3), 1.43 * np.sin(np.pi / 3), 0.0))]
+    spec = DescriptorSpec(chemistry=True)
+    x = dict(zip(descriptor_names(spec), describe(_graph(lig, []), spec), strict=True))
+    assert x["chem_rotatable_bonds"] == 1  # C1-C7 (as RDKit); C7-O8 ends in a terminal atom, ring bonds are cyclic
+    assert x["chem_ring_atoms"] == 6 and x["chem_aromatic_atoms"] == 6 and x["chem_sp2_atoms"] == 6
+    assert x["chem_donors"] == 1 and x["chem_polar_hydrogens"] == 1  # O: valence 2 - 1 bond
+    assert x["chem_acceptors"] == 1 and x["chem_polar_atoms"] == 1
+    # logP: 6 aromatic C x (0.25 + 0.15) + C7 (0.25 - 0.35, bonded to O) + O (-0.5) = 2.4 - 0.1 - 0.5
+    assert x["chem_logp"] == pytest.approx(1.8)
+    assert x["chem_sp3_carbon_fraction"] == pytest.approx(1 / 7)
+    assert x["chem_buried_unpaired_polar"] == 0 and x["chem_exposed_apolar"] == 7  # no protein at all
+    # A ligand O inside 8 protein carbons at 4 Å is buried and unpaired, until a protein N comes within 3.5 Å.
+    cage = [("C", (4.0 * np.cos(a), 4.0 * np.sin(a), 0.0)) for a in np.linspace(0, 2 * np.pi, 8, endpoint=False)]
+    names = descriptor_names(spec)
+    alone = dict(zip(names, describe(_graph([("O", (0, 0, 0))], cage), spec), strict=True))
+    paired = dict(zip(names, describe(_graph([("O", (0, 0, 0))], [*cage, ("N", (0, 0, 3.0))]), spec), strict=True))
+    assert alone["chem_buried_unpaired_polar"] == 1 and paired["chem_buried_unpaired_polar"] == 0
+    assert alone["chem_exposed_apolar"] == 0 and alone["chem_donors"] == 1 and alone["chem_polar_hydrogens"] == 2
 
 
 def test_describe_many_and_empty_protein_are_finite() -> None:
@@ -132,7 +157,7 @@ def test_train_predict_save_load_round_trip_is_exact(estimator: str, tmp_path: P
     assert loaded.meta["data_hash"] == "abc" and loaded.meta["metrics"] == {"r": 0.5}
     assert loaded.meta["kind"] == "compass-lite" and "created" in loaded.meta and "code_version" in loaded.meta
     assert loaded.feature_settings == FeatureSettings(crop_radius=7.0)
-    assert loaded.spec == DescriptorSpec()
+    assert loaded.spec == LiteConfig().spec == DescriptorSpec(chemistry=True)
     assert loaded.within is not None and predictor.within is not None
     np.testing.assert_array_equal(loaded.within.coef, predictor.within.coef)
 
