@@ -82,6 +82,26 @@ class Proc:
                 self.popen.wait(timeout=10)
 
 
+def stop_all(procs: list[Proc]) -> None:
+    """SIGTERM every process at once (each drains on its own), then wait for each."""
+    for proc in procs:
+        if proc.popen.poll() is None:
+            proc.popen.terminate()
+    for proc in procs:
+        proc.stop()
+
+
+def own_ipv4() -> str | None:
+    """A non-loopback IPv4 address of this machine, or None when it has none."""
+    import psutil
+
+    for addrs in psutil.net_if_addrs().values():
+        for addr in addrs:
+            if addr.family == socket.AF_INET and not addr.address.startswith("127."):
+                return addr.address
+    return None
+
+
 def python_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")

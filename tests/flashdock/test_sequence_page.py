@@ -16,7 +16,7 @@ import requests
 
 from tests.flashdock.apptest import by_label, open_page, texts
 from tests.flashdock.fleet import instances, spawn_worker, wait_ready
-from tests.support import AUTH, Proc, wait_until
+from tests.support import AUTH, Proc, stop_all, wait_until
 from tests.unit.seqmodels.fixtures import HBB_EXON1_DONOR, HBB_EXON2_ACCEPTOR, HBB_REGION, VH_FRAGMENT
 
 KINDS = ("antiberty", "splice")
@@ -43,11 +43,7 @@ def seq_workers(fleet: dict[str, Any]) -> Iterator[dict[str, Proc]]:
         )
         yield procs
     finally:
-        for proc in procs.values():  # all at once: each drains on its own
-            if proc.popen.poll() is None:
-                proc.popen.terminate()
-        for proc in procs.values():
-            proc.stop()
+        stop_all(list(procs.values()))
         # Gone from the registry before the next module: later pages must not see them.
         wait_until(lambda: not {i["service_name"] for i in instances(registry)} & set(KINDS), timeout=20)
 

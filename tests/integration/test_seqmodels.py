@@ -28,6 +28,7 @@ from tests.support import (
     read_json_line,
     spawn,
     start_registry,
+    stop_all,
     wait_until,
 )
 from tests.unit.seqmodels.fixtures import GFP, HBB_EXON2_ACCEPTOR, HBB_REGION, TRASTUZUMAB_VH, VH_FRAGMENT
@@ -61,11 +62,7 @@ def fleet(tmp_path_factory) -> Iterator[dict[str, Proc]]:
                 )
         yield procs
     finally:
-        for proc in procs.values():  # all at once: each drains on its own
-            if proc.popen.poll() is None:
-                proc.popen.terminate()
-        for proc in procs.values():
-            proc.stop()
+        stop_all(list(procs.values()))
 
 
 @pytest.fixture(scope="module")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
 from services.common.clock import FakeClock
 from services.common.settings import RegistrySettings
 from services.registry.app import create_app
 from services.registry.store import SQLiteStore
+from tests.support import own_ipv4
 
 AFAR = "198.51.100.7"  # TEST-NET-2: never an address of the machine running the tests
 
@@ -63,18 +62,8 @@ def test_loopback_is_fine_when_the_worker_is_on_this_machine(app, remote: str) -
     assert register(client_from(app, remote)).status_code == 201
 
 
-def own_address() -> str | None:
-    """A non-loopback IPv4 address of this machine, if it has one."""
-    psutil = pytest.importorskip("psutil")
-    for addrs in psutil.net_if_addrs().values():
-        for addr in addrs:
-            if addr.family == socket.AF_INET and not addr.address.startswith("127."):
-                return addr.address
-    return None
-
-
 def test_a_request_from_one_of_this_machines_own_addresses_counts_as_local(app) -> None:
-    own = own_address()
+    own = own_ipv4()
     if own is None:
         pytest.skip("this machine has no non-loopback IPv4 address")
     assert register(client_from(app, own)).status_code == 201

@@ -17,6 +17,7 @@ from services.worker.address import (
     route_source_address,
 )
 from services.worker.serve import advertise_host
+from tests.support import own_ipv4
 
 
 def settings(*registry: str, advertise: str = "") -> WorkerSettings:
@@ -50,17 +51,8 @@ def test_host_names_are_resolved_first() -> None:
     assert detect_advertise_host(["http://localhost:8500"], "0.0.0.0") == "127.0.0.1"
 
 
-def own_non_loopback_ipv4() -> str | None:
-    psutil = pytest.importorskip("psutil")
-    for addrs in psutil.net_if_addrs().values():
-        for addr in addrs:
-            if addr.family == socket.AF_INET and not addr.address.startswith("127."):
-                return addr.address
-    return None
-
-
 def test_a_registry_on_this_machines_interface_gives_that_interfaces_address() -> None:
-    own = own_non_loopback_ipv4()
+    own = own_ipv4()
     if own is None:
         pytest.skip("this machine has no non-loopback IPv4 address")
     assert detect_advertise_host([f"http://{own}:8500"], "0.0.0.0") == own
