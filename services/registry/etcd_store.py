@@ -78,6 +78,14 @@ def _range_end(prefix: str) -> str:
     return base64.b64encode(bytes(raw)).decode()
 
 
+def _describe(exc: Exception | None) -> str:
+    """etcd3gw puts the server's words in ``detail_text`` and leaves ``str(exc)`` empty."""
+    if exc is None:
+        return "no answer"
+    text = str(exc) or str(getattr(exc, "detail_text", "") or "")
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
+
+
 def _transient(exc: Etcd3Exception) -> bool:
     text = f"{exc} {getattr(exc, 'detail_text', '')}".lower()
     return any(m in text for m in _TRANSIENT_MESSAGES)
@@ -164,12 +172,19 @@ class EtcdStore:
                         raise
                     last = exc
                 with self._lock:
-                    if self._current == slot:
+                    if self._current == slot and len(self._clients) > 1:
                         self._current = (slot + 1) % len(self._clients)
-                        log.warning("etcd member %s failed (%s); trying the next", self.endpoints[slot], last)
+                        log.warning(
+                            "etcd member %s failed (%s); now using %s",
+                            self.endpoints[slot],
+                            _describe(last),
+                            self.endpoints[self._current],
+                        )
             if time.monotonic() + delay > deadline:
                 self._down_until = time.monotonic() + self.fail_fast_for
-                raise EtcdUnavailable(f"no etcd member of {', '.join(self.endpoints)} answered: {last}") from last
+                raise EtcdUnavailable(
+                    f"no etcd member of {', '.join(self.endpoints)} answered: {_describe(last)}"
+                ) from last
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
 

@@ -228,3 +228,19 @@ def test_a_late_change_never_undoes_a_newer_one(replicas):
     # A registration after the deletion (base+5) is a real change and shows.
     cat._apply(WatchEvent(key, record, base + 5, entry.lease))
     assert cat.get(iid) is not None and cat.index >= base + 5
+
+
+def test_an_unreachable_member_is_named_once_not_on_every_retry(etcd_server, caplog):
+    dead = f"http://127.0.0.1:{free_port()}"
+    caplog.set_level("WARNING", logger="services.registry.etcd_store")
+    alone = EtcdStore([dead], prefix=unique_prefix(), retry_for=0.5)
+    with pytest.raises(EtcdUnavailable, match="ConnectionFailedError"):
+        alone.list()
+    assert not caplog.records  # one member: nothing to fail over to, the exception says it all
+    alone.close()
+    pair = EtcdStore([dead, *etcd_server.endpoints], prefix=unique_prefix())
+    pair.list()
+    pair.list()
+    moves = [r.getMessage() for r in caplog.records]
+    assert len(moves) == 1 and dead in moves[0] and etcd_server.endpoints[0] in moves[0]
+    pair.close()
