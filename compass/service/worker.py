@@ -122,7 +122,14 @@ class CompassModel(WorkerModel):
                 log.exception("shipped weights %s cannot be loaded", shipped)
         if self.served is None:
             active, _ = self.store.active(self.kind)
-            for candidate in [active, shipped_row["id"] if shipped_row else None]:
+            candidates = [active, shipped_row["id"] if shipped_row else None]
+            row = self.store.get("models", active) if active else None
+            if shipped_row and row and row["source"] == "shipped" and active != shipped_row["id"]:
+                # An upgrade brought new shipped weights: they replace the old shipped ones (a model
+                # someone trained or activated by hand stays active across upgrades).
+                log.info("new shipped weights %s replace the shipped %s", shipped_row["id"], active)
+                candidates.reverse()
+            for candidate in candidates:
                 if candidate and self._try_activate(candidate):
                     break
         if self.served is None:

@@ -153,3 +153,28 @@ def test_dataset_uploads_may_exceed_the_predict_body_limit(model: CompassModel) 
     assert (model.settings.state_dir / "datasets" / record["id"] / "files" / "examples" / "index.csv").is_file()
     too_big = client.post("/predict", json={"protein_pdb": "x" * 5000, "ligand_sdf": "y"})
     assert too_big.status_code == 413
+
+
+def test_new_shipped_weights_replace_the_old_shipped_ones_but_never_a_chosen_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upgrade that ships new weights serves them; a model someone activated stays active."""
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    monkeypatch.setenv("COMPASS_WEIGHTS_DIR", str(weights))
+    settings = ServiceSettings(state_dir=tmp_path / "state")
+
+    def start() -> CompassModel:
+        worker = CompassModel("compass-lite", settings, api_token="t0k")
+        worker.load()
+        return worker
+
+    lite_checkpoint(weights / "compass-lite.skops", seed=1)
+    old = start().served.id
+    lite_checkpoint(weights / "compass-lite.skops", seed=2)  # the upgrade
+    upgraded = start()
+    assert upgraded.served.id != old
+    chosen = upgraded.registry.register(lite_checkpoint(tmp_path / "mine.skops", seed=3), name="mine", source="file")
+    upgraded.activate(chosen["id"])
+    lite_checkpoint(weights / "compass-lite.skops", seed=4)  # another upgrade
+    assert start().served.id == chosen["id"]
