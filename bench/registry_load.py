@@ -1,7 +1,7 @@
 """Registry under heartbeat load, side by side with etcd (leases + keep-alives) under the same load.
 
 For each scenario (``INSTANCESxINTERVAL``) and each target, this starts the target on 127.0.0.1
-with a temporary data dir, then two load processes (``bench/loadgen.py``). Targets: ``registry``
+with a temporary data dir, then two load processes (``bench/loadgen/``). Targets: ``registry``
 (our registry on its SQLite store), ``registry-etcd`` (our registry on ``--store etcd`` over a
 local etcd: ``--store etcd`` adds it beside the SQLite run) and ``etcd`` (etcd itself, driven
 with its own API as the yardstick):
@@ -84,7 +84,8 @@ class Child:
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
         _CHILDREN.append(self)
 
     @property
@@ -116,7 +117,9 @@ class Child:
             try:
                 ev = self.events.get(timeout=min(left, 0.5))
             except queue.Empty:
-                if self.popen.poll() is not None and self.events.empty():
+                if self.popen.poll() is not None and not self._reader.is_alive() and self.events.empty():
+                    # Exited, and every line it wrote has been read (the reader ends at EOF): a
+                    # process that exits right after its last line must not lose that line.
                     raise RuntimeError(
                         f"{self.name} exited with {self.popen.returncode} before {name!r}\n{self.log_tail()}"
                     ) from None
