@@ -103,10 +103,10 @@ def test_a_registration_failure_is_reported_on_the_completed_job(manager: JobMan
 
 
 def sleeper(ignore_term: bool = False) -> subprocess.Popen:
-    code = "import signal,time\n"
+    code = "import signal\n"
     if ignore_term:
         code += "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-    code += "print('ready', flush=True)\ntime.sleep(60)\n"  # the child plays a long job (killed by the test)
+    code += "print('ready', flush=True)\nwhile True:\n    signal.pause()\n"  # a long job: runs until a signal ends it
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, start_new_session=True)
     assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
     return proc

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ import pytest
 from compass.data.graph import FeatureSettings
 from compass.service.batching import MicroBatcher, ServedModel
 from compass.service.store import Store
+from tests.support import wait_until
 
 
 @pytest.fixture
@@ -62,14 +63,15 @@ class FakePredictor:
     kind = "compass-lite"
     feature_settings = FeatureSettings()
 
-    def __init__(self, offset: float = 0.0, delay: float = 0.0, fail: bool = False) -> None:
+    def __init__(self, offset: float = 0.0, gate: threading.Event | None = None, fail: bool = False) -> None:
         self.meta: dict[str, Any] = {}
-        self.offset, self.delay, self.fail = offset, delay, fail
+        self.offset, self.gate, self.fail = offset, gate, fail
         self.batches: list[int] = []
 
     def predict(self, graphs: list[Any], batch_size: int = 32) -> np.ndarray:
         self.batches.append(len(graphs))
-        time.sleep(self.delay)  # simulated forward-pass time (not a wait for a condition)
+        if self.gate is not None and not self.gate.wait(timeout=10):  # a pass held until the test opens it
+            raise TimeoutError("the test never opened the gate")
         if self.fail:
             raise RuntimeError("boom")
         return np.array([self.offset + g for g in graphs], dtype=float)
@@ -79,7 +81,9 @@ def served(predictor: FakePredictor, name: str = "m") -> ServedModel:
     return ServedModel(name, name, "compass-lite", predictor)
 
 
-def run_concurrently(batcher: MicroBatcher, model: ServedModel, n: int) -> list[Any]:
+def run_concurrently(
+    batcher: MicroBatcher, model: ServedModel, n: int, while_running: Callable[[], None] | None = None
+) -> list[Any]:
     results: list[Any] = [None] * n
     barrier = threading.Barrier(n)
 
@@ -90,16 +94,28 @@ def run_concurrently(batcher: MicroBatcher, model: ServedModel, n: int) -> list[
     threads = [threading.Thread(target=call, args=(i,)) for i in range(n)]
     for t in threads:
         t.start()
+    if while_running is not None:
+        while_running()
     for t in threads:
         t.join()
     return results
 
 
 def test_concurrent_requests_share_forward_passes() -> None:
-    predictor = FakePredictor(offset=100.0, delay=0.02)
+    """While one pass runs (held by the gate), the other requests queue up and share the next ones."""
+    predictor = FakePredictor(offset=100.0, gate=threading.Event())
     observed: list[int] = []
     batcher = MicroBatcher(max_batch=8, max_wait_s=0.05, observe=lambda n, _s: observed.append(n))
-    results = run_concurrently(batcher, served(predictor), 20)
+
+    def release_when_queued() -> None:
+        wait_until(
+            lambda: predictor.batches and predictor.batches[0] + batcher.queued == 20,
+            timeout=10,
+            what="a pass running and the rest queued behind it",
+        )
+        predictor.gate.set()
+
+    results = run_concurrently(batcher, served(predictor), 20, release_when_queued)
     assert [r.pK for r in results] == [100.0 + i for i in range(20)]
     assert sum(predictor.batches) == 20 and len(predictor.batches) < 20 and max(predictor.batches) <= 8
     assert observed == predictor.batches and all(r.batch_size >= 1 for r in results)
@@ -137,7 +153,7 @@ class OverlapPredictor(FakePredictor):
     """Counts forward passes running at the same time."""
 
     def __init__(self) -> None:
-        super().__init__(delay=0.2)
+        super().__init__(gate=threading.Event())
         self.running = 0
         self.most = 0
         self.lock = threading.Lock()
@@ -156,7 +172,12 @@ class OverlapPredictor(FakePredictor):
 def test_several_batching_threads_run_forward_passes_side_by_side() -> None:
     predictor = OverlapPredictor()
     batcher = MicroBatcher(max_batch=4, max_wait_s=0.01, workers=2)
-    results = run_concurrently(batcher, served(predictor), 8)
+
+    def release_when_two_run() -> None:
+        wait_until(lambda: predictor.running == 2, timeout=10, what="two forward passes running at once")
+        predictor.gate.set()
+
+    results = run_concurrently(batcher, served(predictor), 8, release_when_two_run)
     assert [r.pK for r in results] == [float(i) for i in range(8)]
     assert predictor.most == 2 and sum(predictor.batches) == 8
     batcher.close()

@@ -9,32 +9,47 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from seqmodels.batching import MicroBatcher
+from tests.support import wait_until
 
 
 class Recorder:
-    """A batch function that remembers every batch it ran and can be made slow."""
+    """A batch function that remembers every batch it ran; with a gate, each pass holds until it opens."""
 
-    def __init__(self, delay_s: float = 0.0) -> None:
+    def __init__(self, gate: threading.Event | None = None) -> None:
         self.batches: list[tuple[object, list[int]]] = []
-        self.delay_s = delay_s
+        self.gate = gate
         self.lock = threading.Lock()
 
     def __call__(self, key, items):
-        time.sleep(self.delay_s)  # simulated forward-pass time, so concurrent calls pile up (not a wait)
         with self.lock:
             self.batches.append((key, list(items)))
+        if self.gate is not None and not self.gate.wait(timeout=10):
+            raise TimeoutError("the test never opened the gate")
         return [ValueError(f"bad {i}") if i < 0 else i * 10 for i in items]
+
+    def started(self) -> int:
+        with self.lock:
+            return sum(len(items) for _, items in self.batches)
 
 
 @pytest.fixture
 def recorder():
-    return Recorder(delay_s=0.02)
+    return Recorder()
 
 
-def test_concurrent_submissions_share_a_forward_pass(recorder) -> None:
+def test_concurrent_submissions_share_a_forward_pass() -> None:
+    """While one pass runs (held by the gate), the other requests queue up and share the next one."""
+    recorder = Recorder(gate=threading.Event())
     batcher = MicroBatcher(recorder, max_batch=8, max_wait_s=0.05)
     with ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(lambda i: batcher.submit("k", i), range(8)))
+        futures = [pool.submit(batcher.submit, "k", i) for i in range(8)]
+        wait_until(
+            lambda: recorder.started() and recorder.started() + batcher.queued == 8,
+            timeout=10,
+            what="a pass running and the rest queued behind it",
+        )
+        recorder.gate.set()
+        results = [f.result(timeout=10) for f in futures]
     batcher.close()
     assert results == [i * 10 for i in range(8)]
     assert len(recorder.batches) < 8 and max(len(b) for _, b in recorder.batches) > 1
