@@ -88,6 +88,25 @@ def served_by(result: CallResult) -> str:
     return line + (" · fallback used" if result.fallback_used else "")
 
 
+def compass_page(title: str) -> tuple[Any, str]:
+    """The head of every COMPASS page: title, registry banner, and the worker service to use.
+
+    Stops the page with one message when no COMPASS service is up. Returns (mesh, service).
+    """
+    from flashdock import compass_api as api
+    from flashdock.client import get_mesh
+
+    st.title(title)
+    registry_banner()
+    mesh = get_mesh()
+    services = api.services_up(mesh)
+    if not services:
+        st.error(NO_COMPASS)
+        st.stop()
+    service = st.selectbox("Worker service", services, help="jobs, datasets and models live on this service's workers")
+    return mesh, service
+
+
 def registry_banner() -> bool:
     """Show a red banner when the registry is down; True when it is reachable."""
     from flashdock.client import get_mesh

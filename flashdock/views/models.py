@@ -6,17 +6,9 @@ import pandas as pd
 import streamlit as st
 
 from flashdock import compass_api as api
-from flashdock.client import get_mesh
-from flashdock.ui import NO_COMPASS, attempt, registry_banner
+from flashdock.ui import attempt, compass_page
 
-st.title("Models")
-registry_banner()
-mesh = get_mesh()
-services = api.services_up(mesh)
-if not services:
-    st.error(NO_COMPASS)
-    st.stop()
-service = st.selectbox("Worker service", services)
+mesh, service = compass_page("Models")
 listing = attempt(lambda: api.list_models(mesh, service), "Listing models")
 if listing is None:
     st.stop()  # the reason is on the page already

@@ -9,17 +9,9 @@ import pandas as pd
 import streamlit as st
 
 from flashdock import compass_api as api
-from flashdock.client import get_mesh
-from flashdock.ui import NO_COMPASS, attempt, attempt_all, registry_banner
+from flashdock.ui import attempt, attempt_all, compass_page
 
-st.title("Training")
-registry_banner()
-mesh = get_mesh()
-services = api.services_up(mesh)
-if not services:
-    st.error(NO_COMPASS)
-    st.stop()
-service = st.selectbox("Worker service", services, help="jobs, datasets and models live on this service's workers")
+mesh, service = compass_page("Training")
 
 # Both lists at once: a worker that does not answer costs this page one read deadline, not two.
 datasets, jobs = attempt_all(
