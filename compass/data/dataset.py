@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +21,7 @@ from compass.data.featurize import featurize_files
 from compass.data.graph import ComplexGraph, ComplexRecord, FeatureSettings, pack, unpack
 from compass.data.roots import list_records
 from compass.data.structures import StructureError
+from services.common.files import atomic_path
 
 log = logging.getLogger(__name__)
 CACHE_FORMAT = 1
@@ -111,14 +110,8 @@ def save_cache(path: Path, loaded: LoadedRoot) -> None:
         "settings": loaded.settings.to_dict(),
         "data_hash": loaded.data_hash,
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(blob, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def load_cache(path: str | Path) -> LoadedRoot:

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -25,6 +23,7 @@ import torch
 
 from compass.data.graph import ComplexGraph, FeatureSettings
 from compass.version import code_version
+from services.common.files import atomic_path
 
 if TYPE_CHECKING:  # torch_geometric is imported only when a ViSNet is built or loaded
     from compass.model.visnet import CompassViSNet
@@ -120,14 +119,8 @@ def save_checkpoint(
         "extra": extra or {},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, tmp, metadata={META_KEY: json.dumps(meta, sort_keys=True)})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

@@ -10,15 +10,14 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from compass.model.checkpoint import COMPASS_SUFFIX, LITE_SUFFIX, CheckpointError, Predictor, load_checkpoint, model_id
 from compass.service.store import Store, now_iso
 from services.common.envelope import ApiError, ErrorCode
+from services.common.files import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -73,14 +72,8 @@ class ModelRegistry:
         kind = predictor.kind
         meta = dict(predictor.meta or {})
         dest = self.dir / f"{mid}{SUFFIXES[kind]}"
-        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=f".{mid}.", suffix=".tmp")
-        os.close(fd)
-        try:
+        with atomic_path(dest) as tmp:
             shutil.copyfile(src, tmp)
-            os.replace(tmp, dest)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
         row = {
             "id": mid,
             "kind": kind,

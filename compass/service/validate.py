@@ -10,21 +10,19 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from services.common.files import atomic_path
 
 # Survival lists are cut to this many entries in the record; the counts stay exact.
 MAX_LISTED = 200
 
 
 def _write(path: Path, data: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
+    with atomic_path(path) as tmp, open(tmp, "w") as fh:
         json.dump(data, fh)
-    os.replace(tmp, path)
 
 
 def validate(root: Path, cache_dir: Path) -> dict[str, Any]:

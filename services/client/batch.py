@@ -14,10 +14,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import re
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -35,6 +33,7 @@ from services.client.errors import ClientError, RequestFailed
 from services.client.policy import RetryPolicy
 from services.client.registry_client import RegistryClient
 from services.client.router import Router
+from services.common.files import atomic_path
 from services.common.settings import ClientSettings
 
 log = logging.getLogger("services.client.batch")
@@ -88,15 +87,9 @@ def is_done(result_path: Path) -> bool:
 
 def write_atomic(path: Path, doc: dict[str, Any]) -> None:
     """Write ``doc`` as JSON so readers see the old file or the new one, never a partial one."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(doc, handle, indent=2, sort_keys=False)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(doc, handle, indent=2, sort_keys=False)
+        handle.write("\n")
 
 
 def task_request_id(task: dict[str, Any]) -> str:
