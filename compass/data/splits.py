@@ -12,6 +12,8 @@ import random
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
+
 from compass.data.graph import ComplexRecord
 
 
@@ -20,6 +22,23 @@ def _groups(records: list[ComplexRecord]) -> dict[str, list[int]]:
     for i, record in enumerate(records):
         groups[record.group or record.key].append(i)
     return dict(groups)
+
+
+def sample_weights(records: list[ComplexRecord], mode: str) -> np.ndarray | None:
+    """Per-record weights so a protein with 100 congeneric ligands does not outvote 100 proteins.
+
+    ``"inverse_sqrt"``: 1/sqrt(records of the same protein), scaled to mean 1; ``"none"``: None.
+    """
+    if mode == "none":
+        return None
+    if mode != "inverse_sqrt":
+        raise ValueError(f"group weighting must be 'none' or 'inverse_sqrt', got {mode!r}")
+    groups = [r.group or r.key for r in records]
+    counts: dict[str, int] = {}
+    for g in groups:
+        counts[g] = counts.get(g, 0) + 1
+    w = np.array([1.0 / np.sqrt(counts[g]) for g in groups])
+    return w * (len(w) / w.sum())
 
 
 def group_kfold(records: list[ComplexRecord], n_folds: int = 5, seed: int = 0) -> list[list[int]]:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from compass.data.graph import ComplexGraph, ComplexRecord, FeatureSettings
+from compass.data.splits import sample_weights
 from compass.model.descriptors import DescriptorSpec, describe_many
 from compass.model.lite_format import FORMAT, TRUSTED_TYPES, UntrustedModelError, file_types, load_lite, save_lite
 from compass.model.lite_predictor import KIND, LitePredictor, PackedForest, WithinSeries, serial
@@ -116,18 +117,6 @@ class LiteConfig:
             n_jobs=self.n_jobs,
             random_state=self.seed,
         )
-
-
-def sample_weights(records: list[ComplexRecord], mode: str) -> np.ndarray | None:
-    """Per-record weights so a protein with 100 congeneric ligands does not outvote 100 proteins."""
-    if mode == "none":
-        return None
-    groups = [r.group or r.key for r in records]
-    counts: dict[str, int] = {}
-    for g in groups:
-        counts[g] = counts.get(g, 0) + 1
-    w = np.array([1.0 / np.sqrt(counts[g]) for g in groups])
-    return w * (len(w) / w.sum())
 
 
 def training_mask(records: list[ComplexRecord], labels: np.ndarray, cfg: LiteConfig) -> np.ndarray:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from compass.train.distributed import init_distributed, shutdown
@@ -27,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--run-id", help="run id (default: the plan's, else <UTC time>-<plan hash>)")
     parser.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
     parser.add_argument("--device", choices=DEVICES, help="override the plan's device")
+    parser.add_argument("--seed", type=int, help="override the plan's seed (one plan file for several seeds)")
     parser.add_argument("--max-epochs", type=int, help="override the plan's epochs (the schedule follows)")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     return parser
@@ -40,6 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, PlanError) as exc:
         print(f"compass.train: invalid plan: {exc}", file=sys.stderr)
         return 2
+    if args.seed is not None:
+        if args.seed < 0:
+            print("compass.train: --seed must be >= 0", file=sys.stderr)
+            return 2
+        plan = replace(plan, seed=args.seed)
     if args.max_epochs is not None and args.max_epochs < 1:
         print("compass.train: --max-epochs must be >= 1", file=sys.stderr)
         return 2

@@ -28,6 +28,7 @@ from compass.data.graph import FeatureSettings
 MODEL_KINDS = ("compass", "compass-lite")
 SPLIT_KINDS = ("group-holdout", "none")
 AMP_MODES = ("auto", "on", "off")
+GROUP_WEIGHTINGS = ("none", "inverse_sqrt")
 DEVICES = ("auto", "cpu", "cuda")
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -168,6 +169,10 @@ class OptimSpec:
     grad_clip: float = 10.0  # max global grad norm; 0 disables
     amp: str = "auto"  # autocast + GradScaler on CUDA only ("auto" = on when training on CUDA)
     patience: int = 20  # epochs without a better validation RMSE before stopping; 0 disables
+    # "inverse_sqrt": each complex weighs 1/sqrt(complexes of its protein) in the loss, so 41 FEP
+    # proteins with ~1,100 congeneric ligands do not outvote 439 PDBbind proteins; "none": equal weights
+    group_weighting: str = "none"
+    position_noise: float = 0.0  # Å: Gaussian jitter on training coordinates (regularises; 0 disables)
 
     @classmethod
     def from_dict(cls, data: Any) -> OptimSpec:
@@ -183,6 +188,10 @@ class OptimSpec:
             grad_clip=_num("optim", "grad_clip", d.get("grad_clip", cls.grad_clip), lo=0.0),
             amp=_choice("optim", "amp", d.get("amp", cls.amp), AMP_MODES),
             patience=_num("optim", "patience", d.get("patience", cls.patience), integer=True, lo=0),
+            group_weighting=_choice(
+                "optim", "group_weighting", d.get("group_weighting", cls.group_weighting), GROUP_WEIGHTINGS
+            ),
+            position_noise=_num("optim", "position_noise", d.get("position_noise", cls.position_noise), lo=0.0, hi=1.0),
         )
 
     def to_dict(self) -> dict[str, Any]:

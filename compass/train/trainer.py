@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch.utils.data.distributed import DistributedSampler
 
+from compass.data.splits import sample_weights
 from compass.model.checkpoint import load_compass_model, save_checkpoint
 from compass.model.visnet import CompassViSNet, ViSNetConfig
 from compass.train import artifacts as art
@@ -130,6 +131,8 @@ class Trainer:
         self.optim = plan.optim
         self.train_data = [g.to_data() for g in data.train_graphs]
         self.val_data = [g.to_data() for g in data.val_graphs]
+        weights = sample_weights(data.train_records, self.optim.group_weighting)
+        self.train_weight = None if weights is None else torch.tensor(weights, dtype=torch.float32)
         self.split_keys = {
             "train_keys": [g.key for g in data.train_graphs],
             "val_keys": [g.key for g in data.val_graphs],
@@ -243,11 +246,16 @@ class Trainer:
         from torch_geometric.data import Batch
 
         batch = Batch.from_data_list([self.train_data[i] for i in idx]).to(self.device)
+        if self.optim.position_noise > 0:
+            batch.pos = batch.pos + self.optim.position_noise * torch.randn_like(batch.pos)
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
             pred = self.net(batch)
         err = pred.float() - batch.y.float()
-        mse = (err * err).mean()
-        loss = mse / (self.model.y_std.float() ** 2)  # optimise in normalised units
+        sq = err * err
+        mse = sq.mean()
+        if self.train_weight is not None:  # weights have mean 1 over the training set
+            sq = sq * self.train_weight[idx].to(self.device)
+        loss = sq.mean() / (self.model.y_std.float() ** 2)  # optimise in normalised units
         if not torch.isfinite(loss) and not self.scaler.is_enabled():
             raise FloatingPointError(f"non-finite loss at step {self.step}: lower optim.lr or raise grad clipping")
         self.optimizer.zero_grad(set_to_none=True)

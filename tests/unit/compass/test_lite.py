@@ -28,7 +28,6 @@ from compass.model.lite import (
     WithinSeries,
     file_types,
     load_lite,
-    sample_weights,
     save_lite,
     train_lite,
 )
@@ -131,13 +130,6 @@ def test_describe_many_and_empty_protein_are_finite() -> None:
     m = describe_many([lonely, lonely])
     assert m.shape == (2, len(descriptor_names())) and np.isfinite(m).all()
     assert describe_many([]).shape == (0, len(descriptor_names()))
-
-
-def test_group_weights_balance_proteins() -> None:
-    records = [ComplexRecord(f"k{i}", "", [], 5.0, group="big" if i < 9 else "small") for i in range(10)]
-    w = sample_weights(records, "inverse_sqrt")
-    assert w is not None and w[:9].sum() == pytest.approx(3 * w[9]) and w.mean() == pytest.approx(1.0)
-    assert sample_weights(records, "none") is None
 
 
 @pytest.mark.parametrize("estimator", ["hgb", "et", "rf"])

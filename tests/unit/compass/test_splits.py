@@ -7,12 +7,21 @@ import pytest
 from compass.data import load_root
 from compass.data.graph import ComplexRecord
 from compass.data.roots import list_records
-from compass.data.splits import exclude_ids, group_kfold, holdout_groups, read_id_file, record_id
+from compass.data.splits import exclude_ids, group_kfold, holdout_groups, read_id_file, record_id, sample_weights
 from tests.support import shared_data
 
 
 def _records(groups: list[str]) -> list[ComplexRecord]:
     return [ComplexRecord(key=f"k{i}", protein_path="", ligand_paths=[], pK=5.0, group=g) for i, g in enumerate(groups)]
+
+
+def test_group_weights_balance_proteins() -> None:
+    records = _records(["big"] * 9 + ["small"])
+    w = sample_weights(records, "inverse_sqrt")
+    assert w is not None and w[:9].sum() == pytest.approx(3 * w[9]) and w.mean() == pytest.approx(1.0)
+    assert sample_weights(records, "none") is None
+    with pytest.raises(ValueError, match="group weighting"):
+        sample_weights(records, "log")
 
 
 def test_group_kfold_on_fep_never_shares_a_protein_and_covers_every_record() -> None:

@@ -90,6 +90,8 @@ def test_missing_root_names_every_place_tried(tmp_path: Path, root: Path) -> Non
         ({"optim": {"lr": 1e-3, "momentum": 0.9}}, "optim: unknown keys"),
         ({"optim": {"epochs": "ten"}}, "optim.epochs must be an integer"),
         ({"optim": {"amp": "maybe"}}, "optim.amp must be one of"),
+        ({"optim": {"group_weighting": "log"}}, "optim.group_weighting must be one of"),
+        ({"optim": {"position_noise": 2.0}}, "optim.position_noise"),
         ({"model": {"kind": "transformer"}}, "model.kind must be one of"),
         ({"model": {"kind": "compass", "config": {"hidden": 3}}}, "unknown ViSNet config keys"),
         ({"model": {"kind": "compass", "config": {"y_mean": 3.0}}}, "y_mean"),
@@ -230,6 +232,46 @@ def test_in_memory_graphs_skip_the_data_roots(tmp_path: Path, root: Path) -> Non
     assert math.isfinite(result.metrics["val_rmse"])
 
 
+def _train_in_memory(tmp_path: Path, root: Path, run_id: str, groups: list[str], **optim: Any) -> dict:
+    """Weights of a 2-epoch run on 12 synthetic complexes with the given protein groups."""
+    data = plan_dict(root, epochs=2, **optim)
+    data["split"] = {"kind": "none"}
+    graphs, records = synthetic_set(12, seed=5, ligand_atoms=(5, 8), protein_atoms=(8, 12))
+    for record, group in zip(records, groups, strict=True):
+        record.group = group
+    result = train(
+        ExperimentPlan.from_dict(data),
+        train_graphs=graphs,
+        train_records=records,
+        runs_dir=tmp_path,
+        run_id=run_id,
+        progress=False,
+    )
+    return load_file(str(result.best_checkpoint))
+
+
+def test_group_weighting_counts_complexes_per_protein(tmp_path: Path, root: Path) -> None:
+    """Equal groups weigh 1 each (same run as unweighted); one protein with 9 complexes does not."""
+    even = [f"p{i % 4}" for i in range(12)]
+    skewed = ["big"] * 9 + ["a", "b", "c"]
+    plain = _train_in_memory(tmp_path, root, "plain", even)
+    same = _train_in_memory(tmp_path, root, "even", even, group_weighting="inverse_sqrt")
+    plain_skewed = _train_in_memory(tmp_path, root, "plain-skewed", skewed)
+    weighted = _train_in_memory(tmp_path, root, "skewed", skewed, group_weighting="inverse_sqrt")
+    assert all(torch.equal(plain[k], same[k]) for k in plain)
+    assert all(torch.equal(plain[k], plain_skewed[k]) for k in plain)  # groups alone change nothing
+    assert any(not torch.equal(plain[k], weighted[k]) for k in plain)
+
+
+def test_position_noise_is_seeded_and_changes_training(tmp_path: Path, root: Path) -> None:
+    groups = [f"p{i % 4}" for i in range(12)]
+    plain = _train_in_memory(tmp_path, root, "plain", groups)
+    noisy = _train_in_memory(tmp_path, root, "noisy", groups, position_noise=0.2)
+    again = _train_in_memory(tmp_path, root, "noisy-again", groups, position_noise=0.2)
+    assert all(torch.equal(noisy[k], again[k]) for k in noisy)
+    assert any(not torch.equal(plain[k], noisy[k]) for k in plain)
+
+
 def test_no_validation_split_keeps_the_last_epoch(tmp_path: Path, root: Path) -> None:
     data = plan_dict(root, epochs=2)
     data["split"] = {"kind": "none"}
@@ -259,12 +301,16 @@ def test_cli_prints_progress_and_reports_plan_errors(
     tmp_path: Path, root: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     plan_path = write_plan(tmp_path, plan_dict(root))
-    code = main([str(plan_path), "--runs-dir", str(tmp_path / "runs"), "--run-id", "cli", "--max-epochs", "1"])
+    runs = ["--runs-dir", str(tmp_path / "runs"), "--max-epochs", "1"]
+    code = main([str(plan_path), *runs, "--run-id", "cli", "--seed", "7"])
     out = capsys.readouterr().out
     assert code == 0
     lines = [json.loads(line[len(art.PROGRESS_PREFIX) :]) for line in out.splitlines() if line.startswith("PROGRESS ")]
     assert lines and lines[-1]["status"] == "completed" and lines[-1]["total_epochs"] == 1
-    assert json.loads((tmp_path / "runs" / "cli" / "plan.json").read_text())["optim"]["epochs"] == 1
+    saved = json.loads((tmp_path / "runs" / "cli" / "plan.json").read_text())
+    assert saved["optim"]["epochs"] == 1 and saved["seed"] == 7  # the plan file says seed 1
+    assert main([str(plan_path), *runs, "--seed", "-1"]) == 2
+    assert "--seed" in capsys.readouterr().err
     bad = write_plan(tmp_path, {**plan_dict(root), "optimizer": {}})
     assert main([str(bad)]) == 2
     assert "unknown keys" in capsys.readouterr().err
