@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from compass.model.checkpoint import (
 )
 from compass.model.visnet import CompassViSNet, ViSNetConfig
 from compass.train.synthetic import synthetic_set
+from compass.version import git_state
 
 ARCH = ViSNetConfig(hidden_channels=16, num_layers=2, num_heads=2, num_rbf=8, cutoff=4.0, y_mean=6.5, y_std=1.2)
 SETTINGS = FeatureSettings(crop_radius=6.0, max_protein_atoms=300)
@@ -74,10 +76,29 @@ def test_metadata_carries_everything_needed(saved: tuple[CompassViSNet, Path]) -
     assert meta["feature_settings"] == SETTINGS.to_dict()
     assert meta["plan"] == {"seed": 3} and meta["data_hash"] == "abc123" and meta["metrics"] == {"val_rmse": 1.1}
     assert meta["code_version"]["compass"] == compass.__version__
+    assert meta["code_version"]["git_dirty"] in (True, False, None)
     assert meta["created"].endswith("Z")
     predictor = load_checkpoint(path)
     assert predictor.feature_settings == SETTINGS  # from the file, not the defaults
     assert predictor.model.config == ARCH
+
+
+def test_git_state_says_when_the_code_is_not_the_commit(tmp_path: Path) -> None:
+    """A checkpoint trained on edited code must not pass for the commit it started from."""
+    assert git_state(tmp_path) == (None, None)  # not a checkout
+    env = ["-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    pkg = tmp_path / "compass"
+    pkg.mkdir()
+    (pkg / "model.py").write_text("A = 1\n")
+    for args in (["init", "-q"], ["add", "."], [*env, "commit", "-q", "-m", "one"]):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True)
+    commit, dirty = git_state(pkg)
+    assert commit is not None and len(commit) == 40 and dirty is False
+    (pkg / "model.py").write_text("A = 2\n")
+    assert git_state(pkg) == (commit, True)
+    (pkg / "model.py").write_text("A = 1\n")
+    (tmp_path / "elsewhere.txt").write_text("outside the package\n")
+    assert git_state(pkg) == (commit, False)  # only the package's own files count
 
 
 def test_model_id_is_a_content_hash(saved: tuple[CompassViSNet, Path], tmp_path: Path) -> None:
