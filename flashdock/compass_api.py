@@ -34,12 +34,10 @@ def build_plan(kind: str, size: str, epochs: int, lr: float, seed: int) -> dict[
         model: dict[str, Any] = {"kind": "compass-lite", "config": dict(LITE_CONFIG)}
     else:
         model = {"kind": "compass", "config": dict(SIZES[size])}
-    return {
-        "seed": seed,
-        "split": {"kind": "none"},
-        "model": model,
-        "optim": {"epochs": epochs, "lr": lr, "batch_size": 2},
-    }
+    optim: dict[str, Any] = {"epochs": epochs, "lr": lr, "batch_size": 2}
+    if kind != "compass-lite":  # as the shipped plan: many ligands of one protein do not outvote the rest
+        optim["group_weighting"] = "inverse_sqrt"
+    return {"seed": seed, "split": {"kind": "none"}, "model": model, "optim": optim}
 
 
 def _read(mesh: Mesh, service: str, path: str, **kwargs: Any) -> CallResult:
