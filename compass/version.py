@@ -25,9 +25,8 @@ def git_state(folder: Path) -> tuple[str | None, bool | None]:
     untracked), so a checkpoint trained on uncommitted code does not claim a commit it was not
     made by. Both are None outside a git checkout.
     """
-    commit = _git(["rev-parse", "HEAD"], folder)
-    commit = commit.strip() or None if commit is not None else None
-    if commit is None:
+    commit = (_git(["rev-parse", "HEAD"], folder) or "").strip()
+    if not commit:
         return None, None
     status = _git(["status", "--porcelain", "--", "."], folder)
     return commit, None if status is None else bool(status.strip())

@@ -132,7 +132,7 @@ class Trainer:
         self.train_data = [g.to_data() for g in data.train_graphs]
         self.val_data = [g.to_data() for g in data.val_graphs]
         weights = sample_weights(data.train_records, self.optim.group_weighting)
-        self.train_weight = None if weights is None else torch.tensor(weights, dtype=torch.float32)
+        self.train_weight = None if weights is None else torch.tensor(weights, dtype=torch.float32, device=device)
         self.split_keys = {
             "train_keys": [g.key for g in data.train_graphs],
             "val_keys": [g.key for g in data.val_graphs],
@@ -252,9 +252,9 @@ class Trainer:
             pred = self.net(batch)
         err = pred.float() - batch.y.float()
         sq = err * err
-        mse = sq.mean()
+        mse = sq.mean()  # reported unweighted, so runs with and without weighting compare
         if self.train_weight is not None:  # weights have mean 1 over the training set
-            sq = sq * self.train_weight[idx].to(self.device)
+            sq = sq * self.train_weight[idx]
         loss = sq.mean() / (self.model.y_std.float() ** 2)  # optimise in normalised units
         if not torch.isfinite(loss) and not self.scaler.is_enabled():
             raise FloatingPointError(f"non-finite loss at step {self.step}: lower optim.lr or raise grad clipping")
