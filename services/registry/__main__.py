@@ -77,6 +77,8 @@ def settings_from_args(argv: list[str] | None = None) -> RegistrySettings:
 
 def open_store(settings: RegistrySettings):
     if settings.store == "etcd":
+        # Imported here, not at the top: a SQLite registry starts without the etcd modules (and
+        # etcd3gw); they load only when --store etcd is chosen.
         from services.registry.etcd_store import EtcdStore
 
         if not settings.etcd_endpoints:

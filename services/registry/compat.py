@@ -14,21 +14,17 @@ from werkzeug.exceptions import HTTPException
 
 from services.common.auth import require_token
 from services.common.clock import iso_utc_offset, parse_iso, utc_now
-from services.common.envelope import ApiError, ErrorCode, http_error_response, json_body
+from services.common.envelope import ApiError, ErrorCode, json_body
 from services.common.instance import Instance, parse_registration, validate_service_name
 from services.registry.advertise import refuse_loopback_from_afar
 from services.registry.catalog import Query
+from services.registry.errors import detail_response, http_detail
+from services.registry.state import MAX_BODY_BYTES, state
 
 compat = Blueprint("registry_compat", __name__)
 
 _STATUS_MAP = {"passing": "healthy", "warning": "healthy", "critical": "unhealthy", "maintenance": "unhealthy"}
 _FILTER_MAP = {"healthy": {"passing", "warning"}, "unhealthy": {"critical", "maintenance"}, "unknown": set()}
-
-
-def _state():
-    from services.registry.app import MAX_BODY_BYTES, state
-
-    return state(), MAX_BODY_BYTES
 
 
 def _ts(text: str | None) -> str | None:
@@ -52,26 +48,13 @@ def service_info(inst: Instance) -> dict[str, Any]:
 
 
 @compat.errorhandler(ApiError)
-def _api_error(err: ApiError) -> tuple[Response, int]:
-    return jsonify({"detail": err.details}), err.status
+def _api_error(err: ApiError) -> Response:
+    return detail_response(err.details, err.status)
 
 
 @compat.errorhandler(HTTPException)
-def _http_error(err: HTTPException) -> tuple[Response, int]:
-    return jsonify({"detail": err.description or err.name}), err.code or 500
-
-
-def routing_error(err: HTTPException) -> Response:
-    """Errors raised before a blueprint is chosen (unknown path, bad id): old shape under /compat/v0."""
-    if request.path.startswith("/compat/v0/"):
-        resp, status = _http_error(err)
-        resp.status_code = status
-        if status == 404 and "/services/" in request.path:
-            resp.set_data(b'{"detail":"Service not found"}\n')
-        if status == 405 and getattr(err, "valid_methods", None):
-            resp.headers["Allow"] = ", ".join(err.valid_methods)
-        return resp
-    return http_error_response(err)
+def _http_error(err: HTTPException) -> Response:
+    return http_detail(err)
 
 
 @compat.get("/health")
@@ -81,9 +64,9 @@ def health() -> Response:
 
 @compat.post("/api/v1/services/register")
 def register() -> tuple[Response, int]:
-    st, limit = _state()
+    st = state()
     require_token(st.settings.token)
-    body = json_body(limit)
+    body = json_body(MAX_BODY_BYTES)
     allowed = {"service_name", "host", "port", "metadata", "version"}
     inst = parse_registration({k: v for k, v in body.items() if k in allowed})
     refuse_loopback_from_afar(inst, request.remote_addr)
@@ -99,9 +82,9 @@ def register() -> tuple[Response, int]:
 
 @compat.post("/api/v1/services/<iid:service_id>/heartbeat")
 def heartbeat(service_id: str) -> Response:
-    st, limit = _state()
+    st = state()
     require_token(st.settings.token)
-    json_body(limit)  # the old body is ignored, but it must still be valid and small
+    json_body(MAX_BODY_BYTES)  # the old body is ignored, but it must still be valid and small
     inst = st.catalog.heartbeat(service_id, None, None)
     if inst is None:
         raise ApiError(ErrorCode.NOT_FOUND, "Service not found")
@@ -110,7 +93,7 @@ def heartbeat(service_id: str) -> Response:
 
 @compat.delete("/api/v1/services/<iid:service_id>")
 def deregister(service_id: str) -> Response:
-    st, _ = _state()
+    st = state()
     require_token(st.settings.token)
     if st.catalog.deregister(service_id) is None:
         raise ApiError(ErrorCode.NOT_FOUND, "Service not found")
@@ -120,7 +103,7 @@ def deregister(service_id: str) -> Response:
 
 @compat.get("/api/v1/services")
 def discover() -> Response:
-    st, _ = _state()
+    st = state()
     q = Query()
     name = request.args.get("service_name")
     if name is not None:
@@ -137,7 +120,7 @@ def discover() -> Response:
 
 @compat.get("/api/v1/services/<iid:service_id>")
 def get_one(service_id: str) -> Response:
-    st, _ = _state()
+    st = state()
     inst = st.catalog.get(service_id)
     if inst is None:
         raise ApiError(ErrorCode.NOT_FOUND, "Service not found")
