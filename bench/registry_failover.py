@@ -25,9 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import requests
-
 from services.client import RegistryClient, Router
+from services.client.registry_api import RegistryApi
 from tests.etcd_support import EtcdCluster, etcd_binary, unique_prefix
 from tests.support import Proc, start_registry, start_workers, wait_until
 
@@ -79,16 +78,17 @@ class Load:
         }
 
 
-def register_probe(registry: str, token: str, port: int) -> None:
-    body = {"service_name": "probe", "host": "127.0.0.1", "port": port}
-    resp = requests.post(f"{registry}/api/v1/services/register", json=body, timeout=5)
+def register_probe(registry: RegistryApi, port: int) -> None:
+    resp = registry.register({"service_name": "probe", "host": "127.0.0.1", "port": port})
+    if resp is None:
+        raise RuntimeError(f"no registry answered at {registry.url}")
     resp.raise_for_status()
 
 
-def propagation(client: RegistryClient, registry: str, port: int, timeout: float = 30.0) -> float:
+def propagation(client: RegistryClient, registry: RegistryApi, port: int, timeout: float = 30.0) -> float:
     """Seconds from a registration through ``registry`` to the client's cache holding it."""
     start = time.monotonic()
-    register_probe(registry, "", port)
+    register_probe(registry, port)
     wait_until(
         lambda: any(i.port == port for i in client.instances(name="probe").instances),
         timeout=timeout,
@@ -98,12 +98,12 @@ def propagation(client: RegistryClient, registry: str, port: int, timeout: float
     return time.monotonic() - start
 
 
-def heartbeats(registry: str) -> dict[str, str]:
-    listed = requests.get(f"{registry}/api/v1/services", params={"name": "echo"}, timeout=5).json()["data"]
-    return {i["instance_id"]: i["last_heartbeat"] for i in listed["instances"]}
+def heartbeats(registry: RegistryApi) -> dict[str, str | None]:
+    instances, _, _ = registry.list_instances({"name": "echo"})
+    return {i.instance_id: i.last_heartbeat for i in instances}
 
 
-def first_beats(registry: str, before: dict[str, str], since: float) -> float:
+def first_beats(registry: RegistryApi, before: dict[str, str | None], since: float) -> float:
     """Seconds from ``since`` until every worker in ``before`` has beaten again through ``registry``."""
     wait_until(
         lambda: all(heartbeats(registry).get(i) != b for i, b in before.items()),
@@ -125,7 +125,7 @@ def run_mode(mode: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         procs += replicas
         urls = ",".join(r.base_url for r in replicas)
         procs += start_workers(tmp / mode, 3, "--registry", urls, "--registry-timeout", str(args.worker_timeout))
-        survivor = replicas[1].base_url
+        survivor = RegistryApi(replicas[1].base_url, timeout_s=5)  # only this replica: no failover
         wait_until(lambda: len(heartbeats(survivor)) == 3, timeout=30, what="3 workers")
         client = RegistryClient(
             [r.base_url for r in replicas], wait_s=5, timeout_s=args.client_timeout, backoff_base_s=0.05
@@ -148,6 +148,7 @@ def run_mode(mode: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         if mode == "hang":
             victim.send_signal(signal.SIGCONT)
         client.close()
+        survivor.close()
         return {
             "mode": mode,
             "baseline_ms": statistics.median(baseline) * 1000,

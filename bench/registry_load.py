@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import json
 import math
 import os
@@ -50,6 +49,8 @@ from typing import Any
 
 import psutil
 
+from services.common.parent_death import arm_parent_death_signal
+
 REPO = Path(__file__).resolve().parents[1]
 CRITICAL_AFTER = 3
 DEREGISTER_AFTER = 60.0
@@ -58,12 +59,6 @@ DEREGISTER_AFTER = 60.0
 # ----------------------------------------------------------------------------------------------
 # child processes (all ours, all on loopback, all stopped on exit, even on Ctrl-C)
 # ----------------------------------------------------------------------------------------------
-
-
-def _die_with_parent() -> None:
-    """preexec_fn: SIGTERM the child if this process dies (Linux), so nothing is left behind."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 class Child:
@@ -81,7 +76,7 @@ class Child:
             cwd=REPO,
             env=env,
             start_new_session=True,  # Ctrl-C reaches only us; we stop the children in order
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            preexec_fn=arm_parent_death_signal,  # SIGTERM the child if this process dies: nothing left behind
         )
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
         self._reader = threading.Thread(target=self._read, daemon=True)

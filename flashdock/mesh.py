@@ -1,4 +1,4 @@
-"""The mesh as FlashDock sees it: one RegistryClient + Router, plus the few registry calls they lack.
+"""The mesh as FlashDock sees it: one RegistryClient (whose ``api`` makes every registry call) + Router.
 
 Plain Python (no Streamlit) so it can be tested and cached as one shared object per registry URL.
 Every call has a short timeout: a page must never hang on a dead registry or worker.
@@ -19,6 +19,7 @@ from flashdock.metrics import ScrapeStats, summarize
 from flashdock.settings import Settings
 from services.client import RegistryClient, RegistryUnavailable, Router
 from services.client.call import CallResult
+from services.common.envelope_read import error_text
 from services.common.instance import Instance
 
 API = "/api/v1"
@@ -47,7 +48,9 @@ class Mesh:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.registry = RegistryClient(settings.registry_url, wait_s=10.0, timeout_s=settings.registry_timeout_s)
+        self.registry = RegistryClient(
+            settings.registry_url, wait_s=10.0, timeout_s=settings.registry_timeout_s, token=settings.token
+        )
         self.router = Router(
             self.registry,
             fallbacks={"compass": ["compass-lite"]},
@@ -86,9 +89,9 @@ class Mesh:
             return Fleet(snap.instances, False, snap.error, snap.age_s)
         # The watcher notices a dead registry only when its blocking query fails; a cheap probe says it now.
         try:
-            self.session.get(self.settings.registry_url + "/health", timeout=self.settings.registry_timeout_s)
-        except requests.RequestException as exc:
-            return self._remember_failure(Fleet(snap.instances, False, f"{type(exc).__name__}: {exc}", snap.age_s))
+            self.registry.api.ping()
+        except RegistryUnavailable as exc:
+            return self._remember_failure(Fleet(snap.instances, False, str(exc), snap.age_s))
         with self._lock:
             self._failed_fleet = None
         return Fleet(snap.instances, True, "", snap.age_s)
@@ -100,20 +103,13 @@ class Mesh:
 
     def set_maintenance(self, instance_id: str, enabled: bool, reason: str = "") -> None:
         """Drain (or undrain) one instance; raises ``RuntimeError`` with the registry's reason."""
-        url = f"{self.settings.registry_url}{API}/services/{instance_id}/maintenance"
-        try:
-            resp = self.session.put(
-                url,
-                json={"enabled": enabled, "reason": reason},
-                headers=self.auth,
-                timeout=self.settings.registry_timeout_s,
-            )
-        except requests.RequestException as exc:
-            raise RuntimeError(f"the registry did not answer: {exc}") from exc
+        resp = self.registry.api.set_maintenance(instance_id, enabled, reason)
+        if resp is None:
+            raise RuntimeError(f"the registry did not answer at {', '.join(self.registry.urls)}")
         if resp.status_code == 401:
             raise RuntimeError("the registry refused the token (set REGISTRY_TOKEN for FlashDock)")
         if not resp.ok:
-            raise RuntimeError(f"the registry answered {resp.status_code}: {_error_text(resp)}")
+            raise RuntimeError(f"the registry answered {resp.status_code}: {error_text(resp)}")
         self.registry.refresh()
 
     # -- worker metrics -------------------------------------------------------------------------
@@ -179,12 +175,3 @@ class Mesh:
         resp = self.session.get(base_url + API + path, timeout=timeout)
         resp.raise_for_status()
         return resp.content
-
-
-def _error_text(resp: requests.Response) -> str:
-    try:
-        body = resp.json()
-        err = body.get("error") or {}
-        return f"{err.get('code', '')} {err.get('details') or body.get('message', '')}".strip()
-    except ValueError:
-        return resp.text[:200]

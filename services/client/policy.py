@@ -13,6 +13,7 @@ import random
 import threading
 from dataclasses import dataclass
 
+from services.common.backoff import Backoff
 from services.common.clock import Clock, SystemClock
 
 
@@ -44,8 +45,7 @@ class RetryPolicy:
 
     def backoff_s(self, retry: int, rng: random.Random) -> float:
         """Jittered pause before retry number ``retry`` (1 = first retry)."""
-        ceiling = min(self.backoff_cap_s, self.backoff_base_s * self.backoff_multiplier ** max(0, retry - 1))
-        return rng.uniform(0, ceiling)
+        return Backoff(self.backoff_base_s, self.backoff_multiplier, self.backoff_cap_s).delay(retry - 1, rng)
 
 
 @dataclass(frozen=True)
@@ -75,12 +75,6 @@ class EjectionPolicy:
 
     def duration_s(self, times_ejected: int) -> float:
         return min(self.max_s, self.base_s * self.multiplier ** max(0, times_ejected - 1))
-
-
-def jittered_backoff(failures: int, base_s: float, cap_s: float, rng: random.Random) -> float:
-    """Full jitter: ``uniform(0, min(cap, base × 2^failures))``, so clients that lost the same
-    registry at the same moment do not all come back at the same moment."""
-    return rng.uniform(0, min(cap_s, base_s * 2 ** min(max(0, failures), 32)))
 
 
 class RetryBudget:

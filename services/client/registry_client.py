@@ -18,33 +18,17 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
 import requests
 
 from services.client.discovery import Snapshot, looks_like_service_name
 from services.client.errors import ClientError, RegistryUnavailable
-from services.client.policy import jittered_backoff
+from services.client.registry_api import RegistryApi
+from services.common.backoff import Backoff
 from services.common.clock import Clock, SystemClock
 from services.common.instance import Instance
 
 log = logging.getLogger(__name__)
-
-SERVICES_PATH = "/api/v1/services"
-
-
-def normalize_urls(urls: str | Sequence[str]) -> list[str]:
-    """``"http://a:1,http://b:2"`` or a list (items may hold commas) → clean URLs, order kept."""
-    items = [urls] if isinstance(urls, str) else list(urls)
-    out: list[str] = []
-    for item in items:
-        for part in item.split(","):
-            url = part.strip().rstrip("/")
-            if url and url not in out:
-                out.append(url if "://" in url else f"http://{url}")
-    if not out:
-        raise ValueError("at least one registry URL is needed")
-    return out
 
 
 @dataclass
@@ -65,6 +49,9 @@ class RegistryClient:
     :param wait_s: how long one blocking query may wait on the registry.
     :param timeout_s: timeout of a non-blocking registry call (a blocking one adds ``wait_s``).
     :param backoff_base_s, backoff_cap_s: reconnect delay ``uniform(0, min(cap, base × 2^n))``.
+    :param token: sent on the writes made through :attr:`api` (FlashDock's drain button).
+
+    Every HTTP call goes through :attr:`api`, the one client of the registry API.
     """
 
     def __init__(
@@ -80,23 +67,26 @@ class RegistryClient:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         session: requests.Session | None = None,
+        token: str = "",
     ) -> None:
-        self.urls = normalize_urls(urls)
+        self.api = RegistryApi(urls, token=token, timeout_s=timeout_s, session=session)
         self.watch = watch
         self.wait_s = wait_s
         self.timeout_s = timeout_s
         self.max_age_s = max_age_s
         self.backoff_base_s = backoff_base_s
         self.backoff_cap_s = backoff_cap_s
+        self._backoff = Backoff(base=backoff_base_s, cap=backoff_cap_s)
         self._clock = clock or SystemClock()
         self._rng = rng or random.Random()
-        self._session = session or requests.Session()
-        self._owns_session = session is None
-        self._preferred = 0
         self._entries: dict[str, _Entry] = {}
         self._lock = threading.Lock()
         self._fetch_locks: dict[str, threading.Lock] = {}
         self._stop = threading.Event()
+
+    @property
+    def urls(self) -> list[str]:
+        return self.api.urls
 
     # -- the Discovery protocol -------------------------------------------------------------
 
@@ -156,8 +146,7 @@ class RegistryClient:
         ends = time.monotonic() + timeout
         for thread in threads:
             thread.join(max(0.0, ends - time.monotonic()))
-        if self._owns_session:
-            self._session.close()
+        self.api.close()
 
     def __enter__(self) -> RegistryClient:
         return self
@@ -180,7 +169,7 @@ class RegistryClient:
 
     def _refresh(self, key: str, params: dict[str, str], entry: _Entry | None) -> Snapshot:
         try:
-            instances, index, url = self._fetch(params, self._session, None)
+            instances, index, url = self._fetch(params, None, None)
         except RegistryUnavailable as exc:
             if entry is None:
                 raise
@@ -218,42 +207,10 @@ class RegistryClient:
             return self._aged(entry)
 
     def _fetch(
-        self, params: dict[str, str], session: requests.Session, index: int | None
+        self, params: dict[str, str], session: requests.Session | None, index: int | None
     ) -> tuple[list[Instance], int, str]:
-        """One query, trying every registry from the preferred one; blocking when ``index`` is given."""
-        query = dict(params)
-        timeout = self.timeout_s
-        if index is not None:
-            query.update(index=str(index), wait=f"{self.wait_s:g}s")
-            timeout = self.timeout_s + self.wait_s * (1 + 1 / 16)  # the registry adds up to wait/16 jitter
-        errors: list[str] = []
-        start = self._preferred
-        for step in range(len(self.urls)):
-            slot = (start + step) % len(self.urls)
-            url = self.urls[slot]
-            try:
-                resp = session.get(url + SERVICES_PATH, params=query, timeout=(self.timeout_s, timeout))
-            except requests.RequestException as exc:
-                errors.append(f"{url}: {type(exc).__name__}")
-                continue
-            if resp.status_code >= 500 or resp.status_code == 429:
-                errors.append(f"{url}: HTTP {resp.status_code}")
-                continue
-            body = _json(resp)
-            if resp.status_code >= 400:
-                details = (body.get("error") or {}).get("details", resp.text[:200]) if body else resp.text[:200]
-                raise ClientError(f"registry {url} refused the query {query}: {details}")
-            try:
-                data = body["data"] if body is not None else None
-                instances = [Instance.from_dict(item) for item in data["instances"]]
-                new_index = int(data["index"])
-            except (KeyError, TypeError, ValueError) as exc:
-                errors.append(f"{url}: malformed answer ({exc!r})")
-                continue
-            self._preferred = slot
-            return instances, new_index, url
-        self._preferred = (start + 1) % len(self.urls)
-        raise RegistryUnavailable("no registry answered: " + "; ".join(errors))
+        """One query through :attr:`api`, every registry in turn; blocking when ``index`` is given."""
+        return self.api.list_instances(params, index=index, wait_s=self.wait_s, session=session)
 
     def _ensure_watcher(self, key: str) -> None:
         with self._lock:
@@ -281,7 +238,7 @@ class RegistryClient:
                 except RegistryUnavailable as exc:
                     failures += 1
                     self._mark_stale(key, str(exc))
-                    self._stop.wait(jittered_backoff(failures, self.backoff_base_s, self.backoff_cap_s, self._rng))
+                    self._stop.wait(self._backoff.delay(failures, self._rng))
                     continue
                 except ClientError as exc:  # the registry refused the query itself: retrying won't help soon
                     log.error("watch of %s paused: %s", key, exc)
@@ -298,11 +255,3 @@ class RegistryClient:
                     self._stop.wait(self.backoff_base_s)  # a registry that does not block: do not spin
         finally:
             session.close()
-
-
-def _json(resp: requests.Response) -> dict[str, Any] | None:
-    try:
-        body = resp.json()
-    except ValueError:
-        return None
-    return body if isinstance(body, dict) else None

@@ -40,13 +40,12 @@ from services.client.transport import (
     Failure,
     classify_exception,
     classify_response,
-    error_fields,
     is_idempotent,
     make_session,
-    parse_json,
     replayable_files,
 )
 from services.common.clock import Clock, SystemClock
+from services.common.envelope_read import error_fields, response_json
 from services.common.instance import Instance
 from services.common.settings import ClientSettings
 
@@ -321,7 +320,7 @@ class Router:
                 self.outliers.record_failure(inst.instance_id, pool, refused=failure.refused)
                 return self._failed(call, service, inst, failure, None, None, elapsed)
         elapsed = time.perf_counter() - t0
-        body = parse_json(resp)
+        body = response_json(resp)
         code, details = error_fields(body)
         failure = classify_response(resp, body)
         if failure is not None:

@@ -17,6 +17,8 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
+from services.common.envelope_read import error_fields
+
 # Statuses that prove the request did not run: the worker refused it up front (503 OVERLOADED,
 # MODEL_NOT_LOADED or draining; 429 rate limited) or a gateway never got it through (502, 504).
 NOT_RUN_STATUSES = frozenset({429, 502, 503, 504})
@@ -95,24 +97,6 @@ def classify_response(resp: requests.Response, body: Any) -> Failure | None:
 def is_final_error(status: int) -> bool:
     """A 4xx other than 429: the worker understood and refused; no other instance will differ."""
     return 400 <= status < 500 and status != 429
-
-
-def error_fields(body: Any) -> tuple[str | None, str]:
-    """``(code, details)`` of an error envelope (None, '' when it is not one)."""
-    if isinstance(body, Mapping) and isinstance(body.get("error"), Mapping):
-        err = body["error"]
-        return (str(err["code"]) if err.get("code") else None), str(err.get("details") or "")
-    return None, ""
-
-
-def parse_json(resp: requests.Response) -> Any:
-    """The JSON body, or None when the body is not JSON."""
-    if not resp.content:
-        return None
-    try:
-        return resp.json()
-    except ValueError:
-        return None
 
 
 def replayable_files(files: Any) -> Any:

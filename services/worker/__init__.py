@@ -3,7 +3,7 @@
 Everything not re-exported here is internal to the runtime.
 """
 
-from services.worker.agent import Backoff as Backoff
+from services.common.backoff import Backoff as Backoff
 from services.worker.agent import RegistryAgent as RegistryAgent
 from services.worker.app import create_worker_app as create_worker_app
 from services.worker.app import worker_state as worker_state

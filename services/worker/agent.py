@@ -13,54 +13,25 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import requests
 
+from services.client.registry_api import RegistryApi
+from services.common.backoff import Backoff
+from services.common.envelope_read import error_text
+
 log = logging.getLogger(__name__)
 
-API = "/api/v1/services"
 _DEFAULT_INTERVAL_S = 2.0
-# Registry answers worth trying the next registry URL for (it may be restarting or behind a proxy).
-_FAILOVER_STATUSES = frozenset({502, 503, 504})
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Full-jitter exponential backoff: attempt n waits U(0, min(cap, base × multiplier**n)) seconds."""
-
-    base: float = 0.2
-    multiplier: float = 2.0
-    cap: float = 10.0
-
-    def ceiling(self, attempt: int) -> float:
-        return min(self.cap, self.base * self.multiplier ** min(attempt, 64))
-
-    def delay(self, attempt: int, rng: random.Random) -> float:
-        return rng.uniform(0.0, self.ceiling(attempt))
-
-
-def normalize_registry_urls(urls: Sequence[str]) -> list[str]:
-    """``host:port`` gains ``http://``; trailing slashes go; duplicates and blanks are dropped."""
-    out: list[str] = []
-    for raw in urls:
-        for part in raw.split(","):
-            url = part.strip().rstrip("/")
-            if not url:
-                continue
-            if "://" not in url:
-                url = "http://" + url
-            if url not in out:
-                out.append(url)
-    return out
 
 
 class RegistryAgent:
     """Keeps one worker registered with any of several registry URLs (tried in turn on failure).
 
     ``registration`` builds the register body; ``status`` and ``load`` are sampled for each
-    heartbeat. The agent adopts the heartbeat interval the registry answers with.
+    heartbeat. The agent adopts the heartbeat interval the registry answers with. Its HTTP calls
+    (failover between registry URLs, token, timeout) are :class:`RegistryApi`'s, like every client's.
     """
 
     def __init__(
@@ -77,20 +48,15 @@ class RegistryAgent:
         session: requests.Session | None = None,
         on_registered: Callable[[str], None] | None = None,
     ) -> None:
-        self.urls = normalize_registry_urls(urls)
-        if not self.urls:
-            raise ValueError("the registry agent needs at least one registry URL")
+        self._api = RegistryApi(urls, token=token, timeout_s=timeout, session=session)
+        self.urls = self._api.urls
         self._registration = registration
         self._status = status
         self._load = load
         self._timeout = timeout
         self._backoff = backoff or Backoff()
         self._rng = rng or random.Random()
-        self._session = session or requests.Session()
-        if token:
-            self._session.headers["Authorization"] = f"Bearer {token}"
         self._on_registered = on_registered
-        self._current = 0
         self._failures = 0
         self._leaving = False
         self._stop = threading.Event()
@@ -106,29 +72,7 @@ class RegistryAgent:
     @property
     def registry_url(self) -> str:
         """The registry URL currently in use."""
-        return self.urls[self._current]
-
-    # -- transport -------------------------------------------------------------------------
-
-    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> requests.Response | None:
-        """Send to the current registry, failing over to the others; None when none answered."""
-        last: requests.Response | None = None
-        for offset in range(len(self.urls)):
-            index = (self._current + offset) % len(self.urls)
-            url = self.urls[index] + path
-            try:
-                resp = self._session.request(method, url, json=body, timeout=self._timeout)
-            except requests.RequestException as exc:
-                log.debug("registry %s %s failed: %s", method, url, exc)
-                continue
-            if resp.status_code in _FAILOVER_STATUSES:
-                last = resp
-                continue
-            if index != self._current:
-                log.info("registry agent now uses %s", self.urls[index])
-                self._current = index
-            return resp
-        return last
+        return self._api.url
 
     def _retry_delay(self, what: str, detail: str, cap: float | None = None) -> float:
         self._failures += 1
@@ -158,11 +102,11 @@ class RegistryAgent:
         self._wake.set()
 
     def _register(self) -> float:
-        resp = self._call("POST", f"{API}/register", self._registration())
+        resp = self._api.register(self._registration())
         if resp is None:
             return self._retry_delay("registration", f"no registry reachable at {', '.join(self.urls)}")
         if resp.status_code not in (200, 201):
-            return self._retry_delay("registration", f"HTTP {resp.status_code}: {_error_details(resp)}")
+            return self._retry_delay("registration", f"HTTP {resp.status_code}: {error_text(resp)}")
         try:
             data = resp.json()["data"]
             instance_id = str(data["instance_id"])
@@ -184,7 +128,7 @@ class RegistryAgent:
 
     def _heartbeat(self) -> float:
         body = {"status": self._status(), "load": self._load()}
-        resp = self._call("PUT", f"{API}/{self.instance_id}/heartbeat", body)
+        resp = self._api.heartbeat(self.instance_id, body)
         if resp is None:
             return self._retry_delay("heartbeat", "no registry reachable", cap=self.heartbeat_interval)
         if resp.status_code == 404:
@@ -195,7 +139,7 @@ class RegistryAgent:
             return 0.0
         if not resp.ok:
             return self._retry_delay(
-                "heartbeat", f"HTTP {resp.status_code}: {_error_details(resp)}", cap=self.heartbeat_interval
+                "heartbeat", f"HTTP {resp.status_code}: {error_text(resp)}", cap=self.heartbeat_interval
             )
         self._failures = 0
         return self.heartbeat_interval
@@ -239,7 +183,7 @@ class RegistryAgent:
         instance_id = self.instance_id
         if instance_id is None:
             return False
-        resp = self._call("PUT", f"{API}/{instance_id}/maintenance", {"enabled": enabled, "reason": reason})
+        resp = self._api.set_maintenance(instance_id, enabled, reason)
         if resp is None or not resp.ok:
             log.warning("could not set maintenance=%s on %s: %s", enabled, instance_id, _describe(resp))
             return False
@@ -253,7 +197,7 @@ class RegistryAgent:
         instance_id = self.instance_id
         if instance_id is None:
             return False
-        resp = self._call("DELETE", f"{API}/{instance_id}")
+        resp = self._api.deregister(instance_id)
         if resp is None or not (resp.ok or resp.status_code == 404):
             log.warning("could not deregister %s: %s (the registry will expire it)", instance_id, _describe(resp))
             return False
@@ -263,13 +207,5 @@ class RegistryAgent:
         return True
 
 
-def _error_details(resp: requests.Response) -> str:
-    try:
-        err = resp.json().get("error") or {}
-        return str(err.get("details") or err.get("code") or resp.reason)
-    except ValueError:
-        return resp.text[:200] or str(resp.reason)
-
-
 def _describe(resp: requests.Response | None) -> str:
-    return "no registry reachable" if resp is None else f"HTTP {resp.status_code}: {_error_details(resp)}"
+    return "no registry reachable" if resp is None else f"HTTP {resp.status_code}: {error_text(resp)}"

@@ -13,14 +13,14 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import logging
-import os
 import signal
 import sys
 from collections.abc import Sequence
 from types import FrameType
 
+from services.client.registry_api import normalize_urls
+from services.common.parent_death import with_parent_death_signal
 from services.common.settings import WorkerSettings, child_environment
-from services.worker.agent import normalize_registry_urls
 from services.worker.cli import LOG_FORMAT, device_arg
 from services.worker.supervisor import RestartPolicy, Supervisor
 
@@ -109,45 +109,12 @@ def child_command(args: argparse.Namespace, extra: Sequence[str]) -> list[str]:
     """``python -m <module> ...`` for one replica: a list of arguments, never a shell string."""
     module, model_args = KINDS[args.kind]
     command = [sys.executable, "-m", module, *model_args, "--port", "0", "--host", args.host, "--device", args.device]
-    urls = normalize_registry_urls(args.registry or [])
+    urls = normalize_urls(args.registry or [], allow_empty=True)
     if urls:
         command += ["--registry", ",".join(urls)]
     if args.advertise_host:
         command += ["--advertise-host", args.advertise_host]
     return command + list(extra)
-
-
-# Run as ``python -c`` in each replica before the worker itself: ask the kernel to SIGTERM this
-# process when the launcher dies (even by SIGKILL), so the replica drains and exits instead of
-# living on as an orphan; then exec the worker (same pid; the setting survives exec). Doing it
-# here, in a fresh single-threaded process, avoids a preexec_fn in the multi-threaded launcher.
-# The constant is code, not a shell string: the worker's argv follows it as separate arguments.
-_PARENT_DEATH_TRAMPOLINE = """\
-import ctypes, os, signal, sys
-PR_SET_PDEATHSIG = 1
-launcher, command = int(sys.argv[1]), sys.argv[2:]
-try:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
-except (OSError, AttributeError) as exc:
-    sys.stderr.write(f"warning: no parent-death signal ({exc}); this replica outlives a killed launcher\\n")
-if os.getppid() != launcher:  # the launcher died before the signal was armed
-    sys.exit(0)
-os.execv(command[0], command)
-"""
-
-
-def with_parent_death_signal(command: Sequence[str], parent_pid: int | None = None) -> list[str]:
-    """``command`` wrapped so the replica gets SIGTERM when the launcher dies (Linux; elsewhere unchanged).
-
-    The parent-death signal follows the *thread* that forked the child: the supervisor spawns
-    every replica from its main loop, which lives as long as the launcher.
-    """
-    if not sys.platform.startswith("linux"):
-        return list(command)
-    pid = os.getpid() if parent_pid is None else parent_pid
-    return [sys.executable, "-c", _PARENT_DEATH_TRAMPOLINE, str(pid), *command]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

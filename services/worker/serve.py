@@ -23,10 +23,11 @@ import waitress
 from waitress import wasyncore
 from waitress.channel import HTTPChannel
 
+from services.client.registry_api import normalize_urls
 from services.common.instance import default_base_url, derive_instance_id
 from services.common.settings import WorkerSettings
 from services.worker.address import WILDCARDS, detect_advertise_host
-from services.worker.agent import RegistryAgent, normalize_registry_urls
+from services.worker.agent import RegistryAgent
 from services.worker.app import create_worker_app, worker_state
 from services.worker.model import WorkerIdentity, WorkerModel
 
@@ -77,7 +78,7 @@ class WorkerServer:
         self.app = create_worker_app(model, settings, rate_limit_per_min=rate_limit_per_min, loaded=False)
         self.state = worker_state(self.app)
         self.identity: WorkerIdentity = self.state.identity
-        self.registry_urls = normalize_registry_urls(settings.registry_urls)
+        self.registry_urls = normalize_urls(settings.registry_urls, allow_empty=True)
         self.agent: RegistryAgent | None = None
         self._out = out or sys.stdout
         self._lifecycle = threading.RLock()  # re-entrant: a second signal may arrive inside the handler

@@ -12,7 +12,7 @@ import requests
 import responses
 
 from services.client import ClientError, RegistryClient, RegistryUnavailable
-from services.client.registry_client import normalize_urls
+from services.client.registry_api import normalize_urls
 from services.common.clock import FakeClock
 from services.common.instance import Instance
 from tests.support import wait_until

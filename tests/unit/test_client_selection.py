@@ -6,8 +6,9 @@ import random
 
 import pytest
 
-from services.client.policy import EjectionPolicy, RetryBudget, RetryPolicy, jittered_backoff
+from services.client.policy import EjectionPolicy, RetryBudget, RetryPolicy
 from services.client.selection import OutlierDetector, below_capacity, select
+from services.common.backoff import Backoff
 from services.common.clock import FakeClock
 from services.common.instance import Instance
 
@@ -140,8 +141,9 @@ def test_backoff_is_jittered_and_capped() -> None:
 
 def test_registry_reconnects_back_off_exponentially_with_full_jitter() -> None:
     rng = random.Random(4)
-    first = [jittered_backoff(1, 0.2, 5.0, rng) for _ in range(500)]
-    later = [jittered_backoff(10, 0.2, 5.0, rng) for _ in range(500)]
+    backoff = Backoff(base=0.2, cap=5.0)  # as RegistryClient builds it
+    first = [backoff.delay(1, rng) for _ in range(500)]
+    later = [backoff.delay(10, rng) for _ in range(500)]
     assert min(first) >= 0 and max(first) <= 0.4 and len(set(first)) == 500
     assert max(later) <= 5.0 and max(later) > 4.5, "capped, and the whole range is used"
 

@@ -10,7 +10,9 @@ import pytest
 import requests
 import responses
 
-from services.worker.agent import Backoff, RegistryAgent, normalize_registry_urls
+from services.client.registry_api import normalize_urls
+from services.common.backoff import Backoff
+from services.worker.agent import RegistryAgent
 from tests.support import wait_until
 
 A = "http://reg-a:8500"
@@ -55,7 +57,7 @@ def test_backoff_grows_exponentially_to_the_cap_with_full_jitter() -> None:
 
 
 def test_urls_are_normalised() -> None:
-    assert normalize_registry_urls(["reg-a:8500, http://reg-b:8500/", "reg-a:8500", ""]) == [A, B]
+    assert normalize_urls(["reg-a:8500, http://reg-b:8500/", "reg-a:8500", ""]) == [A, B]
     with pytest.raises(ValueError):
         make_agent(urls=[" "])
 

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
+from services.client.registry_api import normalize_urls
 from services.common.settings import WorkerSettings
-from services.worker.agent import normalize_registry_urls
 from services.worker.cli import build_parser, settings_from_args
 from services.worker.echo import add_echo_arguments
 from services.worker.launch import KINDS, child_command, module_available, parse_args
@@ -30,7 +30,7 @@ def test_flags_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> None
     assert from_env.tags == ["gpu", "a100"]
     flagged = parse("--max-inflight", "3", "--registry", "r1:1,r2:2", "--registry", "r3:3", "--tag", "x")
     assert flagged.max_inflight == 3
-    assert normalize_registry_urls(flagged.registry_urls) == ["http://r1:1", "http://r2:2", "http://r3:3"]
+    assert normalize_urls(flagged.registry_urls) == ["http://r1:1", "http://r2:2", "http://r3:3"]
     assert flagged.tags == ["x"]
 
 
