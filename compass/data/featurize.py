@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from compass.data.graph import NUM_ELEMENTS, ComplexGraph, FeatureSettings, element_index
+from compass.data.pair_inputs import pair_inputs
 from compass.data.structures import (
     Atoms,
     StructureError,
@@ -80,6 +81,19 @@ def featurize_files(
     ligand_index: int = 0,
 ) -> tuple[ComplexGraph, list[str]]:
     """Featurise a complex from files; returns the graph and the reading notes (fallbacks, sanitisation)."""
+    if settings.pair_cutoffs:  # the descriptor models read the texts themselves (record types, DBREF, bonds)
+        paths = [ligand_paths] if isinstance(ligand_paths, (str, Path)) else list(ligand_paths)
+        first = Path(paths[0])
+        return featurize_texts(
+            Path(protein_path).read_text(errors="replace"),
+            first.read_text(errors="replace"),
+            first.suffix.lower().lstrip("."),
+            settings,
+            protein_format="pdbqt" if str(protein_path).lower().endswith(".pdbqt") else "pdb",
+            ligand_index=ligand_index,
+            key=key or Path(str(protein_path)).stem,
+            y=y,
+        )
     protein = read_protein(protein_path, keep_waters=settings.keep_waters)
     ligand = read_ligand(ligand_paths, ligand_index)
     graph = build_graph(protein, ligand, settings, key or Path(str(protein_path)).stem, y)
@@ -95,10 +109,15 @@ def featurize_texts(
     protein_format: str = "pdb",
     ligand_index: int = 0,
     key: str = "input",
+    y: float | None = None,
 ) -> tuple[ComplexGraph, list[str]]:
     """Featurise a complex from file contents (what the inference API receives)."""
     if protein_format not in ("pdb", "pdbqt"):
         raise StructureError(f"protein format must be pdb or pdbqt, got {protein_format!r}")
     protein = parse_pdb_text(protein_text, pdbqt=protein_format == "pdbqt", keep_waters=settings.keep_waters)
     ligand = parse_ligand_text(ligand_text, ligand_format, ligand_index)
-    return build_graph(protein, ligand, settings, key, None), list(ligand.notes)
+    graph = build_graph(protein, ligand, settings, key, y)
+    if settings.pair_cutoffs:
+        fmt = ligand_format.lower()
+        graph.pairs = pair_inputs(protein_text, ligand, ligand_text, fmt, ligand_index, settings.pair_cutoffs)
+    return graph, list(ligand.notes)

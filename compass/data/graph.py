@@ -49,9 +49,21 @@ class FeatureSettings:
     max_protein_atoms: int = 800  # after cropping, keep the nearest ones if there are more
     keep_waters: bool = False
     max_ligand_atoms: int = 200  # larger "ligands" (peptides, sugars chains) are refused with a reason
+    # Element-pair counts (compass.data.contacts) at these cutoffs, from the whole input protein, plus
+    # RDKit ligand chemistry and protein identity: what the descriptor models (compass.model.pairs) read.
+    pair_cutoffs: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pair_cutoffs", tuple(float(c) for c in self.pair_cutoffs))
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain fields; ``pair_cutoffs`` only when set, so older settings keep their digest and files."""
+        out = asdict(self)
+        if not self.pair_cutoffs:
+            del out["pair_cutoffs"]
+        else:
+            out["pair_cutoffs"] = list(self.pair_cutoffs)
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> FeatureSettings:
@@ -105,6 +117,8 @@ class ComplexGraph:
     pos: torch.Tensor  # float32 [N, 3], Å
     is_ligand: torch.Tensor  # bool [N]
     y: float = float("nan")  # pK, NaN when unlabelled (inference)
+    # Set when FeatureSettings.pair_cutoffs is: counts, ligand chemistry, protein identity (compass.data.pair_inputs)
+    pairs: dict[str, Any] | None = None
 
     @property
     def num_ligand_atoms(self) -> int:

@@ -24,17 +24,21 @@ WORD = 5
 @lru_cache(maxsize=1024)
 def protein_sequence(path: str) -> tuple[str, ...]:
     """One-letter sequence of each chain (from CA atoms, in file order) of a PDB/PDBQT file."""
+    return sequence_of_text(Path(path).read_text(errors="replace"))
+
+
+def sequence_of_text(text: str) -> tuple[str, ...]:
+    """One-letter sequence of each chain of PDB/PDBQT text (CA atoms of ATOM records, in file order)."""
     chains: dict[str, list[str]] = {}
     seen: set[tuple[str, str]] = set()
-    with Path(path).open(errors="replace") as fh:
-        for line in fh:
-            if not line.startswith("ATOM") or line[12:16].strip() != "CA":
-                continue
-            chain, resid = line[21], line[22:27]
-            if (chain, resid) in seen:
-                continue
-            seen.add((chain, resid))
-            chains.setdefault(chain, []).append(THREE_TO_ONE.get(line[17:20].strip(), "X"))
+    for line in text.splitlines():
+        if not line.startswith("ATOM") or line[12:16].strip() != "CA":
+            continue
+        chain, resid = line[21], line[22:27]
+        if (chain, resid) in seen:
+            continue
+        seen.add((chain, resid))
+        chains.setdefault(chain, []).append(THREE_TO_ONE.get(line[17:20].strip(), "X"))
     return tuple("".join(c) for c in chains.values())
 
 

@@ -32,6 +32,8 @@ FORMAT_VERSION = 1
 META_KEY = "compass"
 COMPASS_SUFFIX = ".safetensors"
 LITE_SUFFIX = ".skops"
+# Fields added later whose default means "absent" (FeatureSettings.pair_cutoffs: no pair features).
+OPTIONAL_FIELDS = frozenset({"pair_cutoffs"})
 
 
 class CheckpointError(ValueError):
@@ -165,7 +167,7 @@ def load_compass_model(path: str | Path) -> tuple[CompassViSNet, dict[str, Any]]
     if _weights_digest(tensors) != meta["weights_sha256"]:
         raise CheckpointError(f"{path}: weights do not match their recorded digest (file altered or truncated)")
     for section, cls in (("arch", ViSNetConfig), ("feature_settings", FeatureSettings)):
-        missing = set(cls.__dataclass_fields__) - set(meta[section] or {})
+        missing = set(cls.__dataclass_fields__) - set(meta[section] or {}) - OPTIONAL_FIELDS
         if missing:  # never fill a gap with today's defaults: that is how the old system mis-rebuilt models
             raise CheckpointError(f"{path}: checkpoint {section} lacks {sorted(missing)}")
     try:

@@ -22,6 +22,8 @@ import skops.io as sio
 from compass.data.graph import FeatureSettings
 from compass.model.descriptors import DescriptorSpec, descriptor_names
 from compass.model.lite_predictor import KIND, LitePredictor, WithinSeries, serial
+from compass.model.pairs import PAIRS_FORMAT, PairPredictor
+from compass.model.pairs_format import PairsFormatError, from_payload, to_payload
 from compass.version import code_version
 
 FORMAT = "compass-lite/1"
@@ -92,6 +94,19 @@ def save_lite(predictor: LitePredictor, path: str | Path, meta: dict[str, Any] |
     return path
 
 
+def save_pairs(predictor: PairPredictor, path: str | Path) -> Path:
+    """Write a descriptor model (compass-lite or the stack) as a ``compass-pairs/1`` skops file."""
+    path = Path(path)
+    meta = {**predictor.meta, "kind": predictor.kind, "format": PAIRS_FORMAT}
+    payload = to_payload(predictor, json.dumps(meta, sort_keys=True, default=_json_default))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    sio.dump(payload, tmp, compression=zipfile.ZIP_DEFLATED, compresslevel=6)
+    tmp.replace(path)
+    predictor.meta = meta
+    return path
+
+
 def file_types(path: str | Path) -> set[str]:
     """Every ``module.Class`` named in a skops file's schema (read as JSON; nothing is instantiated)."""
     try:
@@ -112,7 +127,7 @@ def file_types(path: str | Path) -> set[str]:
     return found
 
 
-def load_lite(path: str | Path) -> LitePredictor:
+def load_lite(path: str | Path) -> LitePredictor | PairPredictor:
     """Load a compass-lite file, refusing it (UntrustedModelError) if any type is outside TRUSTED_TYPES."""
     path = Path(path)
     untrusted = sorted(file_types(path) - TRUSTED_TYPES)
@@ -120,6 +135,11 @@ def load_lite(path: str | Path) -> LitePredictor:
         raise UntrustedModelError(f"{path}: refusing to load untrusted types {untrusted}")
     # Belt and braces: skops itself must also accept exactly this list.
     payload = sio.load(path, trusted=sorted(TRUSTED_TYPES))
+    if isinstance(payload, dict) and payload.get("format") == PAIRS_FORMAT:
+        try:
+            return from_payload(payload)
+        except PairsFormatError as exc:
+            raise UntrustedModelError(f"{path}: {exc}") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise UntrustedModelError(f"{path}: not a {FORMAT} file")
     meta = json.loads(payload["meta_json"])

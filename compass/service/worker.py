@@ -22,13 +22,13 @@ import compass
 from compass.model.checkpoint import CheckpointError
 from compass.predict import SHIPPED, kd_from_pk
 from compass.service.archives import ArchiveLimits
-from compass.service.batching import MicroBatcher, ServedModel
 from compass.service.cli import KINDS, add_compass_arguments, service_settings
 from compass.service.datasets import DatasetManager
 from compass.service.inputs import PREDICT_SCHEMA, featurize, parse_complex
 from compass.service.jobs import JobManager
 from compass.service.models import ModelRegistry, checkpoint_error
 from compass.service.procs import owner_token
+from compass.service.served import ForwardPasses, ServedModel
 from compass.service.settings import ServiceSettings
 from compass.service.store import Store
 from compass.settings import weights_dir
@@ -92,7 +92,7 @@ class CompassModel(WorkerModel):
         self.model_threads = settings.model_threads if settings.model_threads >= 0 else (1 if cpu else 0)
         workers = settings.batch_workers or ((os.cpu_count() or 1) if cpu and kind == "compass" else 1)
         wait_s = settings.max_wait_ms / 1000.0
-        self.batcher = MicroBatcher(settings.max_batch, wait_s, self._observe, self.model_threads, workers)
+        self.batcher = ForwardPasses(settings.max_batch, wait_s, self._observe, self.model_threads, workers)
         self.served: ServedModel | None = None
         # Featurising holds the GIL: more at once than CPUs only starves the thread running the model.
         self._prep_slots = threading.BoundedSemaphore(settings.featurize_slots or os.cpu_count() or 1)
@@ -280,6 +280,8 @@ class CompassModel(WorkerModel):
             "notes": notes,
             "batch_size": int(times.pop("batch_size")),
             "timings_ms": {k: round(v, 3) for k, v in times.items()},
+            # Descriptor models (compass.model.pairs) say how far to trust the number: interval and domain.
+            **(served.predictor.trust(graph, pk) if hasattr(served.predictor, "trust") else {}),
         }
 
     def predict(self, payload: dict[str, Any]) -> dict[str, Any]:
