@@ -3,6 +3,10 @@
     python -m compass.evaluate --plan PLAN.json --data ../shared/data/fep --set fep-lpo --out DIR
     python -m compass.evaluate --checkpoint C --data ../shared/data/casf2016 --set casf2016 --out DIR
     python -m compass.evaluate --checkpoint C --data ROOT --set all --out DIR
+    python -m compass.evaluate --set pairs --plan compass/weights/plans/pairs-lite.json --out DIR [--seeds 0 1 2]
+
+``pairs`` evaluates a descriptor-model plan (compass-lite, the COMPASS stack) on every read-out:
+see :mod:`compass.evaluate_pairs`.
 
 ``fep-lpo`` trains the plan once per fold (5 folds grouped by protein, fixed seed) and predicts
 the held-out proteins; complexes of the plan's other roots whose protein shares its sequence
@@ -31,7 +35,7 @@ from compass.train.plan import ExperimentPlan, PlanError
 from compass.train.report import write_report
 
 log = logging.getLogger("compass.evaluate")
-SETS = ("fep-lpo", "casf2016", "all")
+SETS = ("fep-lpo", "casf2016", "all", "pairs")
 CASF_SIZE = 285
 
 
@@ -186,7 +190,9 @@ def _summary(metrics: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="compass-evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--set", required=True, choices=SETS, dest="which")
-    parser.add_argument("--data", required=True, type=Path, help="data root (or .pt cache)")
+    parser.add_argument("--data", type=Path, help="data root (or .pt cache); not used by --set pairs")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (--set pairs)")
+    parser.add_argument("--jobs", type=int, default=1, help="threads for forest fitting (--set pairs)")
     parser.add_argument("--out", required=True, type=Path, help="folder for predictions.csv, metrics.json, scatter.png")
     parser.add_argument("--plan", type=Path, help="experiment plan (fep-lpo)")
     parser.add_argument("--checkpoint", type=Path, help="trained checkpoint (casf2016, all)")
@@ -198,6 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.which == "pairs":
+        return _pairs(parser, args)
+    if args.data is None:
+        parser.error(f"--set {args.which} needs --data")
     try:
         if args.which == "fep-lpo":
             if not args.plan:
@@ -229,6 +239,23 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(_summary(metrics))
     print(f"wrote {args.out}/predictions.csv, metrics.json, scatter.png")
+    return 0
+
+
+def _pairs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from compass.evaluate_pairs import evaluate, summary_lines
+    from compass.train.pairs import PairPlan
+
+    if not args.plan:
+        parser.error("--set pairs needs --plan (compass/weights/plans/pairs-*.json)")
+    try:
+        plan = PairPlan.from_dict(json.loads(args.plan.read_text()))
+    except (OSError, ValueError, TypeError) as exc:
+        print(f"error: bad plan {args.plan}: {exc}", file=sys.stderr)
+        return 2
+    summary = evaluate(plan, args.out, tuple(args.seeds), n_jobs=args.jobs)
+    print("\n".join(summary_lines(summary)))
+    print(f"wrote {args.out}/metrics.json")
     return 0
 
 

@@ -39,6 +39,27 @@ def kd_from_pk(pk: float) -> str:
     return f"{kd / 1e-15:.3g} fM"
 
 
+def trust_lines(result: dict[str, Any]) -> list[str]:
+    """The interval and domain read-out of a prediction, as a person reads them."""
+    lines = []
+    if "interval" in result:
+        iv = result["interval"]
+        lines.append(f"{iv['level']:.0%} interval: pK {iv['low']:.2f} to {iv['high']:.2f}")
+    dom = result.get("domain")
+    if dom:
+        near = dom["nearest_training_ligand"]
+        lines.append(
+            f"nearest training ligand: Tanimoto {near['tanimoto']:.2f} ({near['training_id']})"
+            if near
+            else f"nearest training ligand: none ({dom['ligand_note']})"
+        )
+        seen = dom["protein_seen"]
+        how = f" by {dom['protein_seen_by']}" if dom.get("protein_seen_by") else ""
+        count = dom.get("protein_training_complexes")
+        lines.append(f"protein seen in training: {seen}{how}" + (f", {count} training complexes" if count else ""))
+    return lines
+
+
 def predict_files(predictor: Predictor, protein: Path, ligand: Path, ligand_index: int = 0) -> dict[str, Any]:
     """Featurise and score one complex; timings split into preprocessing and model."""
     t0 = time.perf_counter()
@@ -53,6 +74,8 @@ def predict_files(predictor: Predictor, protein: Path, ligand: Path, ligand_inde
         "pocket_atoms": int(graph.atom_type.numel()) - graph.num_ligand_atoms,
         "notes": notes,
         "timings_ms": {"preprocess": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3},
+        # Descriptor models say how far to trust the number (interval, applicability domain).
+        **(predictor.trust(graph, pk) if hasattr(predictor, "trust") else {}),
     }
 
 
@@ -80,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result))
     else:
         print(f"pK {result['pK']:.2f}  (Kd ≈ {result['kd']})  model {predictor.kind} {result['model_id']}")
+        for line in trust_lines(result):
+            print(line)
         for note in result["notes"]:
             print(f"note: {note}")
     return 0

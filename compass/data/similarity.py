@@ -31,6 +31,7 @@ def sequence_of_text(text: str) -> tuple[str, ...]:
     """One-letter sequence of each chain of PDB/PDBQT text (CA atoms of ATOM records, in file order)."""
     chains: dict[str, list[str]] = {}
     seen: set[tuple[str, str]] = set()
+    last: dict[str, int] = {}
     for line in text.splitlines():
         if not line.startswith("ATOM") or line[12:16].strip() != "CA":
             continue
@@ -38,7 +39,13 @@ def sequence_of_text(text: str) -> tuple[str, ...]:
         if (chain, resid) in seen:
             continue
         seen.add((chain, resid))
-        chains.setdefault(chain, []).append(THREE_TO_ONE.get(line[17:20].strip(), "X"))
+        residues = chains.setdefault(chain, [])
+        number = int(line[22:26]) if line[22:26].strip().lstrip("-").isdigit() else None
+        if number is not None and chain in last and number - last[chain] > 1:
+            residues.append("X")  # a gap (pocket files, missing loops): no word spans it
+        if number is not None:
+            last[chain] = number
+        residues.append(THREE_TO_ONE.get(line[17:20].strip(), "X"))
     return tuple("".join(c) for c in chains.values())
 
 

@@ -156,10 +156,13 @@ def build_domain(data: PairSet) -> Domain:
     )
 
 
-def train_pairs(plan: PairPlan, data: PairSet, n_jobs: int = 1, progress: bool = True) -> PairPredictor:
-    """Calibrate on grouped out-of-fold residuals, then fit every member on all rows."""
+def train_pairs(
+    plan: PairPlan, data: PairSet, n_jobs: int = 1, progress: bool = True, oof: np.ndarray | None = None
+) -> PairPredictor:
+    """Calibrate on grouped out-of-fold residuals (``oof`` when already computed), then fit on all rows."""
     t0 = time.perf_counter()
-    oof = out_of_fold(plan, data, n_jobs, progress)
+    if oof is None:
+        oof = out_of_fold(plan, data, n_jobs, progress)
     conformal = Conformal.fit(data.pK - oof, plan.levels)
     t1 = time.perf_counter()
     xs = _matrices(plan, data)

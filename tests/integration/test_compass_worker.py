@@ -388,3 +388,25 @@ def test_router_falls_back_to_compass_lite_when_compass_is_down(mesh: dict[str, 
         second = router.call("compass", "POST", "/predict", json=body, deadline=20)
     assert second.service == "compass-lite" and second.fallback_used and second.data["model"] == "compass-lite"
     assert second.data["pK"] > 0
+
+
+def test_shipped_compass_lite_says_how_far_to_trust_each_answer(mesh: dict[str, Any]) -> None:
+    """The shipped descriptor model: pK with a conformal interval and the applicability-domain read-out."""
+    tmp, registry = mesh["tmp"], mesh["registry"]
+    shipped = start_compass(tmp, registry, "shipped-lite", "compass-lite", tmp / "shipped-state")
+    mesh["procs"].append(shipped)
+    protein, ligand = complex_files("1bcu")
+    body = {"items": [{"protein_pdb": protein, "ligand_sdf": ligand}, {"protein_pdb": protein, "ligand_sdf": ligand}]}
+    answers = [
+        r["data"] for r in data(requests.post(shipped.base_url + "/predict/batch", json=body, timeout=30))["results"]
+    ]
+    single = predict(shipped, "1bcu")
+    for ok in [*answers, single]:
+        interval = ok["interval"]
+        assert interval["level"] == 0.8 and interval["low"] < ok["pK"] < interval["high"], ok
+        domain = ok["domain"]
+        nearest = domain["nearest_training_ligand"]
+        assert 0.0 <= nearest["tanimoto"] <= 1.0 and nearest["training_id"], domain
+        assert not nearest["training_id"].endswith("1bcu")  # CASF-2016 ids are never training ligands
+        assert domain["protein_seen"] in ("yes", "no", "unknown")
+    assert answers[0]["pK"] == single["pK"] and answers[0]["domain"] == single["domain"]
