@@ -11,6 +11,7 @@ import streamlit as st
 from flashdock.client import get_mesh
 from flashdock.mesh import MODEL_CHOICES
 from flashdock.pairs import Pair, examples, kd_text, zip_pairs
+from flashdock.trust import trust_panel
 from flashdock.ui import explain, registry_banner, served_by
 from flashdock.viewer import complex_html
 
@@ -31,6 +32,7 @@ def result_card(pair: Pair, data: dict, result) -> None:
         cols[2].metric("Model", f"{data.get('model', result.model)}")
         cols[3].metric("Latency", f"{result.latency_ms:.0f} ms")
         st.caption(f"{pair.name} · version `{data.get('model_version', '?')}` · " + served_by(result))
+        trust_panel(data)
         if result.fallback_used:
             st.warning(f"Fallback used: no usable {MODEL_CHOICES[model][0]} worker, so {result.service} answered.")
     # Safe to embed: the HTML holds only numbers and fixed colours parsed from the files, never their text.
@@ -86,6 +88,8 @@ with batch:
                     {
                         "complex": item.name,
                         "pK": round(pk, 3),
+                        "80% low": (res.data.get("interval") or {}).get("low"),
+                        "80% high": (res.data.get("interval") or {}).get("high"),
                         "Kd": kd_text(pk),
                         "model": res.data.get("model"),
                         "instance": res.instance,
