@@ -2,9 +2,8 @@
 
 ``/predict`` serves embeddings and pseudo-log-likelihoods alike; their costs differ by orders
 of magnitude, so requests, sequences, residues, latency and the size of every forward pass
-are counted per ``task_type``. The registry is the worker's own and is appended to the
-runtime's ``/metrics`` page: through the runtime's ``add_metrics`` hook where it has one, else
-by :mod:`seqmodels.http` appending it to the page.
+are counted per ``task_type``. The registry is the worker's own; the runtime's ``add_metrics``
+hook also serves it on the worker's ``/metrics`` page.
 """
 
 from __future__ import annotations
@@ -59,13 +58,11 @@ class TaskMetrics:
         queue.set_function(queued or (lambda: 0.0))
         self.service = service
         self.collectors = [self.sequences, self.residues, self.latency, self.batch_size, self.batch_seconds, queue]
-        self.attached = False
 
     def attach(self, registry: CollectorRegistry) -> None:
         """Also serve these metrics from ``registry`` (the worker app's own)."""
         for collector in self.collectors:
             registry.register(collector)
-        self.attached = True
 
     def observe(self, task_type: str, outcome: str, seconds: float, residues: int = 0) -> None:
         self.sequences.labels(self.service, task_type, outcome).inc()

@@ -3,7 +3,7 @@
 A kind subclasses :class:`SequenceModel`, names its task types, alphabet and limits, loads its
 weights in :meth:`SequenceModel.load_model` and answers a homogeneous batch in
 :meth:`SequenceModel.run`. Requests arriving at the same time on different server threads are
-merged into one :meth:`~SequenceModel.run` call by :class:`~seqmodels.batching.MicroBatcher`;
+merged into one :meth:`~SequenceModel.run` call by :class:`~services.worker.batching.MicroBatcher`;
 a ``/predict/batch`` call feeds the same batcher, so its sequences share forward passes too.
 """
 
@@ -17,15 +17,14 @@ from collections.abc import Hashable, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
-from seqmodels.batching import MicroBatcher
 from seqmodels.metrics import TaskMetrics
 from seqmodels.sequences import Alphabet, SeqRequest, clean_sequence, request_options, resolve_task_type
 from seqmodels.settings import SeqSettings
 from services.common.envelope import ApiError, ErrorCode
+from services.worker.batching import MicroBatcher
 from services.worker.model import WorkerModel, as_api_error, item_error, item_ok
 
 if TYPE_CHECKING:
-    from flask import Blueprint
     from prometheus_client import CollectorRegistry
 
 log = logging.getLogger(__name__)
@@ -61,6 +60,7 @@ class SequenceModel(WorkerModel):
             max_wait_s=self.settings.batch_wait_ms / 1000.0,
             on_batch=lambda key, size, seconds: self.metrics.observe_batch(str(key[0]), size, seconds),
             name=f"{self.service_name}-batcher",
+            inline=not self.batched,
         )
         self._loaded = threading.Event()
 
@@ -123,10 +123,15 @@ class SequenceModel(WorkerModel):
         """The runtime's hook (where it has one): per-task-type metrics on the worker's ``/metrics``."""
         self.metrics.attach(registry)
 
-    def blueprint(self) -> Blueprint | None:
-        from seqmodels.http import sequence_blueprint
-
-        return sequence_blueprint(self)
+    def batch_items(self, body: dict[str, Any]) -> Any:
+        """The runtime's ``items``, or the seed systems' ``{"sequences": [...], "task_type", "options"}``."""
+        if "sequences" not in body or "items" in body:
+            return super().batch_items(body)
+        rest = {k: v for k, v in body.items() if k != "sequences"}
+        sequences = body["sequences"]
+        if not isinstance(sequences, list) or not sequences:
+            raise ApiError(ErrorCode.INVALID_REQUEST, "'sequences' must be a non-empty list of strings")
+        return [{**rest, "sequence": seq} for seq in sequences]
 
     def parse(self, payload: dict[str, Any]) -> SeqRequest:
         """Validate one body into a :class:`SeqRequest` (the error codes of DESIGN's worker contract)."""
@@ -147,7 +152,7 @@ class SequenceModel(WorkerModel):
         try:
             request = self.parse(payload)
             task = request.task_type
-            result = self._submit([request])[0].result()
+            result = self._submit([request])[0].result().value
         except Exception as exc:
             err = as_api_error(exc)
             self.metrics.observe(task, err.code.value, time.perf_counter() - t0)
@@ -173,7 +178,7 @@ class SequenceModel(WorkerModel):
         futures = self._submit([r for _, r in requests]) if requests else []
         for (i, request), future in zip(requests, futures, strict=True):
             try:
-                answers[i] = item_ok(future.result())
+                answers[i] = item_ok(future.result().value)
                 self.metrics.observe(request.task_type, "ok", time.perf_counter() - t0, len(request.sequence))
             except Exception as exc:
                 err = as_api_error(exc)
@@ -194,21 +199,7 @@ class SequenceModel(WorkerModel):
         return task if task in self.tasks else "invalid"
 
     def _submit(self, requests: list[SeqRequest]) -> list[Future]:
-        if self.batched:
-            return self.batcher.submit_many([(self.batch_key(r), r) for r in requests])
-        futures: list[Future] = []
-        for request in requests:  # inline, one at a time: nothing to share
-            future: Future = Future()
-            try:
-                (result,) = self._run_batch(self.batch_key(request), [request])
-                if isinstance(result, BaseException):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
-            except Exception as exc:
-                future.set_exception(exc)
-            futures.append(future)
-        return futures
+        return self.batcher.submit_many([(self.batch_key(r), r) for r in requests])
 
     def _run_batch(self, _key: Hashable, requests: Sequence[SeqRequest]) -> Sequence[Result | Exception]:
         results = list(self.run(requests))

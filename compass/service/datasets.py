@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from compass.service.archives import ArchiveError, ArchiveLimits, extract_archive, save_stream
-from compass.service.procs import child_command, child_env, owner_alive
 from compass.service.store import Store, now_iso
 from services.common.envelope import ApiError, ErrorCode
+from services.worker.procs import child_command, child_env, owner_alive
 
 log = logging.getLogger(__name__)
 

@@ -1,53 +1,34 @@
-"""Training jobs: each one is ``python -m compass.train`` in its own process group, watched by the worker.
+"""COMPASS training jobs: ``python -m compass.train`` as a job type of the worker's job runtime.
 
-A job's status is what its process did, never what was asked: ``running`` while the process
-lives, then ``completed`` (exit 0 and a checkpoint: the model is registered), ``cancelled``
-(stopped through the API, or ended by SIGTERM), or ``failed`` with the error from its output.
-Stop sends SIGTERM (the trainer saves and exits) and SIGKILL after the grace period; the record
-keeps which signal ended it. Jobs carry their owner worker: when a worker is gone, the next
-worker to start or sweep adopts its jobs, and a job whose process is gone becomes ``failed``
-(or is resumed from its last checkpoint when configured), never a ghost ``running``.
+:mod:`services.worker.jobs` runs, watches, stops and adopts the processes; this module says what
+a training job is: its plan (validated, with data only from datasets or the shared data folder),
+its run folder, that it completed when the trainer says so *and* left a checkpoint, and that the
+checkpoint then becomes a registered model.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import secrets
+import re
 import shutil
-import signal
-import subprocess
-import threading
-import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from compass.service import runfiles
 from compass.service.datasets import DatasetManager
-from compass.service.procs import (
-    child_command,
-    child_env,
-    ended_by,
-    owner_alive,
-    process_alive,
-    process_started,
-    signal_group,
-)
 from compass.service.settings import ServiceSettings
-from compass.service.store import Store, now_iso
+from compass.service.store import Store
 from compass.settings import data_dir
 from compass.train.loop import CANCELLED_EXIT_CODE
 from compass.train.plan import ExperimentPlan, PlanError
 from services.common.envelope import ApiError, ErrorCode
+from services.worker.jobs import STATUSES, JobPolicy, JobRunner, JobType, new_job_id
+
+__all__ = ["STATUSES", "JobManager", "TrainingJob"]
 
 log = logging.getLogger(__name__)
-
-STATUSES = ("running", "completed", "failed", "cancelled")
-_MAX_RESUMES = 3
-_OVERLOADED_RETRY_S = 30.0
-_POLL_S = 0.1
 
 Registrar = Callable[[Path, dict[str, Any]], dict[str, Any]]  # (checkpoint, job) -> model record
 
@@ -56,8 +37,52 @@ def _inside(path: Path, folder: Path) -> bool:
     return path.resolve().is_relative_to(folder.resolve())
 
 
-class JobManager:
-    """Starts, watches, stops and reconciles training processes; records live in the store."""
+class TrainingJob(JobType):
+    """``compass.train PLAN`` in ``runs/<job id>/``; a completed run's checkpoint is registered as a model."""
+
+    name = "training"
+    target = "compass.train"
+    cancelled_exit_code = CANCELLED_EXIT_CODE
+    error_line = re.compile(r"^([A-Za-z_][\w.]*(Error|Exception|Interrupt)\b.*|compass\.train: .*)$")
+    hidden = ("plan", "run_dir")
+    detail = ("plan",)
+
+    def __init__(self, runs_dir: Path, register_model: Registrar) -> None:
+        self.runs_dir = runs_dir
+        self.register_model = register_model
+
+    def run_dir(self, job_id: str) -> Path:
+        return self.runs_dir / job_id
+
+    def args(self, job: dict[str, Any], folder: Path, resume: bool) -> list[str]:
+        args = [str(folder / "plan.json"), "--runs-dir", str(self.runs_dir), "--run-id", job["id"]]
+        args += ["--device", "cpu" if job["device"] == "cpu" else "cuda", "--no-progress"]
+        return args + (["--resume"] if resume else [])
+
+    def progress_file(self, job: dict[str, Any], folder: Path) -> Path:
+        return self.run_dir(job["id"]) / "progress.json"
+
+    def completed(self, job: dict[str, Any], progress: dict[str, Any]) -> bool:
+        return progress.get("status") == "completed" and runfiles.checkpoint(self.run_dir(job["id"])) is not None
+
+    def on_completed(self, job: dict[str, Any]) -> dict[str, Any]:
+        ckpt = runfiles.checkpoint(self.run_dir(job["id"]))
+        try:
+            model = self.register_model(ckpt, job)  # type: ignore[arg-type]
+        except Exception as exc:  # the run completed; say that the hand-over did not
+            log.exception("job %s: model registration failed", job["id"])
+            return {"error": f"completed, but the model could not be registered: {exc}"[:1000]}
+        return {"model_id": model["id"]}
+
+    def resumable(self, job: dict[str, Any]) -> bool:
+        return (self.run_dir(job["id"]) / "metrics.jsonl").is_file()
+
+    def remove(self, job: dict[str, Any]) -> None:
+        shutil.rmtree(self.run_dir(job["id"]), ignore_errors=True)
+
+
+class JobManager(JobRunner):
+    """The training jobs of one COMPASS worker: plans and datasets here, processes in the runtime."""
 
     def __init__(
         self,
@@ -70,47 +95,23 @@ class JobManager:
         owner: str,
         register_model: Registrar,
     ) -> None:
-        self.store = store
         self.state_dir = state_dir
         self.runs_dir = state_dir / "runs"
-        self.jobs_dir = state_dir / "jobs"
-        self.datasets = datasets
-        self.settings = settings
-        self.device = device
-        self.owner = owner
-        self._register_model = register_model
-        self._lock = threading.Lock()
-        self._procs: dict[str, subprocess.Popen] = {}
         self.runs_dir.mkdir(parents=True, exist_ok=True)
-        self.jobs_dir.mkdir(parents=True, exist_ok=True)
-
-    # -- paths and views ---------------------------------------------------------------------
+        self.datasets = datasets
+        self.training = TrainingJob(self.runs_dir, register_model)
+        super().__init__(
+            store,
+            state_dir / "jobs",
+            self.training,
+            owner=owner,
+            device=device,
+            policy=JobPolicy(settings.jobs_per_device, settings.stop_grace_s, settings.resume_jobs),
+            cwd=state_dir,
+        )
 
     def run_dir(self, job_id: str) -> Path:
-        return self.runs_dir / job_id
-
-    def output_log(self, job_id: str) -> Path:
-        return self.jobs_dir / job_id / "output.log"
-
-    def get(self, job_id: str) -> dict[str, Any]:
-        row = self.store.get("jobs", job_id)
-        if row is None:
-            raise ApiError(ErrorCode.NOT_FOUND, f"no training task {job_id!r}")
-        return row
-
-    def public(self, row: dict[str, Any], detail: bool = False) -> dict[str, Any]:
-        hidden = ("owner", "plan", "pid_started", "progress", "run_dir", "stop_requested_at", "stop_signal")
-        out = {k: v for k, v in row.items() if k not in hidden}
-        live = runfiles.progress(self.run_dir(row["id"])) if row["status"] == "running" else None
-        out["progress"] = live or row.get("progress")
-        out["stop"] = {"requested_at": row.get("stop_requested_at"), "signal": row.get("stop_signal")}
-        if detail:
-            out["plan"] = row.get("plan")
-        return out
-
-    def list(self, status: list[str] | None, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
-        rows, total = self.store.list("jobs", where={"status": status} if status else None, limit=limit, offset=offset)
-        return [self.public(r) for r in rows], total
+        return self.training.run_dir(job_id)
 
     def running_with_dataset(self, dataset_id: str) -> list[str]:
         rows, _ = self.store.list("jobs", where={"status": "running", "dataset_id": dataset_id})
@@ -169,209 +170,15 @@ class JobManager:
             raise ApiError(ErrorCode.INVALID_REQUEST, f"invalid plan: {exc}") from None
         return full, dataset
 
-    def _devices(self) -> list[str]:
-        if self.device == "cpu" or self.device.startswith("cuda:"):
-            return [self.device]
-        import torch
-
-        return [f"cuda:{i}" for i in range(max(1, torch.cuda.device_count()))]
-
-    def _pick_device(self) -> str:
-        """The least busy device with a free slot, or 503 OVERLOADED."""
-        rows, _ = self.store.list("jobs", where={"status": "running"})
-        busy = {d: sum(1 for r in rows if r["device"] == d) for d in self._devices()}
-        device, count = min(busy.items(), key=lambda kv: kv[1])
-        if count >= self.settings.jobs_per_device:
-            raise ApiError(
-                ErrorCode.OVERLOADED,
-                f"every device runs {self.settings.jobs_per_device} training job(s) already: try again later",
-                retry_after=_OVERLOADED_RETRY_S,
-            )
-        return device
-
     def create(self, body: dict[str, Any]) -> dict[str, Any]:
-        job_id = f"job-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+        """Validate the plan, then start ``compass.train`` on the least busy device."""
+        job_id = new_job_id()
         plan, dataset = self.build_plan(job_id, body)
-        name = str(body.get("name") or job_id)[:128]
-        with self._lock:  # one slot check + insert at a time (per worker; replicas may race briefly)
-            device = self._pick_device()
-            folder = self.jobs_dir / job_id
-            folder.mkdir(parents=True)
-            (folder / "plan.json").write_text(json.dumps(plan, indent=2, sort_keys=True))
-            now = now_iso()
-            self.store.insert(
-                "jobs",
-                {
-                    "id": job_id,
-                    "status": "running",
-                    "created_at": now,
-                    "updated_at": now,
-                    "dataset_id": dataset["id"] if dataset else None,
-                    "model_kind": (plan.get("model") or {}).get("kind", "compass"),
-                    "name": name,
-                    "plan_json": plan,
-                    "device": device,
-                    "owner": self.owner,
-                    "run_dir": str(self.run_dir(job_id)),
-                    "attempts": 0,
-                },
-            )
-            try:
-                self._spawn(job_id, device, resume=False)
-            except OSError as exc:
-                self.store.update("jobs", job_id, status="failed", error=f"could not start: {exc}", finished_at=now)
-                raise ApiError(ErrorCode.INTERNAL_ERROR, f"could not start the training process: {exc}") from exc
-        log.info("job %s started on %s", job_id, device)
-        return self.get(job_id)
-
-    def _spawn(self, job_id: str, device: str, resume: bool) -> None:
-        args = [str(self.jobs_dir / job_id / "plan.json"), "--runs-dir", str(self.runs_dir), "--run-id", job_id]
-        args += ["--device", "cpu" if device == "cpu" else "cuda", "--no-progress"] + (["--resume"] if resume else [])
-        env = child_env(CUDA_VISIBLE_DEVICES=device.split(":", 1)[1]) if device.startswith("cuda:") else child_env()
-        with open(self.output_log(job_id), "ab") as out:
-            proc = subprocess.Popen(
-                child_command("compass.train", args),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # its own process group: stop reaches every process it starts
-                env=env,
-                cwd=self.state_dir,
-            )
-        self._procs[job_id] = proc
-        self.store.update(
-            "jobs", job_id, pid=proc.pid, pid_started=process_started(proc.pid), started_at=now_iso(), owner=self.owner
-        )
-        threading.Thread(target=self._watch, args=(job_id, proc), name=f"job-{job_id}", daemon=True).start()
-
-    # -- watching and finishing --------------------------------------------------------------
-
-    def _watch(self, job_id: str, proc: subprocess.Popen) -> None:
-        code = proc.wait()
-        self._procs.pop(job_id, None)
-        self._finish(job_id, code)
-
-    def _adopt(self, job_id: str, pid: int, started: float) -> None:
-        """Watch a process another (dead) worker started: it is not our child, so poll until it is gone."""
-        while process_alive(pid, started):
-            time.sleep(0.5)
-        self._finish(job_id, None)
-
-    def _finish(self, job_id: str, code: int | None) -> None:
-        """Record how the process ended; register the model of a completed run."""
-        row = self.store.get("jobs", job_id)
-        if row is None or row["status"] != "running":
-            return
-        if row.get("pid"):
-            signal_group(row["pid"], signal.SIGKILL)  # anything the run left behind in its group
-        run_dir = self.run_dir(job_id)
-        prog = runfiles.progress(run_dir) or {}
-        reported = prog.get("status")
-        sig = ended_by(code)
-        fields: dict[str, Any] = {"exit_code": code, "finished_at": now_iso(), "progress_json": prog or None}
-        if (code == 0 or code is None) and reported == "completed" and runfiles.checkpoint(run_dir):
-            fields["status"] = "completed"
-        elif row.get("stop_requested_at"):
-            fields["status"] = "cancelled"
-        elif code is None:
-            fields["status"] = "failed"
-            fields["error"] = (
-                f"its worker stopped while the job ran; the process then ended ({reported or 'no status'})"
-            )
-        elif code == CANCELLED_EXIT_CODE or sig == "SIGTERM":
-            fields["status"] = "cancelled"
-            fields["error"] = "ended by a SIGTERM that did not come through the API (worker shutdown?)"
-        else:
-            fields["status"] = "failed"
-            fields["error"] = runfiles.failure_reason(self.output_log(job_id), code, sig)
-        if fields["status"] == "completed":  # registered before the record says completed
-            fields.update(self._register(job_id, row))
-        self.store.update("jobs", job_id, **fields)
-        log.info("job %s %s (exit %s)", job_id, fields["status"], code)
-
-    def _register(self, job_id: str, row: dict[str, Any]) -> dict[str, Any]:
-        ckpt = runfiles.checkpoint(self.run_dir(job_id))
-        try:
-            model = self._register_model(ckpt, row)  # type: ignore[arg-type]
-        except Exception as exc:  # the run completed; say that the hand-over did not
-            log.exception("job %s: model registration failed", job_id)
-            return {"error": f"completed, but the model could not be registered: {exc}"[:1000]}
-        return {"model_id": model["id"]}
-
-    # -- stop and delete ---------------------------------------------------------------------
-
-    def stop(self, job_id: str) -> dict[str, Any]:
-        row = self.get(job_id)
-        if row["status"] != "running":
-            raise ApiError(ErrorCode.CONFLICT, f"task {job_id} is {row['status']}, not running")
-        pid, started = row.get("pid"), row.get("pid_started")
-        first = self.store.update_where(
-            "jobs", job_id, {"status": "running", "stop_requested_at": None},
-            stop_requested_at=now_iso(), stop_signal="SIGTERM",
-        )  # fmt: skip
-        if first and process_alive(pid, started):
-            signal_group(pid, signal.SIGTERM)
-            grace = self.settings.stop_grace_s
-            threading.Thread(target=self._escalate, args=(job_id, pid, started, grace), daemon=True).start()
-            log.info("job %s: SIGTERM sent, SIGKILL in %.1fs if still running", job_id, grace)
-        return self.get(job_id)
-
-    def _escalate(self, job_id: str, pid: int, started: float, grace: float) -> None:
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            if not process_alive(pid, started):
-                return
-            time.sleep(_POLL_S)
-        if process_alive(pid, started):
-            self.store.update("jobs", job_id, stop_signal="SIGKILL")
-            signal_group(pid, signal.SIGKILL)
-            log.warning("job %s: still running %.1fs after SIGTERM; SIGKILL sent", job_id, grace)
-
-    def delete(self, job_id: str) -> None:
-        row = self.get(job_id)
-        if row["status"] == "running":
-            raise ApiError(ErrorCode.CONFLICT, f"task {job_id} is running: stop it first")
-        self.store.delete("jobs", job_id)
-        shutil.rmtree(self.jobs_dir / job_id, ignore_errors=True)
-        shutil.rmtree(self.run_dir(job_id), ignore_errors=True)
-
-    # -- restart reconciliation --------------------------------------------------------------
-
-    def reconcile(self) -> None:
-        """Adopt running jobs whose worker is gone: watch a live process, fail (or resume) a dead one."""
-        rows, _ = self.store.list("jobs", where={"status": "running"})
-        for row in rows:
-            if row["owner"] == self.owner or owner_alive(row["owner"]):
-                continue
-            if not self.store.update_where("jobs", row["id"], {"owner": row["owner"]}, owner=self.owner):
-                continue  # another worker adopted it first
-            pid, started = row.get("pid"), row.get("pid_started")
-            if process_alive(pid, started):
-                log.info("job %s: adopting its live process %s", row["id"], pid)
-                threading.Thread(target=self._adopt, args=(row["id"], pid, started), daemon=True).start()
-            elif self.settings.resume_jobs and not row.get("stop_requested_at") and row["attempts"] < _MAX_RESUMES:
-                self._resume(row)
-            else:
-                error = "the training process was gone after its worker stopped (restart or crash while it ran)"
-                prog = runfiles.progress(self.run_dir(row["id"]))
-                self.store.update(
-                    "jobs", row["id"], status="failed", error=error, finished_at=now_iso(), progress_json=prog
-                )
-                log.warning("job %s marked failed: %s", row["id"], error)
-
-    def _resume(self, row: dict[str, Any]) -> None:
-        run_dir = self.run_dir(row["id"])
-        resume = (run_dir / "metrics.jsonl").is_file()
-        self.store.update("jobs", row["id"], attempts=row["attempts"] + 1)
-        log.info(
-            "job %s: process gone; %s (attempt %d)",
-            row["id"],
-            "resuming" if resume else "restarting",
-            row["attempts"] + 1,
-        )
-        try:
-            self._spawn(row["id"], row["device"] or self._devices()[0], resume=resume)
-        except OSError as exc:
-            self.store.update(
-                "jobs", row["id"], status="failed", error=f"could not resume: {exc}", finished_at=now_iso()
-            )
+        fields = {
+            "dataset_id": dataset["id"] if dataset else None,
+            "model_kind": (plan.get("model") or {}).get("kind", "compass"),
+            "name": str(body.get("name") or job_id)[:128],
+            "plan_json": plan,
+            "run_dir": str(self.run_dir(job_id)),
+        }
+        return self.start(job_id, fields, {"plan.json": json.dumps(plan, indent=2, sort_keys=True)})

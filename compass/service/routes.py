@@ -10,11 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, request, send_file
 
+from compass.service import runfiles
 from compass.service.datasets import STATUSES as DATASET_STATUSES
 from compass.service.jobs import STATUSES as JOB_STATUSES
 from compass.service.models import SUFFIXES
 from services.common.auth import require_token
 from services.common.envelope import ApiError, ErrorCode, json_body, ok
+from services.worker import jobfiles
 
 if TYPE_CHECKING:
     from compass.service.worker import CompassModel
@@ -93,30 +95,24 @@ def build_blueprint(model: CompassModel) -> Blueprint:
     @bp.get("/training/tasks/<task_id>/logs")
     def task_logs(task_id: str) -> Response:
         """The process output (``stream=output``, default) or ``train.log`` from byte ``offset``."""
-        from compass.service import runfiles
-
         row = jobs.get(task_id)
         stream = request.args.get("stream", "output")
         if stream not in ("output", "train"):
             raise ApiError(ErrorCode.INVALID_REQUEST, "stream must be 'output' or 'train'")
         path = jobs.output_log(task_id) if stream == "output" else jobs.run_dir(task_id) / "train.log"
-        chunk = runfiles.read_log(path, _int_arg("offset", 0, 0, 2**62), _int_arg("limit", 65536, 1, 2**20))
+        chunk = jobfiles.read_log(path, _int_arg("offset", 0, 0, 2**62), _int_arg("limit", 65536, 1, 2**20))
         return ok({**chunk, "stream": stream, "status": row["status"]})
 
     @bp.get("/training/tasks/<task_id>/metrics")
     def task_metrics(task_id: str) -> Response:
-        from compass.service import runfiles
-
         row = jobs.get(task_id)
         return ok({"status": row["status"], **runfiles.metrics(jobs.run_dir(task_id))})
 
     @bp.get("/training/tasks/<task_id>/resources")
     def task_resources(task_id: str) -> Response:
-        from compass.service import runfiles
-
         row = jobs.get(task_id)
         alive = row["status"] == "running"
-        usage = runfiles.resources(row.get("pid") if alive else None, row.get("pid_started"), row.get("device"))
+        usage = jobfiles.resources(row.get("pid") if alive else None, row.get("pid_started"), row.get("device"))
         return ok({"status": row["status"], **usage})
 
     # -- datasets ----------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """``python -m compass.service.validate ROOT --cache-dir C --out OUT.json``: how many complexes of a root are usable.
 
-Runs in its own process (started by the worker through :mod:`compass.service.child`): RDKit
+Runs in its own process (started by the worker through :mod:`services.worker.child`): RDKit
 parses user files here, so a crash or a pathological file costs this process, never the
 worker. Featurising also fills the tensor cache that training on the dataset then reuses.
 """

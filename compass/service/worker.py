@@ -27,7 +27,6 @@ from compass.service.datasets import DatasetManager
 from compass.service.inputs import PREDICT_SCHEMA, featurize, parse_complex
 from compass.service.jobs import JobManager
 from compass.service.models import ModelRegistry, checkpoint_error
-from compass.service.procs import owner_token
 from compass.service.served import ForwardPasses, ServedModel
 from compass.service.settings import ServiceSettings
 from compass.service.store import Store
@@ -35,7 +34,9 @@ from compass.settings import weights_dir
 from services.common.envelope import ApiError, ErrorCode
 from services.common.settings import WorkerSettings
 from services.worker.cli import run_worker_cli
+from services.worker.jobfiles import read_json
 from services.worker.model import WorkerModel, item_error, item_ok
+from services.worker.procs import owner_token
 
 if TYPE_CHECKING:
     from flask import Blueprint
@@ -198,9 +199,7 @@ class CompassModel(WorkerModel):
         return {"active": served.describe(), "previous": previous.describe() if previous else None}
 
     def _register_from_job(self, checkpoint: Path, job: dict[str, Any]) -> dict[str, Any]:
-        from compass.service import runfiles
-
-        evaluation = runfiles.read_json(checkpoint.parent / "eval.json")
+        evaluation = read_json(checkpoint.parent / "eval.json")
         return self.registry.register(
             checkpoint,
             name=job.get("name") or job["id"],

@@ -272,8 +272,7 @@ def _add_predict_routes(app: Flask, state: WorkerState) -> None:
 
     def predict_batch() -> Response:
         """Many predictions in one call; each item succeeds or fails on its own."""
-        body = json_body()
-        items = body.get("items")
+        items = model.batch_items(json_body())
         if not isinstance(items, list) or not items:
             raise ApiError(ErrorCode.INVALID_REQUEST, "'items' must be a non-empty list of objects")
         if len(items) > state.max_batch_items:

@@ -153,6 +153,14 @@ class WorkerModel(ABC):
                 results.append(item_error(err.code, err.details))
         return results
 
+    def batch_items(self, body: dict[str, Any]) -> Any:
+        """The items of a ``/predict/batch`` body; the runtime checks they are a non-empty list.
+
+        A kind with its own batch shorthand (sequences: ``{"sequences": [...]}``) overrides it,
+        so the runtime's limits, guards and per-item answers apply to that shape unchanged.
+        """
+        return body.get("items")
+
     def limits(self) -> dict[str, Any]:
         """Input limits of this model (e.g. ``max_sequence_length``), listed in ``/model/info``."""
         return {}

@@ -1,4 +1,4 @@
-"""Job records follow their processes: exit → status, stop → SIGTERM then SIGKILL, orphans → failed or adopted.
+"""COMPASS training jobs on the job runtime: exit → status, stop → SIGTERM then SIGKILL, orphans → failed or adopted.
 
 No training runs here: run folders are written by hand and the "processes" are small sleepers.
 """
@@ -17,10 +17,10 @@ import pytest
 from compass.service.archives import ArchiveLimits
 from compass.service.datasets import DatasetManager
 from compass.service.jobs import JobManager
-from compass.service.procs import owner_token, process_alive, process_started
 from compass.service.settings import ServiceSettings
 from compass.service.store import Store, now_iso
 from services.common.envelope import ApiError
+from services.worker.procs import owner_token, process_alive, process_started
 from tests.support import wait_until
 
 DEAD_OWNER = "999999999:1.000"
@@ -94,7 +94,7 @@ def test_a_registration_failure_is_reported_on_the_completed_job(manager: JobMan
     def broken(ckpt: Path, job: dict[str, Any]) -> dict[str, Any]:
         raise ValueError("unreadable checkpoint")
 
-    manager._register_model = broken
+    manager.training.register_model = broken
     add_job(manager, "j")
     write_run(manager, "j", "completed", "best.skops")
     manager._finish("j", 0)
@@ -183,7 +183,7 @@ def test_resume_restarts_an_orphan_from_its_last_checkpoint(
 ) -> None:
     spawned: list[tuple[str, str, bool]] = []
     monkeypatch.setattr(manager, "_spawn", lambda job_id, device, resume: spawned.append((job_id, device, resume)))
-    manager.settings.resume_jobs = True
+    manager.policy.resume = True
     add_job(manager, "fresh", owner=DEAD_OWNER, pid=999999999, pid_started=1.0)
     add_job(manager, "midway", owner=DEAD_OWNER, pid=999999999, pid_started=1.0)
     (manager.run_dir("midway")).mkdir(parents=True)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from compass.data.graph import FeatureSettings
-from compass.service.batching import MicroBatcher, ServedModel
+from compass.service.served import ForwardPasses, ServedModel
 from compass.service.store import Store
 from tests.support import wait_until
 
@@ -82,7 +82,7 @@ def served(predictor: FakePredictor, name: str = "m") -> ServedModel:
 
 
 def run_concurrently(
-    batcher: MicroBatcher, model: ServedModel, n: int, while_running: Callable[[], None] | None = None
+    batcher: ForwardPasses, model: ServedModel, n: int, while_running: Callable[[], None] | None = None
 ) -> list[Any]:
     results: list[Any] = [None] * n
     barrier = threading.Barrier(n)
@@ -105,7 +105,7 @@ def test_concurrent_requests_share_forward_passes() -> None:
     """While one pass runs (held by the gate), the other requests queue up and share the next ones."""
     predictor = FakePredictor(offset=100.0, gate=threading.Event())
     observed: list[int] = []
-    batcher = MicroBatcher(max_batch=8, max_wait_s=0.05, observe=lambda n, _s: observed.append(n))
+    batcher = ForwardPasses(max_batch=8, max_wait_s=0.05, observe=lambda n, _s: observed.append(n))
 
     def release_when_queued() -> None:
         wait_until(
@@ -124,14 +124,14 @@ def test_concurrent_requests_share_forward_passes() -> None:
 
 def test_batching_off_runs_each_request_alone() -> None:
     predictor = FakePredictor()
-    batcher = MicroBatcher(max_batch=1, max_wait_s=0.05)
+    batcher = ForwardPasses(max_batch=1, max_wait_s=0.05)
     run_concurrently(batcher, served(predictor), 6)
     assert predictor.batches == [1] * 6 and not batcher.enabled
 
 
 def test_a_batch_never_mixes_models_and_errors_reach_every_waiter() -> None:
     old, new = FakePredictor(offset=0.0), FakePredictor(offset=1000.0)
-    batcher = MicroBatcher(max_batch=16, max_wait_s=0.1)
+    batcher = ForwardPasses(max_batch=16, max_wait_s=0.1)
     out: dict[str, Any] = {}
     threads = [
         threading.Thread(target=lambda: out.setdefault("old", batcher.score([1, 2], served(old, "old")))),
@@ -171,7 +171,7 @@ class OverlapPredictor(FakePredictor):
 
 def test_several_batching_threads_run_forward_passes_side_by_side() -> None:
     predictor = OverlapPredictor()
-    batcher = MicroBatcher(max_batch=4, max_wait_s=0.01, workers=2)
+    batcher = ForwardPasses(max_batch=4, max_wait_s=0.01, workers=2)
 
     def release_when_two_run() -> None:
         wait_until(lambda: predictor.running == 2, timeout=10, what="two forward passes running at once")
@@ -181,4 +181,4 @@ def test_several_batching_threads_run_forward_passes_side_by_side() -> None:
     assert [r.pK for r in results] == [float(i) for i in range(8)]
     assert predictor.most == 2 and sum(predictor.batches) == 8
     batcher.close()
-    assert all(not t.is_alive() for t in batcher._threads)
+    assert all(not t.is_alive() for t in batcher.batcher._threads)

@@ -1,4 +1,4 @@
-"""MicroBatcher: concurrent requests share passes, per key, within max batch and max wait."""
+"""The runtime's MicroBatcher: concurrent requests share passes, per key, within max batch and max wait."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from seqmodels.batching import MicroBatcher
+from services.worker.batching import MicroBatcher
 from tests.support import wait_until
 
 
@@ -58,7 +58,7 @@ def test_concurrent_submissions_share_a_forward_pass() -> None:
 def test_batches_never_exceed_max_batch_and_keep_keys_apart(recorder) -> None:
     batcher = MicroBatcher(recorder, max_batch=3, max_wait_s=0.01)
     futures = batcher.submit_many([("a", 1), ("b", 2), ("a", 3), ("a", 4), ("a", 5), ("b", 6)])
-    assert [f.result(timeout=5) for f in futures] == [10, 20, 30, 40, 50, 60]
+    assert [f.result(timeout=5).value for f in futures] == [10, 20, 30, 40, 50, 60]
     batcher.close()
     assert all(len(items) <= 3 for _, items in recorder.batches)
     for key, items in recorder.batches:
@@ -77,7 +77,7 @@ def test_a_lone_request_waits_at_most_max_wait() -> None:
 def test_an_item_error_fails_only_that_item_and_a_batch_error_fails_all() -> None:
     batcher = MicroBatcher(Recorder(), max_batch=4, max_wait_s=0.01)
     good, bad = batcher.submit_many([("k", 1), ("k", -1)])
-    assert good.result(timeout=5) == 10
+    assert good.result(timeout=5).value == 10
     with pytest.raises(ValueError, match="bad -1"):
         bad.result(timeout=5)
     batcher.close()
@@ -100,3 +100,20 @@ def test_an_item_error_fails_only_that_item_and_a_batch_error_fails_all() -> Non
 def test_settings_are_checked() -> None:
     with pytest.raises(ValueError):
         MicroBatcher(Recorder(), max_batch=0)
+
+
+def test_timings_come_with_each_answer_and_inline_runs_in_the_caller() -> None:
+    batcher = MicroBatcher(Recorder(), max_batch=4, max_wait_s=0.01)
+    done = [f.result(timeout=5) for f in batcher.submit_many([("k", 1), ("k", 2)])]
+    assert [d.value for d in done] == [10, 20] and {d.batch_size for d in done} == {2}
+    assert all(d.queue_ms >= 0 and d.model_ms >= 0 for d in done)
+    batcher.close()
+    callers: list[str] = []
+
+    def run(key, items):
+        callers.append(threading.current_thread().name)
+        return [i for i in items]
+
+    inline = MicroBatcher(run, max_batch=4, inline=True)
+    assert [f.result().value for f in inline.submit_many([("a", 1), ("b", 2), ("a", 3)])] == [1, 2, 3]
+    assert callers == [threading.current_thread().name] * 2 and not inline.enabled, "one pass per key, here"

@@ -2,8 +2,8 @@
 
 A pid alone is not an identity: after a restart the number may belong to anything. A process is
 ``(pid, create_time)``, and a worker is its owner token ``pid:create_time``, so a restarted worker
-(or another replica sharing the state folder) can tell a live training process or owner from a
-recycled pid.
+(or another replica sharing the state folder) can tell a live job process or owner from a
+recycled pid. Used by the job runtime (:mod:`services.worker.jobs`) and any kind's own children.
 """
 
 from __future__ import annotations
@@ -63,20 +63,23 @@ def signal_group(pid: int, sig: int) -> bool:
         return False
 
 
-def child_command(module: str, args: list[str]) -> list[str]:
-    """``python -m compass.service.child <worker pid> <module> args...``: an argument list, never a shell string."""
-    return [sys.executable, "-m", "compass.service.child", str(os.getpid()), module, *args]
+def child_command(target: str, args: list[str]) -> list[str]:
+    """``python -m services.worker.child <worker pid> <target> args...``: an argument list, never a shell string.
+
+    ``target`` is a module run as ``__main__`` or ``module:function`` (see :mod:`services.worker.child`).
+    """
+    return [sys.executable, "-m", "services.worker.child", str(os.getpid()), target, *args]
 
 
 def child_env(**extra: str) -> dict[str, str]:
     """The worker's environment for a child, with this checkout first on ``PYTHONPATH``.
 
-    The child may run in another folder (the state folder), where ``import compass`` must still
-    find this code, not whatever an installed copy or a stale editable finder points at.
+    The child may run in another folder (the state folder), where ``import services`` (and the
+    kind's package beside it) must still find this code, not an installed copy or a stale finder.
     """
-    import compass
+    import services
 
-    code_root = str(Path(compass.__file__).resolve().parent.parent)
+    code_root = str(Path(services.__file__).resolve().parent.parent)
     path = os.environ.get("PYTHONPATH", "")
     python_path = code_root + (os.pathsep + path if path else "")
     return {**os.environ, "PYTHONPATH": python_path, "PYTHONUNBUFFERED": "1", **extra}
