@@ -29,7 +29,7 @@ import numpy as np
 
 from compass.data.pairs_table import CUTOFFS, PairSet, load_set
 from compass.data.splits import group_kfold
-from compass.train.metrics import merge_duplicates, pearson, per_series, spearman
+from compass.train.metrics import merge_duplicates, pearson, per_series
 from compass.train.pairs import PairPlan, _fit_members, _matrices, out_of_fold, train_pairs
 from services.common.files import atomic_path
 
@@ -55,7 +55,7 @@ def _casf_block(model: Any, casf: PairSet, table: PairSet) -> dict[str, Any]:
         "table_rows_ranking": per_series(pred_table, table.pK, clusters, min_size=3)["spearman"],
     }
     for level, width in zip(model.conformal.levels, model.conformal.halfwidths, strict=True):
-        out[f"coverage_{int(round(level * 100))}"] = float(np.mean(np.abs(pred - y) <= width))
+        out[f"coverage_{round(level * 100)}"] = float(np.mean(np.abs(pred - y) <= width))
     return out
 
 
