@@ -30,7 +30,7 @@ import numpy as np
 from compass.data.pairs_table import CUTOFFS, PairSet, load_set
 from compass.data.splits import group_kfold
 from compass.train.metrics import merge_duplicates, pearson, per_series
-from compass.train.pairs import PairPlan, _fit_members, _matrices, out_of_fold, train_pairs
+from compass.train.pairs import PairPlan, _matrices, fit_rows, out_of_fold, train_pairs
 from services.common.files import atomic_path
 
 PUBLISHED = {  # CASF-2016 Pearson R of models trained on exactly these 9,299 rows (data README)
@@ -42,8 +42,8 @@ PUBLISHED = {  # CASF-2016 Pearson R of models trained on exactly these 9,299 ro
 
 def _casf_block(model: Any, casf: PairSet, table: PairSet) -> dict[str, Any]:
     cols = [CUTOFFS.index(c) for c in model.cutoffs]
-    pred = model.predict_arrays(casf.counts[:, cols], casf.props)
-    pred_table = model.predict_arrays(table.counts[:, cols], table.props)
+    pred = model.predict_arrays(casf.counts[:, cols], casf.props, casf.geometry)
+    pred_table = model.predict_arrays(table.counts[:, cols], table.props, casf.geometry)
     y = casf.pK
     clusters = [r.series for r in casf.records]
     out = {
@@ -69,8 +69,7 @@ def _fep_lpo(plan: PairPlan, data: PairSet, n_jobs: int) -> dict[str, Any]:
     for held in folds:
         held_rows = fep[held]
         train = np.flatnonzero(~np.isin(groups, np.unique(groups[held_rows])))
-        fitted = _fit_members(plan, data, train, xs, n_jobs)
-        pred[held_rows] = np.mean([est.predict(x[held_rows]) for est, x in zip(fitted, xs, strict=True)], axis=0)
+        pred[held_rows] = fit_rows(plan, data, train, xs, n_jobs).predict(data, held_rows, xs)
     series = [r.series for r in fep_records]
     molecules = [r.molecule or r.key for r in fep_records]
     mol = merge_duplicates(series, molecules, pred[fep], data.pK[fep])
@@ -89,7 +88,7 @@ def _fep_lpo(plan: PairPlan, data: PairSet, n_jobs: int) -> dict[str, Any]:
 
 def run_seed(plan: PairPlan, seed: int, n_jobs: int = 1) -> dict[str, Any]:
     """All read-outs for one seed (wall times included)."""
-    plan = PairPlan(plan.kind, plan.members, plan.folds, seed, plan.group_weighting, plan.levels, plan.quick)
+    plan = plan.with_members(plan.members, seed=seed)
     data, casf, table = load_set("train"), load_set("casf"), load_set("casf-table")
     t0 = time.perf_counter()
     oof = out_of_fold(plan, data, n_jobs, progress=True)

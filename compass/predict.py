@@ -20,7 +20,8 @@ from compass.data import StructureError, featurize_files
 from compass.model.checkpoint import CheckpointError, Predictor, load_checkpoint, model_id
 from compass.settings import weights_dir
 
-SHIPPED = {"compass": "compass.safetensors", "compass-lite": "compass-lite.skops"}
+# compass: the descriptor stack; compass-visnet: the structure model, kept as an option (MODEL_CARD.md).
+SHIPPED = {"compass": "compass.skops", "compass-lite": "compass-lite.skops", "compass-visnet": "compass.safetensors"}
 
 
 def resolve_model(name: str) -> Path:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run the whole product on its embedded defaults: the registry (SQLite), the workers, a compass-lite
-# worker (the shipped compass/weights/compass-lite.skops) and FlashDock on :8501.
+# worker (the shipped compass/weights/compass-lite.skops), a COMPASS worker (compass/weights/compass.skops)
+# and FlashDock on :8501.
 # Ctrl-C stops everything (workers drain and deregister first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,6 +50,11 @@ fi
 OMP_NUM_THREADS=1 .venv/bin/python -m compass.service.worker --model compass-lite --port 0 --registry "$REGISTRY" \
   "${LITE_ARGS[@]}" &
 pids+=($!)
+# COMPASS: the shipped descriptor stack (compass/weights/compass.skops); the Router falls back to compass-lite.
+if [ -f compass/weights/compass.skops ]; then
+  OMP_NUM_THREADS=1 .venv/bin/python -m compass.service.worker --model compass --port 0 --registry "$REGISTRY" &
+  pids+=($!)
+fi
 FLASHDOCK_REGISTRY_URL="$REGISTRY" .venv/bin/python -m streamlit run flashdock/Home.py --server.headless true \
   --server.port "${FLASHDOCK_PORT:-8501}" --browser.gatherUsageStats false &
 pids+=($!)

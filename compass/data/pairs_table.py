@@ -27,28 +27,43 @@ import numpy as np
 from tqdm import tqdm
 
 from compass.data.contacts import N_PAIRS, PAIR_NAMES, contact_protein_atoms, pair_counts
-from compass.data.graph import ComplexRecord
-from compass.data.ligand_props import FEATURE_NAMES, FP_BITS, fingerprint, ligand_props, mol_from_files
+from compass.data.featurize import featurize_files
+from compass.data.graph import ComplexRecord, FeatureSettings
+from compass.data.ligand_props import (
+    FEATURE_NAMES,
+    FP_BITS,
+    fingerprint,
+    ligand_props,
+    mol_from_files,
+    tanimoto_max,
+)
 from compass.data.roots import list_records
 from compass.data.similarity import protein_sequence, shared_fraction, words
+from compass.data.splits import read_id_file
 from compass.data.structures import read_ligand
+from compass.model.descriptors import DescriptorSpec, describe, descriptor_names
 from compass.settings import cache_dir, data_dir
 from services.common.files import atomic_path
 
 CUTOFFS: tuple[float, ...] = tuple(4.0 + 0.5 * i for i in range(13))  # 4.0 … 10.0 Å: pocket files reach ~10 Å
-TABLE_VERSION = 1
+TABLE_VERSION = 3
+# Geometry descriptors of the local structures (the earlier compass-lite's blocks: contact shells, Vina-like
+# terms, burial, geometry-read chemistry), read from the same point cloud as serving: FeatureSettings().
+GEOMETRY_SPEC = DescriptorSpec(chemistry=True)
+ARRAYS = ("counts", "props", "fps", "has_fp", "geometry")
 SEQUENCE_LINK = 0.5  # share of 5-residue words that makes two local proteins one group
 
 
 @dataclass
 class PairSet:
-    """Aligned rows: records (key, pK, group, series, source), counts, ligand properties, fingerprints."""
+    """Aligned rows: records (key, pK, group, series, source) and one array per block (:data:`ARRAYS`)."""
 
     records: list[ComplexRecord]
     counts: np.ndarray  # float32 [n, len(CUTOFFS), 36]
     props: np.ndarray  # float64 [n, len(FEATURE_NAMES)], NaN where no RDKit molecule
     fps: np.ndarray  # uint8 [n, FP_BITS // 8]
     has_fp: np.ndarray  # bool [n]
+    geometry: np.ndarray  # float64 [n, GEOMETRY_SPEC width], NaN where there is no structure (table rows)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -63,9 +78,31 @@ class PairSet:
 
     def subset(self, idx: np.ndarray | list[int]) -> PairSet:
         idx = np.asarray(idx, dtype=np.int64)
-        return PairSet(
-            [self.records[i] for i in idx], self.counts[idx], self.props[idx], self.fps[idx], self.has_fp[idx]
+        return PairSet([self.records[i] for i in idx], *(getattr(self, a)[idx] for a in ARRAYS))
+
+    @classmethod
+    def concat(cls, parts: list[PairSet]) -> PairSet:
+        records = [r for p in parts for r in p.records]
+        return cls(records, *(np.concatenate([getattr(p, a) for p in parts]) for a in ARRAYS))
+
+    @classmethod
+    def empty_blocks(cls, records: list[ComplexRecord], counts: np.ndarray | None = None) -> PairSet:
+        """Rows with every block missing (NaN, zeros), to be filled in."""
+        n = len(records)
+        return cls(
+            records,
+            np.zeros((n, len(CUTOFFS), N_PAIRS), dtype=np.float32) if counts is None else counts,
+            np.full((n, len(FEATURE_NAMES)), np.nan),
+            np.zeros((n, FP_BITS // 8), dtype=np.uint8),
+            np.zeros(n, dtype=bool),
+            np.full((n, len(descriptor_names(GEOMETRY_SPEC))), np.nan),
         )
+
+    def set_ligand(self, i: int, mol: object | None) -> None:
+        self.props[i] = ligand_props(mol)
+        fp = fingerprint(mol)
+        if fp is not None:
+            self.fps[i], self.has_fp[i] = fp, True
 
 
 def cutoff_index(cutoff: float) -> int:
@@ -105,24 +142,19 @@ class _Groups:
             self.parent[self.find(r)] = self.find(roots[0])
 
 
-def _structure_rows(records: list[ComplexRecord], label: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Counts, properties and fingerprints computed from each record's files."""
-    counts = np.zeros((len(records), len(CUTOFFS), N_PAIRS), dtype=np.float32)
-    props = np.full((len(records), len(FEATURE_NAMES)), np.nan)
-    fps = np.zeros((len(records), FP_BITS // 8), dtype=np.uint8)
-    has_fp = np.zeros(len(records), dtype=bool)
+def _structure_rows(records: list[ComplexRecord], label: str) -> PairSet:
+    """Every block computed from each record's files."""
+    rows = PairSet.empty_blocks(records)
     proteins: dict[str, object] = {}
-    for i, rec in enumerate(tqdm(records, desc=f"counting {label}", unit="complex", leave=False)):
+    for i, rec in enumerate(tqdm(records, desc=f"featurising {label}", unit="complex", leave=False)):
         if rec.protein_path not in proteins:
             proteins[rec.protein_path] = contact_protein_atoms(Path(rec.protein_path).read_text(errors="replace"))
         ligand = read_ligand(rec.ligand_paths, rec.sdf_index)
-        counts[i] = pair_counts(proteins[rec.protein_path], ligand, CUTOFFS)
-        mol = mol_from_files(rec.ligand_paths, rec.sdf_index)
-        props[i] = ligand_props(mol)
-        fp = fingerprint(mol)
-        if fp is not None:
-            fps[i], has_fp[i] = fp, True
-    return counts, props, fps, has_fp
+        rows.counts[i] = pair_counts(proteins[rec.protein_path], ligand, CUTOFFS)
+        rows.set_ligand(i, mol_from_files(rec.ligand_paths, rec.sdf_index))
+        graph, _ = featurize_files(rec.protein_path, rec.ligand_paths, FeatureSettings(), ligand_index=rec.sdf_index)
+        rows.geometry[i] = describe(graph, GEOMETRY_SPEC)
+    return rows
 
 
 def _table_rows(root: Path, subset: str) -> tuple[list[ComplexRecord], np.ndarray]:
@@ -155,19 +187,13 @@ def _table_rows(root: Path, subset: str) -> tuple[list[ComplexRecord], np.ndarra
     return records, counts
 
 
-def _ligand_block(records: list[ComplexRecord]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    props = np.full((len(records), len(FEATURE_NAMES)), np.nan)
-    fps = np.zeros((len(records), FP_BITS // 8), dtype=np.uint8)
-    has_fp = np.zeros(len(records), dtype=bool)
+def _table_set(records: list[ComplexRecord], counts: np.ndarray) -> PairSet:
+    """Table rows: counts as shipped, ligand blocks from the ligand file where one exists, no geometry."""
+    rows = PairSet.empty_blocks(records, counts)
     for i, rec in enumerate(tqdm(records, desc="ligand properties", unit="ligand", leave=False)):
-        if not rec.ligand_paths:
-            continue
-        mol = mol_from_files(rec.ligand_paths)
-        props[i] = ligand_props(mol)
-        fp = fingerprint(mol)
-        if fp is not None:
-            fps[i], has_fp[i] = fp, True
-    return props, fps, has_fp
+        if rec.ligand_paths:
+            rows.set_ligand(i, mol_from_files(rec.ligand_paths))
+    return rows
 
 
 def _assign_groups(records: list[ComplexRecord], uniprot: dict[str, set[str]]) -> None:
@@ -226,18 +252,36 @@ def build_training_set(root: Path | None = None) -> PairSet:
         rec.extra.update(source="extra", pdb_id=rec.key)
         rec.key = f"extra/{rec.key}"
         rec.series = ""
-    t_props, t_fps, t_has = _ligand_block(table)
-    f_counts, f_props, f_fps, f_has = _structure_rows(fep, "fep")
-    e_counts, e_props, e_fps, e_has = _structure_rows(extra, "pdbqt_extra")
-    records = table + fep + extra
-    _assign_groups(records, read_uniprot(root))
-    return PairSet(
-        records,
-        np.concatenate([table_counts, f_counts, e_counts]),
-        np.concatenate([t_props, f_props, e_props]),
-        np.concatenate([t_fps, f_fps, e_fps]),
-        np.concatenate([t_has, f_has, e_has]),
+    data = PairSet.concat(
+        [_table_set(table, table_counts), _structure_rows(fep, "fep"), _structure_rows(extra, "pdbqt_extra")]
     )
+    _assign_groups(data.records, read_uniprot(root))
+    return data.subset(_not_casf_complexes(data, root))
+
+
+def _not_casf_complexes(data: PairSet, root: Path) -> list[int]:
+    """Rows to keep: not FEP records that *are* a CASF-2016 complex.
+
+    Two FEP reference structures are CASF-2016 ids (2qbp, 4ivd), and three FEP records put that very
+    ligand in that very structure. A record whose reference is a CASF id is dropped when its ligand is
+    identical (Tanimoto 1 on Morgan bits) to the CASF ligand, or when RDKit cannot tell.
+    """
+    casf_ids = read_id_file(root / "pdbbind" / "casf2016_core_ids.txt")
+    casf_fps: dict[str, np.ndarray | None] = {}
+    keep = []
+    for i, rec in enumerate(data.records):
+        ref = str(rec.extra.get("reference_pdb", "")).lower()
+        if ref in casf_ids:
+            if ref not in casf_fps:
+                folder = root / "casf2016" / ref
+                casf_fps[ref] = fingerprint(
+                    mol_from_files([folder / f"{ref}_ligand.sdf", folder / f"{ref}_ligand.mol2"])
+                )
+            other = casf_fps[ref]
+            if other is None or not data.has_fp[i] or tanimoto_max(data.fps[i], other[None])[0] >= 0.999:
+                continue
+        keep.append(i)
+    return keep
 
 
 def build_casf_set(root: Path | None = None, *, from_table: bool = False) -> PairSet:
@@ -249,11 +293,8 @@ def build_casf_set(root: Path | None = None, *, from_table: bool = False) -> Pai
     if from_table:
         table, counts = _table_rows(root, "casf2016")
         by_id = {r.extra["pdb_id"]: i for i, r in enumerate(table)}
-        counts = counts[[by_id[r.key] for r in casf]]
-        props, fps, has_fp = _ligand_block(casf)
-        return PairSet(casf, counts, props, fps, has_fp)
-    counts, props, fps, has_fp = _structure_rows(casf, "casf2016")
-    return PairSet(casf, counts, props, fps, has_fp)
+        return _table_set(casf, counts[[by_id[r.key] for r in casf]])
+    return _structure_rows(casf, "casf2016")
 
 
 def load_set(name: str, root: Path | None = None, cache: Path | None = None) -> PairSet:
@@ -270,16 +311,13 @@ def load_set(name: str, root: Path | None = None, cache: Path | None = None) -> 
     if path.is_file():
         with np.load(path, allow_pickle=False) as z:
             records = [ComplexRecord.from_dict(d) for d in json.loads(str(z["records"]))]
-            return PairSet(records, z["counts"], z["props"], z["fps"], z["has_fp"])
+            return PairSet(records, *(z[a] for a in ARRAYS))
     data = builders[name](root)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(
             fh,
             records=np.array(json.dumps([r.to_dict() for r in data.records])),
-            counts=data.counts,
-            props=data.props,
-            fps=data.fps,
-            has_fp=data.has_fp,
+            **{a: getattr(data, a) for a in ARRAYS},
         )
     return data

@@ -6,6 +6,11 @@ properties, NaN where absent). compass-lite has one member; the COMPASS stack se
 
 Every prediction comes with how far to trust it (:meth:`PairPredictor.trust`):
 
+The stack may add a *within-series term*: a ridge on the geometry descriptors of the earlier
+compass-lite (:data:`compass.data.pairs_table.GEOMETRY_SPEC`, read off the served point cloud) fitted
+to differences within FEP congeneric series only (fixed effects), so it moves analogues of one series
+against each other without moving proteins; centred on the local training structures.
+
 * a split-conformal interval: half-widths are quantiles of the absolute out-of-fold residuals of
   protein-grouped cross-validation on the training table (finite-sample corrected);
 * an applicability-domain read-out: the nearest training ligand (Tanimoto on Morgan bits, index
@@ -26,7 +31,8 @@ from compass.data.contacts import N_PAIRS
 from compass.data.graph import ComplexGraph, FeatureSettings
 from compass.data.ligand_props import FEATURE_NAMES, tanimoto_max
 from compass.data.similarity import shared_fraction, words
-from compass.model.lite_predictor import PackedForest
+from compass.model.descriptors import DescriptorSpec, describe_many
+from compass.model.lite_predictor import PackedForest, WithinSeries
 
 PAIRS_FORMAT = "compass-pairs/1"
 SEQUENCE_SEEN = 0.5  # share of 5-residue words: the same protein as a training structure
@@ -83,6 +89,23 @@ class Member:
         if self._packed is not None and not np.isnan(x).any():
             return self._packed.predict(x)
         return np.asarray(self.estimator.predict(x), dtype=np.float64)
+
+
+@dataclass
+class GeometryTerm:
+    """The within-series term and the descriptors it reads (see the module docstring)."""
+
+    spec: DescriptorSpec
+    within: WithinSeries
+    offset: float  # mean of the raw term over the local training structures
+
+    def __call__(self, geometry: np.ndarray) -> np.ndarray:
+        """Per row; 0 where the geometry is missing (table rows have no structure)."""
+        ok = np.isfinite(geometry).all(axis=1)
+        out = np.zeros(len(geometry))
+        if ok.any():
+            out[ok] = self.within(geometry[ok]) - self.offset
+        return out
 
 
 @dataclass
@@ -166,6 +189,7 @@ class PairPredictor:
         conformal: Conformal | None,
         domain: Domain | None,
         meta: dict[str, Any],
+        geometry: GeometryTerm | None = None,
     ) -> None:
         self.kind = kind
         self.members = members
@@ -173,12 +197,17 @@ class PairPredictor:
         self.conformal = conformal
         self.domain = domain
         self.meta = meta
-        self.feature_settings = FeatureSettings(crop_radius=max(self.cutoffs), pair_cutoffs=self.cutoffs)
+        self.geometry = geometry
+        # Default crop: the geometry term reads the point cloud exactly as its training structures were read.
+        self.feature_settings = FeatureSettings(pair_cutoffs=self.cutoffs)
 
-    def predict_arrays(self, counts: np.ndarray, props: np.ndarray) -> np.ndarray:
-        """pK from counts [n, len(cutoffs), 36] and ligand properties [n, F] (the training and bench path)."""
-        preds = [m.predict(m.features.matrix(counts, self.cutoffs, props)) for m in self.members]
-        return np.mean(preds, axis=0)
+    def predict_arrays(self, counts: np.ndarray, props: np.ndarray, geometry: np.ndarray | None = None) -> np.ndarray:
+        """pK from counts [n, len(cutoffs), 36], ligand properties [n, F] and, for the stack's within-series
+        term, geometry descriptors [n, G] (the training and bench path)."""
+        pred = np.mean([m.predict(m.features.matrix(counts, self.cutoffs, props)) for m in self.members], axis=0)
+        if self.geometry is not None and geometry is not None:
+            pred = pred + self.geometry(geometry)
+        return pred
 
     def predict(self, graphs: list[ComplexGraph], batch_size: int = 32) -> np.ndarray:
         """pK per graph; each graph needs ``pairs`` (featurised with this model's feature settings)."""
@@ -189,7 +218,8 @@ class PairPredictor:
             raise ValueError(f"graphs without pair features (featurise with the model's settings): {missing[:3]}")
         counts = np.stack([np.asarray(g.pairs["counts"]) for g in graphs])
         props = np.stack([np.asarray(g.pairs["props"], dtype=np.float64) for g in graphs])
-        return self.predict_arrays(counts, props)
+        geometry = describe_many(graphs, self.geometry.spec) if self.geometry is not None else None
+        return self.predict_arrays(counts, props, geometry)
 
     def trust(self, graph: ComplexGraph, pk: float, level: float = DEFAULT_LEVEL) -> dict[str, Any]:
         """Interval and applicability domain of one prediction (what ``/predict`` and the pages show)."""

@@ -13,7 +13,18 @@ from typing import Any
 import numpy as np
 
 from compass.data.ligand_props import FP_BITS
-from compass.model.pairs import PAIRS_FORMAT, Conformal, Domain, Member, PairFeatures, PairPredictor, domain_to_payload
+from compass.model.descriptors import DescriptorSpec, descriptor_names
+from compass.model.lite_predictor import WithinSeries
+from compass.model.pairs import (
+    PAIRS_FORMAT,
+    Conformal,
+    Domain,
+    GeometryTerm,
+    Member,
+    PairFeatures,
+    PairPredictor,
+    domain_to_payload,
+)
 
 
 class PairsFormatError(ValueError):
@@ -37,7 +48,26 @@ def to_payload(predictor: PairPredictor, meta_json: str) -> dict[str, Any]:
     if predictor.domain is not None:
         d = domain_to_payload(predictor.domain)
         payload["domain"] = {"fps": np.asarray(d.pop("fps"), dtype=np.uint8), "json": json.dumps(d)}
+    if predictor.geometry is not None:
+        g, w = predictor.geometry, predictor.geometry.within
+        payload["geometry"] = {
+            "spec_json": json.dumps(g.spec.to_dict()),
+            "mean": w.mean,
+            "scale": w.scale,
+            "coef": w.coef,
+            "weight_offset": np.array([w.weight, g.offset]),
+        }
     return payload
+
+
+def _geometry(block: dict[str, Any]) -> GeometryTerm:
+    spec = DescriptorSpec.from_dict(json.loads(block["spec_json"]))
+    width = len(descriptor_names(spec))
+    arrays = [np.asarray(block[k], dtype=np.float64) for k in ("mean", "scale", "coef")]
+    if any(a.shape != (width,) or not np.all(np.isfinite(a)) for a in arrays):
+        raise PairsFormatError("malformed within-series term")
+    weight, offset = (float(v) for v in np.asarray(block["weight_offset"], dtype=np.float64))
+    return GeometryTerm(spec, WithinSeries(*arrays, weight), offset)
 
 
 def from_payload(payload: dict[str, Any]) -> PairPredictor:
@@ -67,7 +97,8 @@ def from_payload(payload: dict[str, Any]) -> PairPredictor:
             if fps.ndim != 2 or fps.shape[1] != FP_BITS // 8 or len(d["ligand_keys"]) != len(fps):
                 raise PairsFormatError("malformed ligand index")
             domain = Domain(fps=fps, **d)
-        return PairPredictor(kind, members, cutoffs, conformal, domain, meta)
+        geometry = _geometry(payload["geometry"]) if "geometry" in payload else None
+        return PairPredictor(kind, members, cutoffs, conformal, domain, meta, geometry)
     except PairsFormatError:
         raise
     except (KeyError, TypeError, ValueError) as exc:

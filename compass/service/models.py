@@ -71,7 +71,7 @@ class ModelRegistry:
         predictor = load_checkpoint(src, device="cpu")  # refuses what could not be served
         kind = predictor.kind
         meta = dict(predictor.meta or {})
-        dest = self.dir / f"{mid}{SUFFIXES[kind]}"
+        dest = self.dir / f"{mid}{Path(src).suffix}"  # a kind has more than one format (compass: stack or ViSNet)
         with atomic_path(dest) as tmp:
             shutil.copyfile(src, tmp)
         row = {

@@ -26,9 +26,10 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from compass.data.pairs_table import CUTOFFS, PairSet, load_set
+from compass.data.pairs_table import CUTOFFS, GEOMETRY_SPEC, PairSet, load_set
 from compass.data.splits import group_kfold, sample_weights
-from compass.model.pairs import Conformal, Domain, Member, PairFeatures, PairPredictor
+from compass.model.lite_predictor import WithinSeries
+from compass.model.pairs import Conformal, Domain, GeometryTerm, Member, PairFeatures, PairPredictor
 from compass.version import code_version
 
 ESTIMATORS = ("rf", "et", "hgb")
@@ -74,6 +75,8 @@ class PairPlan:
     seed: int = 0
     group_weighting: str = "none"
     levels: tuple[float, ...] = (0.5, 0.8, 0.9, 0.95)
+    # Within-series term on geometry descriptors, fitted on FEP series: {"alpha": ..., "weight": ...} or None.
+    within: dict[str, float] | None = None
     quick: dict[str, Any] = field(default_factory=lambda: {"rows": 1500, "trees": 20, "max_iter": 50})
 
     @classmethod
@@ -96,7 +99,19 @@ class PairPlan:
         for m in self.members:
             key, value = ("max_iter", q["max_iter"]) if m.estimator == "hgb" else ("n_estimators", q["trees"])
             small.append(MemberPlan(m.name, m.estimator, {**m.params, key: value}, m.shells, m.ligand_props))
-        return PairPlan(self.kind, small, self.folds, self.seed, self.group_weighting, self.levels, self.quick)
+        return self.with_members(small)
+
+    def with_members(self, members: list[MemberPlan], seed: int | None = None) -> PairPlan:
+        return PairPlan(
+            self.kind,
+            members,
+            self.folds,
+            self.seed if seed is None else seed,
+            self.group_weighting,
+            self.levels,
+            self.within,
+            self.quick,
+        )
 
 
 def cutoffs_of(plan: PairPlan) -> tuple[float, ...]:
@@ -107,28 +122,60 @@ def _matrices(plan: PairPlan, data: PairSet) -> list[np.ndarray]:
     return [m.features.matrix(data.counts, CUTOFFS, data.props) for m in plan.members]
 
 
-def _fit_members(plan: PairPlan, data: PairSet, rows: np.ndarray, xs: list[np.ndarray], n_jobs: int) -> list[Any]:
+@dataclass
+class Fitted:
+    """Members (and the geometry term) fitted on some rows; predicts any rows of the same set."""
+
+    plan: PairPlan
+    estimators: list[Any]
+    geometry: GeometryTerm | None
+
+    def predict(self, data: PairSet, rows: np.ndarray, xs: list[np.ndarray]) -> np.ndarray:
+        pred = np.mean([est.predict(x[rows]) for est, x in zip(self.estimators, xs, strict=True)], axis=0)
+        return pred + self.geometry(data.geometry[rows]) if self.geometry is not None else pred
+
+
+def fit_rows(plan: PairPlan, data: PairSet, rows: np.ndarray, xs: list[np.ndarray], n_jobs: int = 1) -> Fitted:
+    """Fit every member (and the within-series term, on the FEP series among ``rows``)."""
     y = data.pK[rows]
     weights = sample_weights([data.records[i] for i in rows], plan.group_weighting)
-    fitted = []
+    estimators = []
     for member, x in zip(plan.members, xs, strict=True):
         est = member.build(plan.seed, n_jobs)
         est.fit(x[rows], y, sample_weight=weights)
         if "n_jobs" in est.get_params():
             est.set_params(n_jobs=1)  # serving predicts on one thread, bit-reproducibly
-        fitted.append(est)
-    return fitted
+        estimators.append(est)
+    return Fitted(plan, estimators, _geometry_term(plan, data, rows))
+
+
+def _geometry_term(plan: PairPlan, data: PairSet, rows: np.ndarray) -> GeometryTerm | None:
+    if not plan.within:
+        return None
+    local = rows[np.isfinite(data.geometry[rows]).all(axis=1)]
+    series = [data.records[i].series for i in local]
+    in_series = local[np.array([bool(s) for s in series], dtype=bool)] if len(local) else local
+    within = WithinSeries.fit(
+        data.geometry[in_series],
+        data.pK[in_series],
+        [data.records[i].series for i in in_series],
+        float(plan.within["alpha"]),
+        float(plan.within["weight"]),
+    )
+    if within is None:
+        return None
+    return GeometryTerm(GEOMETRY_SPEC, within, float(np.mean(within(data.geometry[local]))))
 
 
 def out_of_fold(plan: PairPlan, data: PairSet, n_jobs: int = 1, progress: bool = True) -> np.ndarray:
-    """Protein-grouped K-fold predictions of the members' average for every row."""
+    """Protein-grouped K-fold predictions of the model (members' average + geometry term) for every row."""
     xs = _matrices(plan, data)
     folds = group_kfold(data.records, plan.folds, seed=plan.seed)
     oof = np.full(len(data), np.nan)
     for held in tqdm(folds, desc="grouped CV folds", unit="fold", disable=not progress):
+        held = np.asarray(held)
         train = np.setdiff1d(np.arange(len(data)), held)
-        fitted = _fit_members(plan, data, train, xs, n_jobs)
-        oof[held] = np.mean([est.predict(x[held]) for est, x in zip(fitted, xs, strict=True)], axis=0)
+        oof[held] = fit_rows(plan, data, train, xs, n_jobs).predict(data, held, xs)
     return oof
 
 
@@ -165,9 +212,8 @@ def train_pairs(
         oof = out_of_fold(plan, data, n_jobs, progress)
     conformal = Conformal.fit(data.pK - oof, plan.levels)
     t1 = time.perf_counter()
-    xs = _matrices(plan, data)
-    fitted = _fit_members(plan, data, np.arange(len(data)), xs, n_jobs)
-    members = [Member(m.name, est, m.features) for m, est in zip(plan.members, fitted, strict=True)]
+    fitted = fit_rows(plan, data, np.arange(len(data)), _matrices(plan, data), n_jobs)
+    members = [Member(m.name, est, m.features) for m, est in zip(plan.members, fitted.estimators, strict=True)]
     from scipy.stats import pearsonr
 
     meta = {
@@ -184,7 +230,7 @@ def train_pairs(
         "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "code_version": code_version(),
     }
-    return PairPredictor(plan.kind, members, cutoffs_of(plan), conformal, build_domain(data), meta)
+    return PairPredictor(plan.kind, members, cutoffs_of(plan), conformal, build_domain(data), meta, fitted.geometry)
 
 
 def _plan_dict(plan: PairPlan) -> dict[str, Any]:
@@ -204,6 +250,7 @@ def _plan_dict(plan: PairPlan) -> dict[str, Any]:
         "seed": plan.seed,
         "group_weighting": plan.group_weighting,
         "levels": list(plan.levels),
+        "within": plan.within,
     }
 
 

@@ -390,10 +390,11 @@ def test_router_falls_back_to_compass_lite_when_compass_is_down(mesh: dict[str, 
     assert second.data["pK"] > 0
 
 
-def test_shipped_compass_lite_says_how_far_to_trust_each_answer(mesh: dict[str, Any]) -> None:
-    """The shipped descriptor model: pK with a conformal interval and the applicability-domain read-out."""
+@pytest.mark.parametrize("kind", ["compass-lite", "compass"])
+def test_shipped_descriptor_models_say_how_far_to_trust_each_answer(mesh: dict[str, Any], kind: str) -> None:
+    """The shipped descriptor models: pK with a conformal interval and the applicability-domain read-out."""
     tmp, registry = mesh["tmp"], mesh["registry"]
-    shipped = start_compass(tmp, registry, "shipped-lite", "compass-lite", tmp / "shipped-state")
+    shipped = start_compass(tmp, registry, f"shipped-{kind}", kind, tmp / f"shipped-{kind}-state")
     mesh["procs"].append(shipped)
     protein, ligand = complex_files("1bcu")
     body = {"items": [{"protein_pdb": protein, "ligand_sdf": ligand}, {"protein_pdb": protein, "ligand_sdf": ligand}]}
@@ -410,3 +411,5 @@ def test_shipped_compass_lite_says_how_far_to_trust_each_answer(mesh: dict[str, 
         assert not nearest["training_id"].endswith("1bcu")  # CASF-2016 ids are never training ligands
         assert domain["protein_seen"] in ("yes", "no", "unknown")
     assert answers[0]["pK"] == single["pK"] and answers[0]["domain"] == single["domain"]
+    assert single["model"] == kind
+    shipped.stop()

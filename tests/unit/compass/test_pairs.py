@@ -12,8 +12,9 @@ import skops.io as sio
 from compass.data.contacts import N_PAIRS
 from compass.data.graph import ComplexRecord
 from compass.data.ligand_props import FEATURE_NAMES, FP_BITS
-from compass.data.pairs_table import CUTOFFS, PairSet
+from compass.data.pairs_table import CUTOFFS, GEOMETRY_SPEC, PairSet
 from compass.model.checkpoint import CheckpointError, load_checkpoint
+from compass.model.descriptors import descriptor_names
 from compass.model.lite_format import save_pairs
 from compass.model.pairs import Conformal, PairPredictor
 from compass.train.pairs import PairPlan, quick_rows, train_pairs
@@ -22,7 +23,8 @@ PLANS = Path(__file__).resolve().parents[3] / "compass" / "weights" / "plans"
 
 
 def synthetic_set(n: int = 300, seed: int = 0) -> PairSet:
-    """Counts that carry signal (pK grows with close carbon contacts), 30 proteins, half the ligands known."""
+    """Counts that carry signal (pK grows with close carbon contacts), 30 proteins, half the ligands known,
+    a third of the rows local structures in 10 series whose geometry descriptor 0 orders them."""
     rng = np.random.default_rng(seed)
     base = rng.poisson(3.0, size=(n, 1, N_PAIRS)).astype(np.float32)
     counts = np.cumsum(np.repeat(base, len(CUTOFFS), axis=1), axis=1)
@@ -30,6 +32,10 @@ def synthetic_set(n: int = 300, seed: int = 0) -> PairSet:
     props = rng.normal(size=(n, len(FEATURE_NAMES)))
     props[::2] = np.nan
     fps = rng.integers(0, 256, size=(n, FP_BITS // 8), dtype=np.uint8)
+    geometry = np.full((n, len(descriptor_names(GEOMETRY_SPEC))), np.nan)
+    local = np.arange(n) % 3 == 0
+    geometry[local] = rng.normal(size=(local.sum(), geometry.shape[1]))
+    geometry[local, 0] = np.exp(y[local] - 4.0)  # within a series, more of descriptor 0 means higher pK
     records = [
         ComplexRecord(
             f"pdbbind/x{i:03d}",
@@ -41,7 +47,9 @@ def synthetic_set(n: int = 300, seed: int = 0) -> PairSet:
         )
         for i in range(n)
     ]
-    return PairSet(records, counts, props, fps, np.arange(n) % 2 == 1)
+    for i in np.flatnonzero(local):
+        records[i].series = f"s{i % 10}"
+    return PairSet(records, counts, props, fps, np.arange(n) % 2 == 1, geometry)
 
 
 def plan(name: str) -> PairPlan:
@@ -55,13 +63,26 @@ def test_quick_plan_trains_saves_and_loads_from_the_file_alone(plan_file: str, t
     path = save_pairs(model, tmp_path / "m.skops")
     loaded = load_checkpoint(path)
     assert isinstance(loaded, PairPredictor) and loaded.kind == model.kind
-    before = model.predict_arrays(data.counts[:, [CUTOFFS.index(c) for c in model.cutoffs]], data.props)
-    after = loaded.predict_arrays(data.counts[:, [CUTOFFS.index(c) for c in loaded.cutoffs]], data.props)
+    cols = [CUTOFFS.index(c) for c in model.cutoffs]
+    before = model.predict_arrays(data.counts[:, cols], data.props, data.geometry)
+    after = loaded.predict_arrays(data.counts[:, cols], data.props, data.geometry)
     np.testing.assert_array_equal(before, after)
+    assert (loaded.geometry is not None) == bool(plan(plan_file).within)
     assert np.corrcoef(before, data.pK)[0, 1] > 0.5  # it learnt the signal
     assert loaded.meta["grouped_cv"]["pearson_r"] > 0.3
     widths = loaded.conformal.halfwidths
     assert np.all(np.isfinite(widths)) and np.all(np.diff(widths) >= 0)  # wider at higher coverage
+
+
+def test_within_series_term_moves_series_members_only_where_there_is_geometry() -> None:
+    data = synthetic_set()
+    model = train_pairs(plan("pairs-stack.json"), data, progress=False)
+    term = model.geometry(data.geometry)
+    table_rows = ~np.isfinite(data.geometry).all(axis=1)
+    assert np.all(term[table_rows] == 0.0) and np.any(term[~table_rows] != 0.0)
+    assert abs(float(term[~table_rows].mean())) < 1e-9  # centred on the local structures
+    local = ~table_rows
+    assert np.corrcoef(term[local], data.geometry[local, 0])[0, 1] > 0  # it learnt the within-series signal
 
 
 def test_intervals_are_finite_ordered_and_cover_their_calibration_residuals() -> None:
