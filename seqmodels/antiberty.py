@@ -12,15 +12,14 @@ less CLS and SEP).
 
 from __future__ import annotations
 
-import argparse
 import logging
+from types import SimpleNamespace
 
-from seqmodels.cli import add_sequence_arguments, seq_settings_from_args
+from seqmodels.cli import run_sequence_worker, seq_settings
 from seqmodels.lm_worker import EMBEDDING, PLL, MaskedLMWorker
 from seqmodels.sequences import PROTEIN, Alphabet
 from seqmodels.settings import SeqSettings
 from services.common.settings import WorkerSettings
-from services.worker.cli import run_worker_cli
 
 log = logging.getLogger(__name__)
 
@@ -65,16 +64,15 @@ class AntibertyModel(MaskedLMWorker):
         log.info("AntiBERTy %s loaded from %s on %s", ANTIBERTY_VERSION, CHECKPOINT_PATH, self.device)
 
 
-def make_antiberty_model(args: argparse.Namespace, _settings: WorkerSettings) -> AntibertyModel:
-    return AntibertyModel(seq_settings_from_args(args), device=args.device)
+def make_antiberty_model(args: SimpleNamespace, _settings: WorkerSettings) -> AntibertyModel:
+    return AntibertyModel(seq_settings(args), device=args.device)
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_worker_cli(
+    return run_sequence_worker(
         make_antiberty_model,
         prog="python -m seqmodels.antiberty",
         description="AntiBERTy worker: antibody embeddings and pseudo-log-likelihood.",
-        add_arguments=add_sequence_arguments,
         argv=argv,
     )
 

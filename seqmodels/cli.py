@@ -1,67 +1,48 @@
-"""Flags every sequence worker adds to the runtime's, with defaults from :class:`~seqmodels.settings.SeqSettings`."""
+"""Flags every sequence worker adds to the runtime's: the :class:`SeqSettings` fields a kind shares."""
 
 from __future__ import annotations
 
-import argparse
-from dataclasses import replace
+from collections.abc import Sequence
+from typing import Any
+
+import click
 
 from seqmodels.settings import SeqSettings
+from services.common.cli import from_params, options
+from services.worker.cli import ModelFactory, run_worker_cli
+
+_SHARED = ("max_length", "batch_size", "batch_wait_ms", "pll_chunk", "torch_threads")
+SEQUENCE_OPTIONS = options(SeqSettings, only=_SHARED)
+_FROM_FLAGS = (*_SHARED, "max_batch_items", "codon_host")
+# The sequence API takes up to 100 items per batch: the runtime's --max-batch-items rises to it.
+SEQUENCE_RUNTIME: dict[str, dict[str, Any]] = {
+    "max_batch_items": {"default": 100, "envvar": ["SEQMODELS_MAX_BATCH_ITEMS", "WORKER_MAX_BATCH_ITEMS"]}
+}
 
 
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
-    return number
+def seq_settings(args: Any) -> SeqSettings:
+    """The environment's settings with the sequence flags applied on top.
 
-
-def add_sequence_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--max-length``, ``--batch-size``, ``--batch-wait-ms``, ``--pll-chunk``, ``--torch-threads``.
-
-    Also raises the runtime's ``--max-batch-items`` default to the sequence API's 100.
+    Only these: the runtime's ``rate_limit_per_min`` is not the kind's default of the same name.
     """
-    d = SeqSettings()
-    parser.set_defaults(max_batch_items=d.max_batch_items)
-    group = parser.add_argument_group("sequence model")
-    group.add_argument(
-        "--max-length",
-        type=_positive_int,
-        default=d.max_length,
-        help="longest sequence accepted, unless the model needs less (default: %(default)s)",
-    )
-    group.add_argument(
-        "--batch-size",
-        type=_positive_int,
-        default=d.batch_size,
-        help="dynamic batching: most sequences per forward pass (default: %(default)s)",
-    )
-    group.add_argument(
-        "--batch-wait-ms",
-        type=float,
-        default=d.batch_wait_ms,
-        help="dynamic batching: how long a request waits for others to join its pass (default: %(default)s)",
-    )
-    group.add_argument(
-        "--pll-chunk",
-        type=_positive_int,
-        default=d.pll_chunk,
-        help="masked copies per forward pass when scoring pseudo-log-likelihood (default: %(default)s)",
-    )
-    group.add_argument(
-        "--torch-threads", type=int, default=d.torch_threads, help="torch intra-op threads; 0 = torch's choice"
-    )
+    given = vars(args)
+    return from_params(SeqSettings, {name: given[name] for name in _FROM_FLAGS if name in given})
 
 
-def seq_settings_from_args(args: argparse.Namespace) -> SeqSettings:
-    """The environment's settings with the sequence flags applied on top."""
-    if args.batch_wait_ms < 0:
-        raise SystemExit("--batch-wait-ms must not be negative")
-    return replace(
-        SeqSettings(),
-        max_length=args.max_length,
-        max_batch_items=args.max_batch_items,
-        batch_size=args.batch_size,
-        batch_wait_ms=args.batch_wait_ms,
-        pll_chunk=args.pll_chunk,
-        torch_threads=args.torch_threads,
+def run_sequence_worker(
+    make_model: ModelFactory,
+    *,
+    prog: str,
+    description: str,
+    options: Sequence[click.Option] = (),
+    argv: Sequence[str] | None = None,
+) -> int:
+    """:func:`run_worker_cli` with the sequence flags, then the kind's ``options``."""
+    return run_worker_cli(
+        make_model,
+        prog=prog,
+        description=description,
+        options=[*SEQUENCE_OPTIONS, *options],
+        runtime=SEQUENCE_RUNTIME,
+        argv=argv,
     )

@@ -17,20 +17,21 @@ inline instead of through the micro-batcher.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import replace
+from types import SimpleNamespace
 from typing import Any
 
+import click
 import dnachisel as dc
 import numpy as np
 import python_codon_tables as pct
 from Bio.Seq import Seq
 
 from seqmodels import codon_rules as rules_mod
-from seqmodels.cli import add_sequence_arguments, seq_settings_from_args
+from seqmodels.cli import run_sequence_worker, seq_settings
 from seqmodels.sequences import (
     CODING_DNA,
     PROTEIN_WITH_STOP,
@@ -43,9 +44,9 @@ from seqmodels.sequences import (
 )
 from seqmodels.settings import SeqSettings
 from seqmodels.worker import Result, SequenceModel
+from services.common.cli import options
 from services.common.envelope import ApiError, ErrorCode
 from services.common.settings import WorkerSettings
-from services.worker.cli import run_worker_cli
 
 log = logging.getLogger(__name__)
 
@@ -185,27 +186,19 @@ def verify(dna: str, *, rules: rules_mod.DesignRules, protein: str | None) -> Re
     }
 
 
-def add_codon_arguments(parser: argparse.ArgumentParser) -> None:
-    add_sequence_arguments(parser)
-    group = parser.add_argument_group("codon")
-    group.add_argument(
-        "--default-host",
-        choices=sorted(rules_mod.HOSTS),
-        default=SeqSettings().codon_host,
-        help="host organism when a request names none (default: %(default)s)",
-    )
+CODON_OPTIONS = options(SeqSettings, only=("codon_host",), codon_host={"type": click.Choice(sorted(rules_mod.HOSTS))})
 
 
-def make_codon_model(args: argparse.Namespace, _settings: WorkerSettings) -> CodonModel:
-    return CodonModel(replace(seq_settings_from_args(args), codon_host=args.default_host))
+def make_codon_model(args: SimpleNamespace, _settings: WorkerSettings) -> CodonModel:
+    return CodonModel(seq_settings(args))
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_worker_cli(
+    return run_sequence_worker(
         make_codon_model,
         prog="python -m seqmodels.codon",
         description="Codon worker: optimise a protein's coding sequence for a host (DNA Chisel) and verify any CDS.",
-        add_arguments=add_codon_arguments,
+        options=CODON_OPTIONS,
         argv=argv,
     )
 

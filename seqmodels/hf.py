@@ -14,23 +14,26 @@ the matching task type. Custom modelling code (DNABERT-2) runs only with
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import re
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
-from seqmodels.cli import add_sequence_arguments, seq_settings_from_args
+import click
+
+from seqmodels.cli import run_sequence_worker, seq_settings
 from seqmodels.lm_worker import EMBEDDING, PLL, MaskedLMWorker
 from seqmodels.sequences import ALPHABETS, Alphabet
 from seqmodels.settings import SeqSettings
+from services.common.cli import comma_list
 from services.common.settings import WorkerSettings
-from services.worker.cli import run_worker_cli
 
 log = logging.getLogger(__name__)
 
 _CAPABILITY_RE = re.compile(r"^[a-z0-9-]{1,63}$")
+DEFAULT_CAPABILITIES = ("protein-embedding",)
 _SPECIAL_POSITIONS = 2  # CLS/BOS and SEP/EOS around one sequence
 
 
@@ -128,52 +131,60 @@ def _aliases(capabilities: list[str], tasks: tuple[str, ...]) -> dict[str, str]:
     return aliases
 
 
-def _capability(value: str) -> str:
-    if not _CAPABILITY_RE.match(value):
-        raise argparse.ArgumentTypeError(f"capability must match [a-z0-9-]{{1,63}}, got {value!r}")
-    return value
+def _capabilities(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list[str]:
+    capabilities = comma_list(ctx, param, values)
+    for value in capabilities:
+        if not _CAPABILITY_RE.match(value):
+            raise click.BadParameter(f"capability must match [a-z0-9-]{{1,63}}, got {value!r}", ctx, param)
+    return capabilities
 
 
-def add_hf_arguments(parser: argparse.ArgumentParser) -> None:
-    add_sequence_arguments(parser)
-    d = SeqSettings()
-    group = parser.add_argument_group("hugging face model")
-    group.add_argument(
-        "--model-dir",
-        type=Path,
-        default=Path(d.hf_model_dir) if d.hf_model_dir else None,
-        help="model directory on disk (default: $SEQMODELS_HF_MODEL_DIR)",
-    )
-    group.add_argument(
-        "--capability",
-        action="append",
-        dest="capabilities",
-        type=_capability,
-        help="capability to register, repeatable (default: $SEQMODELS_HF_CAPABILITIES or protein-embedding)",
-    )
-    group.add_argument(
-        "--alphabet", choices=sorted(ALPHABETS), default=d.hf_alphabet, help="input letters (default: %(default)s)"
-    )
-    group.add_argument("--name", default="hf", help="registry service name (default: %(default)s)")
-    group.add_argument(
-        "--space-separated",
-        action="store_true",
+HF_OPTIONS = [
+    click.Option(
+        ["--model-dir"],
+        type=click.Path(path_type=Path),
+        envvar="SEQMODELS_HF_MODEL_DIR",
+        show_envvar=True,
+        help="model directory on disk",
+    ),
+    click.Option(
+        ["--capability", "capabilities"],
+        multiple=True,
+        default=DEFAULT_CAPABILITIES,
+        envvar="SEQMODELS_HF_CAPABILITIES",
+        show_envvar=True,
+        callback=_capabilities,
+        show_default=True,
+        help="capability to register; repeatable, comma-separated",
+    ),
+    click.Option(
+        ["--alphabet"],
+        type=click.Choice(sorted(ALPHABETS)),
+        default="protein",
+        envvar="SEQMODELS_HF_ALPHABET",
+        show_envvar=True,
+        show_default=True,
+        help="input letters",
+    ),
+    click.Option(["--name"], default="hf", show_default=True, help="registry service name"),
+    click.Option(
+        ["--space-separated"],
+        is_flag=True,
         help="join letters with spaces before tokenising (ProtBERT-style vocabularies)",
-    )
-    group.add_argument(
-        "--trust-remote-code", action="store_true", help="allow modelling code shipped in the model directory"
-    )
+    ),
+    click.Option(["--trust-remote-code"], is_flag=True, help="allow modelling code shipped in the model directory"),
+]
 
 
-def make_hf_model(args: argparse.Namespace, _settings: WorkerSettings) -> HFModel:
+def make_hf_model(args: SimpleNamespace, _settings: WorkerSettings) -> HFModel:
     if args.model_dir is None:
         raise SystemExit("hf: pass --model-dir or set SEQMODELS_HF_MODEL_DIR")
-    settings = seq_settings_from_args(args)
+    settings = seq_settings(args)
     try:
         return HFModel(
             args.model_dir,
             settings,
-            capabilities=args.capabilities or settings.hf_capabilities,
+            capabilities=list(args.capabilities or DEFAULT_CAPABILITIES),
             alphabet=args.alphabet,
             service_name=args.name,
             device=args.device,
@@ -185,11 +196,11 @@ def make_hf_model(args: argparse.Namespace, _settings: WorkerSettings) -> HFMode
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_worker_cli(
+    return run_sequence_worker(
         make_hf_model,
         prog="python -m seqmodels.hf",
         description="Hugging Face adapter: serves a model directory on disk (embeddings, pseudo-log-likelihood).",
-        add_arguments=add_hf_arguments,
+        options=HF_OPTIONS,
         argv=argv,
     )
 

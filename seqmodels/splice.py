@@ -18,21 +18,20 @@ scored at the first nucleotide of the exon, a donor at the last.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import logging
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
-from seqmodels.cli import add_sequence_arguments, seq_settings_from_args
+from seqmodels.cli import run_sequence_worker, seq_settings
 from seqmodels.sequences import DNA, Alphabet, SeqRequest, clean_sequence, opt_bool, opt_choice, opt_float
 from seqmodels.settings import SeqSettings
 from seqmodels.worker import Result, SequenceModel
 from services.common.envelope import ApiError, ErrorCode
 from services.common.settings import WorkerSettings
-from services.worker.cli import run_worker_cli
 
 log = logging.getLogger(__name__)
 
@@ -158,16 +157,15 @@ def _peak(track: Any) -> dict[str, float | int]:
     return {"position": i + 1, "probability": round(float(track[i]), 6)}
 
 
-def make_splice_model(args: argparse.Namespace, _settings: WorkerSettings) -> SpliceModel:
-    return SpliceModel(seq_settings_from_args(args), device=args.device)
+def make_splice_model(args: SimpleNamespace, _settings: WorkerSettings) -> SpliceModel:
+    return SpliceModel(seq_settings(args), device=args.device)
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_worker_cli(
+    return run_sequence_worker(
         make_splice_model,
         prog="python -m seqmodels.splice",
         description="SpliceAI worker: per-position acceptor and donor probabilities (ensemble of 5).",
-        add_arguments=add_sequence_arguments,
         argv=argv,
     )
 

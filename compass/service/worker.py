@@ -9,20 +9,20 @@ Both kinds serve the same routes; each serves its own active model (``compass``:
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import os
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import compass
 from compass.model.checkpoint import CheckpointError
 from compass.predict import SHIPPED, kd_from_pk
 from compass.service.archives import ArchiveLimits
-from compass.service.cli import KINDS, add_compass_arguments, service_settings
+from compass.service.cli import COMPASS_OPTIONS, KINDS, service_settings
 from compass.service.datasets import DatasetManager
 from compass.service.inputs import PREDICT_SCHEMA, featurize, parse_complex
 from compass.service.jobs import JobManager
@@ -32,6 +32,7 @@ from compass.service.settings import ServiceSettings
 from compass.service.store import Store
 from compass.settings import weights_dir
 from services.common.envelope import ApiError, ErrorCode
+from services.common.periodic import Periodic
 from services.common.settings import WorkerSettings
 from services.worker.cli import run_worker_cli
 from services.worker.jobfiles import read_json
@@ -99,6 +100,7 @@ class CompassModel(WorkerModel):
         self._prep_slots = threading.BoundedSemaphore(settings.featurize_slots or os.cpu_count() or 1)
         self._active_version = 0
         self._swap_lock = threading.Lock()
+        self._sweeper: Periodic | None = None  # started by load(): adopts dead workers' jobs, follows activations
         self._batch_hist: Any = None
         self._forward_hist: Any = None
 
@@ -139,7 +141,9 @@ class CompassModel(WorkerModel):
             )
         self.datasets.start()
         self.jobs.reconcile()
-        threading.Thread(target=self._sweep, name="compass-sweep", daemon=True).start()
+        if self._sweeper is None:
+            self._sweeper = Periodic("compass-sweep", _SWEEP_S, self._sweep)
+            self._sweeper.start()
 
     def _try_activate(self, model_id: str) -> bool:
         try:
@@ -151,16 +155,11 @@ class CompassModel(WorkerModel):
 
     def _sweep(self) -> None:
         """Adopt jobs and validations of dead workers; follow activations made by other replicas."""
-        while True:
-            time.sleep(_SWEEP_S)
-            try:
-                self.jobs.reconcile()
-                self.datasets.reconcile()
-                model_id, version = self.store.active(self.kind)
-                if model_id and version != self._active_version:
-                    self._follow(model_id, version)
-            except Exception:  # the sweeper must survive anything
-                log.exception("compass sweep failed")
+        self.jobs.reconcile()
+        self.datasets.reconcile()
+        model_id, version = self.store.active(self.kind)
+        if model_id and version != self._active_version:
+            self._follow(model_id, version)
 
     def _follow(self, model_id: str, version: int) -> None:
         try:
@@ -339,7 +338,7 @@ class CompassModel(WorkerModel):
         return [r for r in results if r is not None]
 
 
-def make_compass_model(args: argparse.Namespace, worker: WorkerSettings) -> CompassModel:
+def make_compass_model(args: SimpleNamespace, worker: WorkerSettings) -> CompassModel:
     """The model the runtime serves, from the parsed flags (the runtime's and ours)."""
     settings = service_settings(args)
     token = settings.api_token or worker.token
@@ -351,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         make_compass_model,
         prog="python -m compass.service.worker",
         description="COMPASS worker: affinity inference, datasets, training jobs and models.",
-        add_arguments=add_compass_arguments,
+        options=COMPASS_OPTIONS,
         argv=argv,
     )
 

@@ -33,6 +33,7 @@ from services.client.errors import ClientError, RequestFailed
 from services.client.policy import RetryPolicy
 from services.client.registry_client import RegistryClient
 from services.client.router import Router
+from services.common.cli import env_settings
 from services.common.files import atomic_path
 from services.common.settings import ClientSettings
 
@@ -237,7 +238,7 @@ def run_folder(
 
 
 def build_parser(defaults: ClientSettings | None = None) -> argparse.ArgumentParser:
-    d = defaults or ClientSettings()
+    d = defaults or env_settings(ClientSettings)
     parser = argparse.ArgumentParser(
         prog="python -m services.client.batch",
         description="Run a folder of JSON tasks through the mesh (resumable; one result file per task).",
@@ -293,7 +294,7 @@ def checked_registries(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Exit 0 when every task succeeded, 1 when any failed, 2 on bad arguments."""
-    settings = ClientSettings()
+    settings = env_settings(ClientSettings)
     parser = build_parser(settings)
     args = parser.parse_args(argv)
     registries = checked_registries(parser, args, settings)

@@ -42,6 +42,7 @@ from services.client.batch import (
 from services.client.policy import RetryPolicy
 from services.client.registry_client import RegistryClient
 from services.client.router import Router
+from services.common.cli import env_settings
 from services.common.settings import ClientSettings
 
 log = logging.getLogger("services.client.pipeline")
@@ -225,7 +226,7 @@ def parse_preferences(rules: Sequence[str]) -> dict[str, list[str]]:
 
 
 def build_parser(defaults: ClientSettings | None = None) -> argparse.ArgumentParser:
-    d = defaults or ClientSettings()
+    d = defaults or env_settings(ClientSettings)
     parser = argparse.ArgumentParser(
         prog="python -m services.client.pipeline",
         description="Run a folder of tasks through a chain of capabilities (resumable; one result file per task).",
@@ -255,7 +256,7 @@ def build_parser(defaults: ClientSettings | None = None) -> argparse.ArgumentPar
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Exit 0 when every task went through every step, 1 when any failed, 2 on bad arguments."""
-    settings = ClientSettings()
+    settings = env_settings(ClientSettings)
     parser = build_parser(settings)
     args = parser.parse_args(argv)
     registries = checked_registries(parser, args, settings)

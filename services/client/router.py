@@ -44,6 +44,7 @@ from services.client.transport import (
     make_session,
     replayable_files,
 )
+from services.common.cli import env_settings
 from services.common.clock import Clock, SystemClock
 from services.common.envelope_read import error_fields, response_json
 from services.common.instance import Instance
@@ -118,7 +119,7 @@ class Router:
         cls, settings: ClientSettings | None = None, *, discovery: Discovery | None = None, **overrides: Any
     ) -> Router:
         """A Router configured from the environment (``REGISTRY_URL``, ``CLIENT_*``); keywords win."""
-        s = settings or ClientSettings()
+        s = settings or env_settings(ClientSettings)
         owned = discovery is None
         if discovery is None:
             if not s.registry_urls:
@@ -239,6 +240,21 @@ class Router:
             attempts=call.attempts,
             reason="attempts exhausted",
         )
+
+    def fetch(self, base_url: str, path: str, *, timeout: float) -> bytes:
+        """GET ``path`` from one instance already chosen (a ``/metrics`` scrape, a download): no pick, no retry.
+
+        Raises :class:`RequestFailed` for an error status, :class:`ClientError` when there is no answer.
+        """
+        try:
+            resp = self._session.get(base_url + path, timeout=timeout, headers={"X-Client-ID": self.client_id})
+        except requests.RequestException as exc:
+            raise ClientError(f"GET {base_url}{path}: {classify_exception(exc).outcome}") from exc
+        if not resp.ok:
+            code, details = error_fields(response_json(resp))
+            what = f"GET {base_url}{path} refused: HTTP {resp.status_code}"
+            raise RequestFailed(what, target=base_url, status=resp.status_code, code=code, details=details)
+        return resp.content
 
     # -- internals ------------------------------------------------------------------------------
 

@@ -1,113 +1,132 @@
-"""Settings of the mesh, read from the environment. The only module of `services` that reads os.environ.
+"""Settings of the mesh: each field is declared once with its flag, environment variable and help.
 
-Command-line flags override these: each entry point builds its argparse defaults from here.
+The declarations are the single source of the command lines (:func:`services.common.cli.options`)
+and of library code's environment reads (:func:`services.common.cli.env_settings`): a plain
+``WorkerSettings()`` holds the defaults alone, whatever the environment says.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
+import click
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name, default)
+from services.common.cli import DEVICE, LOG_LEVELS, setting
 
-
-def _env_float(name: str, default: float) -> float:
-    return float(os.environ.get(name, default))
-
-
-def _env_int(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))
-
-
-def _env_list(name: str, default: str = "") -> list[str]:
-    return [part.strip() for part in os.environ.get(name, default).split(",") if part.strip()]
+# Registry URLs and the bearer token mean the same to every process of the mesh.
+_URLS_HELP = "registry URL(s), tried in turn; repeatable, comma-separated"
+_TOKEN_HELP = "registry bearer token (prefer the environment: flags show in ps)"
 
 
 @dataclass
 class RegistrySettings:
     """Registry server settings (`REGISTRY_*`)."""
 
-    host: str = field(default_factory=lambda: _env("REGISTRY_HOST", "127.0.0.1"))
-    port: int = field(default_factory=lambda: _env_int("REGISTRY_PORT", 8500))
-    db: str = field(default_factory=lambda: _env("REGISTRY_DB", "registry.db"))
-    store: str = field(default_factory=lambda: _env("REGISTRY_STORE", "sqlite"))
-    etcd_endpoints: list[str] = field(default_factory=lambda: _env_list("REGISTRY_ETCD_ENDPOINTS"))
-    # Key prefix in etcd: meshes sharing one cluster keep apart by it.
-    etcd_prefix: str = field(default_factory=lambda: _env("REGISTRY_ETCD_PREFIX", "/compass-mesh/"))
-    token: str = field(default_factory=lambda: _env("REGISTRY_TOKEN", ""))
-    heartbeat_interval: float = field(default_factory=lambda: _env_float("REGISTRY_HEARTBEAT_INTERVAL", 2.0))
-    critical_after: int = field(default_factory=lambda: _env_int("REGISTRY_CRITICAL_AFTER", 3))
-    deregister_after: float = field(default_factory=lambda: _env_float("REGISTRY_DEREGISTER_AFTER", 60.0))
-    # Heartbeat timestamps reach disk in batches this often (registrations are written at once).
-    flush_interval: float = field(default_factory=lambda: _env_float("REGISTRY_FLUSH_INTERVAL", 2.0))
-    # Blocking queries waiting at once (each is a greenlet, not a thread); past it: 503 + Retry-After.
-    max_watchers: int = field(default_factory=lambda: _env_int("REGISTRY_MAX_WATCHERS", 4096))
-    max_wait: float = field(default_factory=lambda: _env_float("REGISTRY_MAX_WAIT", 120.0))
-    # A woken blocking query waits this long before answering, folding bursts of changes.
-    watch_coalesce: float = field(default_factory=lambda: _env_float("REGISTRY_WATCH_COALESCE", 0.1))
-    # Open connections served at once (heartbeating workers, clients and their blocking queries).
-    connection_limit: int = field(default_factory=lambda: _env_int("REGISTRY_CONNECTION_LIMIT", 16384))
-    log_level: str = field(default_factory=lambda: _env("REGISTRY_LOG_LEVEL", "INFO"))
+    host: str = setting("127.0.0.1", "bind address", env="REGISTRY_HOST")
+    port: int = setting(8500, "port, 0 = any free port", env="REGISTRY_PORT", type=click.IntRange(0, 65535))
+    db: str = setting("registry.db", "SQLite file of the sqlite store", env="REGISTRY_DB")
+    store: str = setting("sqlite", "catalog store", env="REGISTRY_STORE", type=click.Choice(["sqlite", "etcd"]))
+    etcd_endpoints: list[str] = setting((), "etcd URLs, comma-separated", env="REGISTRY_ETCD_ENDPOINTS")
+    etcd_prefix: str = setting(
+        "/compass-mesh/", "key prefix in etcd (meshes sharing one keep apart)", env="REGISTRY_ETCD_PREFIX"
+    )
+    token: str = setting("", "bearer token required on mutating calls", env="REGISTRY_TOKEN", show_default=False)
+    heartbeat_interval: float = setting(2.0, "seconds between worker heartbeats", env="REGISTRY_HEARTBEAT_INTERVAL")
+    critical_after: int = setting(3, "missed heartbeats before critical", env="REGISTRY_CRITICAL_AFTER")
+    deregister_after: float = setting(60.0, "seconds critical before removal", env="REGISTRY_DEREGISTER_AFTER")
+    flush_interval: float = setting(
+        2.0, "seconds between heartbeat flushes (registrations are written at once)", env="REGISTRY_FLUSH_INTERVAL"
+    )
+    max_watchers: int = setting(
+        4096, "blocking queries waiting at once (greenlets); past it: 503", env="REGISTRY_MAX_WATCHERS"
+    )
+    max_wait: float = setting(120.0, "longest blocking-query wait, seconds", env="REGISTRY_MAX_WAIT")
+    watch_coalesce: float = setting(
+        0.1, "seconds a woken blocking query waits, folding bursts of changes", env="REGISTRY_WATCH_COALESCE"
+    )
+    connection_limit: int = setting(16384, "connections served at once", env="REGISTRY_CONNECTION_LIMIT")
+    log_level: str = setting("INFO", "log level", env="REGISTRY_LOG_LEVEL", type=LOG_LEVELS)
 
     @property
     def ttl_s(self) -> float:
         return self.critical_after * self.heartbeat_interval
 
 
+_AT_LEAST_1 = click.IntRange(min=1)
+
+
 @dataclass
 class WorkerSettings:
     """Settings every worker runtime shares (`WORKER_*`, plus `REGISTRY_URL`/`REGISTRY_TOKEN`)."""
 
-    registry_urls: list[str] = field(default_factory=lambda: _env_list("REGISTRY_URL", ""))
-    token: str = field(default_factory=lambda: _env("REGISTRY_TOKEN", ""))
-    host: str = field(default_factory=lambda: _env("WORKER_HOST", "127.0.0.1"))
-    advertise_host: str = field(default_factory=lambda: _env("WORKER_ADVERTISE_HOST", ""))
-    port: int = field(default_factory=lambda: _env_int("WORKER_PORT", 0))
-    device: str = field(default_factory=lambda: _env("WORKER_DEVICE", "cpu"))
-    threads: int = field(default_factory=lambda: _env_int("WORKER_THREADS", 16))
-    max_inflight: int = field(default_factory=lambda: _env_int("WORKER_MAX_INFLIGHT", 32))
-    max_body_bytes: int = field(default_factory=lambda: _env_int("WORKER_MAX_BODY_BYTES", 16 * 1024 * 1024))
-    drain_timeout: float = field(default_factory=lambda: _env_float("WORKER_DRAIN_TIMEOUT", 30.0))
-    active_check: bool = field(default_factory=lambda: _env("WORKER_ACTIVE_CHECK", "0") == "1")
-    rate_limit_per_min: int = field(default_factory=lambda: _env_int("WORKER_RATE_LIMIT_PER_MIN", 0))
-    log_level: str = field(default_factory=lambda: _env("WORKER_LOG_LEVEL", "INFO"))
-    max_batch_items: int = field(default_factory=lambda: _env_int("WORKER_MAX_BATCH_ITEMS", 64))
-    # Every registry call (register, heartbeat, maintenance, deregister) gives up after this.
-    registry_timeout: float = field(default_factory=lambda: _env_float("WORKER_REGISTRY_TIMEOUT", 3.0))
-    tags: list[str] = field(default_factory=lambda: _env_list("WORKER_TAGS"))
-    weight: int = field(default_factory=lambda: _env_int("WORKER_WEIGHT", 1))
+    registry_urls: list[str] = setting(
+        (), _URLS_HELP + " (none = standalone)", env="REGISTRY_URL", flag="--registry", metavar="URL[,URL]"
+    )
+    token: str = setting("", _TOKEN_HELP, env="REGISTRY_TOKEN", show_default=False)
+    host: str = setting("127.0.0.1", "address to bind", env="WORKER_HOST")
+    advertise_host: str = setting(
+        "", "host the registry hands to clients (default: the bind host)", env="WORKER_ADVERTISE_HOST"
+    )
+    port: int = setting(0, "port to bind; 0 picks a free one", env="WORKER_PORT", type=click.IntRange(0, 65535))
+    device: str = setting("cpu", "cpu, cuda or cuda:N", env="WORKER_DEVICE", type=DEVICE)
+    threads: int = setting(16, "minimum server threads", env="WORKER_THREADS", type=_AT_LEAST_1)
+    max_inflight: int = setting(
+        32, "concurrent requests before 503 OVERLOADED", env="WORKER_MAX_INFLIGHT", type=_AT_LEAST_1
+    )
+    max_body_bytes: int = setting(16 * 1024 * 1024, "request body limit", env="WORKER_MAX_BODY_BYTES", type=_AT_LEAST_1)
+    drain_timeout: float = setting(30.0, "seconds to finish in-flight work on SIGTERM", env="WORKER_DRAIN_TIMEOUT")
+    active_check: bool = setting(False, "ask the registry to probe /health/ready", env="WORKER_ACTIVE_CHECK")
+    rate_limit_per_min: int = setting(
+        0, "requests per minute per client, 0 = off (unset: the kind's)", env="WORKER_RATE_LIMIT_PER_MIN"
+    )
+    log_level: str = setting("INFO", "log level", env="WORKER_LOG_LEVEL", type=LOG_LEVELS)
+    max_batch_items: int = setting(64, "items per /predict/batch", env="WORKER_MAX_BATCH_ITEMS", type=_AT_LEAST_1)
+    registry_timeout: float = setting(
+        3.0, "seconds per registry call (register, heartbeat, maintenance, deregister)", env="WORKER_REGISTRY_TIMEOUT"
+    )
+    tags: list[str] = setting((), "registry tag; repeatable", env="WORKER_TAGS", flag="--tag", metavar="TAG")
+    weight: int = setting(1, "balancing weight 1-1000", env="WORKER_WEIGHT", type=_AT_LEAST_1)
 
 
-def _env_fallbacks(name: str, default: str) -> dict[str, list[str]]:
+class _Fallbacks(click.ParamType):
     """``"compass=compass-lite;affinity=compass-lite"`` → ``{"compass": ["compass-lite"], ...}``."""
-    chains: dict[str, list[str]] = {}
-    for rule in os.environ.get(name, default).split(";"):
-        primary, _, rest = rule.partition("=")
-        if primary.strip() and rest.strip():
-            chains[primary.strip()] = [s.strip() for s in rest.split(",") if s.strip()]
-    return chains
+
+    name = "fallbacks"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> dict[str, list[str]]:
+        if isinstance(value, Mapping):
+            return {key: list(chain) for key, chain in value.items()}
+        chains: dict[str, list[str]] = {}
+        for rule in str(value).split(";"):
+            primary, _, rest = rule.partition("=")
+            if primary.strip() and rest.strip():
+                chains[primary.strip()] = [s.strip() for s in rest.split(",") if s.strip()]
+        return chains
 
 
 @dataclass
 class ClientSettings:
     """Settings of `services.client` (Router, RegistryClient, batch runner): `REGISTRY_URL`, `CLIENT_*`."""
 
-    registry_urls: list[str] = field(default_factory=lambda: _env_list("REGISTRY_URL", ""))
-    # Sent as X-Client-ID (workers rate-limit per client); empty = derived from host and pid.
-    client_id: str = field(default_factory=lambda: _env("CLIENT_ID", ""))
-    balancer: str = field(default_factory=lambda: _env("CLIENT_BALANCER", "p2c"))
-    deadline_s: float = field(default_factory=lambda: _env_float("CLIENT_DEADLINE_S", 30.0))
-    connect_timeout_s: float = field(default_factory=lambda: _env_float("CLIENT_CONNECT_TIMEOUT_S", 2.0))
-    # Longest wait for one try's answer before moving on (0 = the rest of the deadline).
-    try_timeout_s: float = field(default_factory=lambda: _env_float("CLIENT_TRY_TIMEOUT_S", 0.0))
-    max_attempts: int = field(default_factory=lambda: _env_int("CLIENT_MAX_ATTEMPTS", 3))
-    # Blocking-query wait of the discovery watchers.
-    watch_wait_s: float = field(default_factory=lambda: _env_float("CLIENT_WATCH_WAIT_S", 30.0))
-    # Per primary service or capability, the services tried when it has nothing usable.
-    fallbacks: dict[str, list[str]] = field(
-        default_factory=lambda: _env_fallbacks("CLIENT_FALLBACKS", "compass=compass-lite")
+    registry_urls: list[str] = setting((), _URLS_HELP, env="REGISTRY_URL", flag="--registry")
+    client_id: str = setting("", "X-Client-ID (workers rate-limit per client); empty: host and pid", env="CLIENT_ID")
+    balancer: str = setting("p2c", "load balancer", env="CLIENT_BALANCER")
+    deadline_s: float = setting(30.0, "deadline of a call, retries included", env="CLIENT_DEADLINE_S")
+    connect_timeout_s: float = setting(2.0, "TCP connect timeout", env="CLIENT_CONNECT_TIMEOUT_S")
+    try_timeout_s: float = setting(
+        0.0, "longest wait for one try's answer (0 = the rest of the deadline)", env="CLIENT_TRY_TIMEOUT_S"
+    )
+    max_attempts: int = setting(3, "tries per service", env="CLIENT_MAX_ATTEMPTS")
+    watch_wait_s: float = setting(30.0, "blocking-query wait of the discovery watchers", env="CLIENT_WATCH_WAIT_S")
+    fallbacks: dict[str, list[str]] = setting(
+        {"compass": ["compass-lite"]},
+        "per service or capability, the services tried when it has nothing usable",
+        env="CLIENT_FALLBACKS",
+        type=_Fallbacks(),
+        show_default="compass=compass-lite",
     )
 
 

@@ -15,64 +15,39 @@ from gevent import monkey
 
 monkey.patch_all()  # before anything imports threading, socket or time
 
-import argparse  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
 import sys  # noqa: E402
+from typing import Any  # noqa: E402
 
+import click  # noqa: E402
 import gevent  # noqa: E402
 from gevent.pool import Pool  # noqa: E402
 from gevent.pywsgi import WSGIHandler, WSGIServer  # noqa: E402
 
+from services.common.cli import command, options, parse  # noqa: E402
 from services.common.settings import RegistrySettings  # noqa: E402
 
 log = logging.getLogger("services.registry")
 
 
-def build_parser(defaults: RegistrySettings) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m services.registry", description="COMPASS mesh service registry")
-    p.add_argument("--host", default=defaults.host, help="bind address (default %(default)s)")
-    p.add_argument("--port", type=int, default=defaults.port, help="port, 0 = any free port (default %(default)s)")
-    p.add_argument("--db", default=defaults.db, help="SQLite file of the sqlite store (default %(default)s)")
-    p.add_argument("--store", choices=["sqlite", "etcd"], default=defaults.store)
-    p.add_argument("--etcd-endpoints", default=",".join(defaults.etcd_endpoints), help="comma-separated etcd URLs")
-    p.add_argument("--etcd-prefix", default=defaults.etcd_prefix, help="key prefix in etcd (default %(default)s)")
-    p.add_argument("--token", default=defaults.token, help="bearer token required on mutating calls")
-    p.add_argument("--heartbeat-interval", type=float, default=defaults.heartbeat_interval, help="seconds")
-    p.add_argument(
-        "--critical-after", type=int, default=defaults.critical_after, help="missed heartbeats before critical"
-    )
-    p.add_argument(
-        "--deregister-after", type=float, default=defaults.deregister_after, help="seconds critical before removal"
-    )
-    p.add_argument(
-        "--flush-interval", type=float, default=defaults.flush_interval, help="seconds between heartbeat flushes"
-    )
-    p.add_argument("--max-watchers", type=int, default=defaults.max_watchers, help="blocking queries waiting at once")
-    p.add_argument("--connection-limit", type=int, default=defaults.connection_limit, help="connections served at once")
-    p.add_argument("--max-wait", type=float, default=defaults.max_wait, help="longest blocking-query wait, seconds")
-    p.add_argument(
-        "--watch-coalesce", type=float, default=defaults.watch_coalesce, help="seconds a woken blocking query waits"
-    )
-    p.add_argument("--log-level", default=defaults.log_level)
-    return p
+def _check(params: dict[str, Any]) -> None:
+    """What spans several flags (each flag's own range is checked by its option)."""
+    if params["heartbeat_interval"] <= 0 or params["critical_after"] < 1 or params["deregister_after"] < 0:
+        raise click.UsageError("--heartbeat-interval must be > 0, --critical-after ≥ 1, --deregister-after ≥ 0")
+    if params["max_watchers"] < 1 or params["connection_limit"] <= params["max_watchers"]:
+        raise click.UsageError("--max-watchers must be ≥ 1 and below --connection-limit")
+    if params["store"] == "etcd" and not params["etcd_endpoints"]:
+        raise click.UsageError("--store etcd needs --etcd-endpoints http://host:2379[,...]")
 
 
 def settings_from_args(argv: list[str] | None = None) -> RegistrySettings:
-    s = RegistrySettings()
-    args = build_parser(s).parse_args(argv)
-    for key, value in vars(args).items():
-        if key == "etcd_endpoints":
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        setattr(s, key, value)
-    if s.heartbeat_interval <= 0 or s.critical_after < 1 or s.deregister_after < 0:
-        raise SystemExit("--heartbeat-interval must be > 0, --critical-after ≥ 1, --deregister-after ≥ 0")
-    if s.max_watchers < 1 or s.connection_limit <= s.max_watchers:
-        raise SystemExit("--max-watchers must be ≥ 1 and below --connection-limit")
-    return s
+    """Flags > ``REGISTRY_*`` > defaults, validated (bad input: usage and exit 2)."""
+    cmd = command("python -m services.registry", options(RegistrySettings), help="COMPASS mesh service registry")
+    return RegistrySettings(**parse(cmd, argv, _check).params)
 
 
 def open_store(settings: RegistrySettings):
@@ -81,8 +56,6 @@ def open_store(settings: RegistrySettings):
         # etcd3gw); they load only when --store etcd is chosen.
         from services.registry.etcd_store import EtcdStore
 
-        if not settings.etcd_endpoints:
-            raise SystemExit("--store etcd needs --etcd-endpoints http://host:2379[,...]")
         return EtcdStore(settings.etcd_endpoints, prefix=settings.etcd_prefix)
     from services.registry.store import SQLiteStore
 

@@ -9,13 +9,15 @@ holds one request open), slow start (``--load-time-s``). Randomness is seeded (`
 
 from __future__ import annotations
 
-import argparse
 import math
 import random
 import threading
 import time
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
+
+import click
 
 from services.common.envelope import ApiError, ErrorCode
 from services.common.settings import WorkerSettings
@@ -126,24 +128,24 @@ def _jsonable(payload: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def add_echo_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("echo")
-    group.add_argument("--latency-ms", type=float, default=0.0, help="mean service time (default: %(default)s)")
-    group.add_argument(
-        "--latency-jitter-ms", type=float, default=0.0, help="spread of the service time (default: %(default)s)"
-    )
-    group.add_argument("--latency-dist", choices=DISTRIBUTIONS, default="uniform", help="(default: %(default)s)")
-    group.add_argument(
-        "--failure-rate", type=float, default=0.0, help="fraction of requests that fail with 500 PREDICTION_FAILED"
-    )
-    group.add_argument("--seed", type=int, default=None, help="seed of the latency and failure draws")
-    group.add_argument(
-        "--max-sleep-ms", type=float, default=DEFAULT_MAX_SLEEP_MS, help="cap on one request's latency incl. sleep_ms"
-    )
-    group.add_argument("--load-time-s", type=float, default=0.0, help="simulated model load time before ready")
+ECHO_OPTIONS = [
+    click.Option(["--latency-ms"], type=float, default=0.0, show_default=True, help="mean service time"),
+    click.Option(
+        ["--latency-jitter-ms"], type=float, default=0.0, show_default=True, help="spread of the service time"
+    ),
+    click.Option(["--latency-dist"], type=click.Choice(DISTRIBUTIONS), default="uniform", show_default=True),
+    click.Option(
+        ["--failure-rate"], type=float, default=0.0, help="fraction of requests that fail with 500 PREDICTION_FAILED"
+    ),
+    click.Option(["--seed"], type=int, default=None, help="seed of the latency and failure draws"),
+    click.Option(
+        ["--max-sleep-ms"], type=float, default=DEFAULT_MAX_SLEEP_MS, help="cap on one request's latency incl. sleep_ms"
+    ),
+    click.Option(["--load-time-s"], type=float, default=0.0, help="simulated model load time before ready"),
+]
 
 
-def make_echo_model(args: argparse.Namespace, _settings: WorkerSettings) -> EchoModel:
+def make_echo_model(args: SimpleNamespace, _settings: WorkerSettings) -> EchoModel:
     try:
         return EchoModel(
             Latency(args.latency_ms, args.latency_jitter_ms, args.latency_dist),
@@ -161,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         make_echo_model,
         prog="python -m services.worker.echo",
         description="Echo worker: answers /predict with its input (for tests and benchmarks).",
-        add_arguments=add_echo_arguments,
+        options=ECHO_OPTIONS,
         argv=argv,
     )
 

@@ -10,18 +10,20 @@ Linux a launcher killed outright (SIGKILL) takes its replicas along: each gets S
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import logging
 import signal
 import sys
 from collections.abc import Sequence
-from types import FrameType
+from types import FrameType, SimpleNamespace
+
+import click
 
 from services.client.registry_api import normalize_urls
+from services.common.cli import command, env_settings, options, parse
 from services.common.parent_death import with_parent_death_signal
 from services.common.settings import WorkerSettings, child_environment
-from services.worker.cli import LOG_FORMAT, device_arg
+from services.worker.cli import LOG_FORMAT
 from services.worker.supervisor import RestartPolicy, Supervisor
 
 log = logging.getLogger("services.worker.launch")
@@ -46,70 +48,57 @@ def module_available(module: str) -> bool:
         return False
 
 
-def build_parser(defaults: WorkerSettings | None = None) -> argparse.ArgumentParser:
-    defaults = defaults or WorkerSettings()
-    parser = argparse.ArgumentParser(
-        prog="python -m services.worker.launch",
-        description="Start N replicas of a worker kind on free ports; restart crashed ones; stop all on SIGTERM.",
-        epilog="Unknown flags (and everything after --) are passed to the kind's module.",
-        allow_abbrev=False,
-    )
-    parser.add_argument("kind", choices=sorted(KINDS), help="worker kind")
-    parser.add_argument("--replicas", type=int, default=1, help="number of worker processes (default: %(default)s)")
-    parser.add_argument(
-        "--registry", action="append", metavar="URL[,URL]", help="registry URL(s) (default: $REGISTRY_URL)"
-    )
-    parser.add_argument(
-        "--device", type=device_arg, default=defaults.device, help="cpu, cuda or cuda:N (default: %(default)s)"
-    )
-    parser.add_argument("--advertise-host", default=defaults.advertise_host, help="host the registry hands to clients")
-    parser.add_argument("--host", default=defaults.host, help="address the workers bind (default: %(default)s)")
-    parser.add_argument(
-        "--token", default=defaults.token, help="registry token, passed to workers in their environment"
-    )
-    parser.add_argument(
-        "--grace-period",
+def _grace_default() -> float:
+    return env_settings(WorkerSettings).drain_timeout + 10.0
+
+
+LAUNCHER_OPTIONS: list[click.Parameter] = [
+    click.Argument(["kind"], type=click.Choice(sorted(KINDS)), metavar="KIND"),
+    click.Option(["--replicas"], type=click.IntRange(min=1), default=1, show_default=True, help="worker processes"),
+    *options(WorkerSettings, only=("registry_urls", "device", "advertise_host", "host", "token", "log_level")),
+    click.Option(
+        ["--grace-period"],
         type=float,
-        default=defaults.drain_timeout + 10.0,
-        help="seconds a stopping worker gets to drain before SIGKILL (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--startup-timeout", type=float, default=300.0, help="seconds to wait for a worker's ready line"
-    )
-    parser.add_argument(
-        "--restart-backoff", type=float, default=0.5, help="first restart delay; doubles per fast crash"
-    )
-    parser.add_argument(
-        "--max-fast-crashes", type=int, default=5, help="fast crashes in a row before giving up on a replica"
-    )
-    parser.add_argument(
-        "--stable-after", type=float, default=30.0, help="seconds of uptime after which a crash is not fast"
-    )
-    parser.add_argument(
-        "--log-level", type=str.upper, default=defaults.log_level, choices=["DEBUG", "INFO", "WARNING", "ERROR"]
-    )
-    return parser
+        default=_grace_default,
+        show_default="--drain-timeout + 10",
+        help="seconds a stopping worker gets to drain before SIGKILL",
+    ),
+    click.Option(["--startup-timeout"], type=float, default=300.0, help="seconds to wait for a worker's ready line"),
+    click.Option(["--restart-backoff"], type=float, default=0.5, help="first restart delay; doubles per fast crash"),
+    click.Option(
+        ["--max-fast-crashes"], type=int, default=5, help="fast crashes in a row before giving up on a replica"
+    ),
+    click.Option(
+        ["--stable-after"], type=float, default=30.0, help="seconds of uptime after which a crash is not fast"
+    ),
+]
 
 
-def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
+def parse_args(argv: Sequence[str] | None) -> tuple[SimpleNamespace, list[str]]:
     """The launcher's flags and the rest, which belongs to the kind (order kept; ``--`` honoured)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     passthrough: list[str] = []
     if "--" in argv:
         cut = argv.index("--")
         argv, passthrough = argv[:cut], argv[cut + 1 :]
-    parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if args.replicas < 1:
-        parser.error("--replicas must be at least 1")
-    return args, extra + passthrough
+    launcher = command(
+        "python -m services.worker.launch",
+        LAUNCHER_OPTIONS,
+        help="Start N replicas of a worker kind on free ports; restart crashed ones; stop all on SIGTERM.\n\n"
+        "Unknown flags (and everything after --) are passed to the kind's module.",
+        ignore_unknown_options=True,
+        allow_extra_args=True,
+        allow_interspersed_args=True,
+    )
+    ctx = parse(launcher, argv)
+    return SimpleNamespace(**ctx.params), [*ctx.args, *passthrough]
 
 
-def child_command(args: argparse.Namespace, extra: Sequence[str]) -> list[str]:
+def child_command(args: SimpleNamespace, extra: Sequence[str]) -> list[str]:
     """``python -m <module> ...`` for one replica: a list of arguments, never a shell string."""
     module, model_args = KINDS[args.kind]
     command = [sys.executable, "-m", module, *model_args, "--port", "0", "--host", args.host, "--device", args.device]
-    urls = normalize_urls(args.registry or [], allow_empty=True)
+    urls = normalize_urls(args.registry_urls, allow_empty=True)
     if urls:
         command += ["--registry", ",".join(urls)]
     if args.advertise_host:
@@ -126,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "kind %r needs the module %s, which cannot be found (not written or not installed yet)", args.kind, module
         )
         return 2
-    if not args.registry and not WorkerSettings().registry_urls:
+    if not args.registry_urls:
         log.warning("no --registry given: the workers run standalone and nobody will find them")
     # The token travels in the environment: a flag would show in every `ps` listing.
     env = child_environment(REGISTRY_TOKEN=args.token) if args.token else None

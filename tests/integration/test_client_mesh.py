@@ -22,14 +22,14 @@ FLAGS = ("--heartbeat-interval", "0.5", "--critical-after", "3", "--deregister-a
 # An echo worker under another service name: the fallback of a chain needs a second service.
 _RENAMED_ECHO = """
 from services.worker.cli import run_worker_cli
-from services.worker.echo import add_echo_arguments, make_echo_model
+from services.worker.echo import ECHO_OPTIONS, make_echo_model
 
 def make(args, settings):
     model = make_echo_model(args, settings)
     model.service_name, model.models = {name!r}, [{name!r} + "-1"]
     return model
 
-raise SystemExit(run_worker_cli(make, prog={name!r}, add_arguments=add_echo_arguments))
+raise SystemExit(run_worker_cli(make, prog={name!r}, options=ECHO_OPTIONS))
 """
 
 

@@ -8,16 +8,14 @@ import pytest
 
 from services.client.registry_api import normalize_urls
 from services.common.settings import WorkerSettings
-from services.worker.cli import build_parser, settings_from_args
-from services.worker.echo import add_echo_arguments
+from services.worker.cli import parse_worker_args
+from services.worker.echo import ECHO_OPTIONS
 from services.worker.launch import KINDS, child_command, module_available, parse_args
 from services.worker.supervisor import RestartPolicy
 
 
-def parse(*argv: str, defaults: WorkerSettings | None = None) -> WorkerSettings:
-    defaults = defaults or WorkerSettings()
-    args = build_parser("w", None, add_echo_arguments, defaults).parse_args(list(argv))
-    return settings_from_args(args, defaults)
+def parse(*argv: str) -> WorkerSettings:
+    return parse_worker_args(list(argv), "w", kind_options=ECHO_OPTIONS)[1]
 
 
 def test_flags_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -45,15 +43,21 @@ def test_runtime_flags_reach_the_settings() -> None:
 
 
 @pytest.mark.parametrize("argv", [["--device", "tpu"], ["--max-inflight", "0"], ["--port", "70000"]])
-def test_bad_flags_exit_with_a_message(argv: list[str]) -> None:
+def test_bad_flags_exit_with_a_message(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         parse(*argv)
-    assert info.value.code != 0
+    assert info.value.code == 2 and argv[0] in capsys.readouterr().err
+
+
+def test_a_rate_limit_flag_overrides_and_the_environment_only_sets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORKER_RATE_LIMIT_PER_MIN", "5")
+    assert parse_worker_args([])[1:] == (parse(), None)
+    assert parse_worker_args(["--rate-limit-per-min", "0"])[2] == 0
 
 
 def test_help_lists_runtime_and_kind_flags(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
-        build_parser("python -m services.worker.echo", "Echo", add_echo_arguments).parse_args(["--help"])
+        parse_worker_args(["--help"], "python -m services.worker.echo", "Echo", ECHO_OPTIONS)
     assert info.value.code == 0
     out = capsys.readouterr().out
     for flag in ["--port", "--registry", "--advertise-host", "--token", "--device", "--max-inflight", "--latency-ms"]:
