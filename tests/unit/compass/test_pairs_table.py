@@ -73,3 +73,38 @@ def test_serving_path_gives_the_training_features() -> None:
     from compass.data.pairs_table import GEOMETRY_SPEC
 
     np.testing.assert_allclose(describe(graph, GEOMETRY_SPEC), casf.geometry[row], rtol=1e-6)
+
+
+def test_quick_plan_trains_end_to_end_from_the_command_line(train, tmp_path) -> None:
+    """``python -m compass.train.pairs --quick`` on the real table: a model file that loads and predicts."""
+    import subprocess
+    import sys
+
+    from compass.model.checkpoint import load_checkpoint
+    from tests.support import REPO
+
+    out = tmp_path / "quick.skops"
+    plan = REPO / "compass" / "weights" / "plans" / "pairs-stack.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "compass.train.pairs", "--plan", str(plan), "--out", str(out), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "grouped CV R" in done.stdout
+    model = load_checkpoint(out)
+    assert model.kind == "compass" and model.meta["n_train"] == 1500
+    casf = load_set("casf")
+    cols = [CUTOFFS.index(c) for c in model.cutoffs]
+    pred = model.predict_arrays(casf.counts[:, cols], casf.props, casf.geometry)
+    assert np.isfinite(pred).all() and np.corrcoef(pred, casf.pK)[0, 1] > 0.3
+    bad = subprocess.run(
+        [sys.executable, "-m", "compass.train.pairs", "--plan", str(tmp_path / "missing.json"), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert bad.returncode == 2 and "bad plan" in bad.stderr
