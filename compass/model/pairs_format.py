@@ -27,6 +27,9 @@ from compass.model.pairs import (
 )
 
 
+KINDS = ("compass", "compass-lite")  # what a descriptor model may be served as
+
+
 class PairsFormatError(ValueError):
     """A ``compass-pairs/1`` payload that does not hold what the format says."""
 
@@ -74,6 +77,8 @@ def from_payload(payload: dict[str, Any]) -> PairPredictor:
     """Rebuild a predictor, refusing anything malformed (PairsFormatError)."""
     try:
         kind = str(payload["kind"])
+        if kind not in KINDS:
+            raise PairsFormatError(f"kind {kind!r} is not one of {KINDS}")
         meta = json.loads(payload["meta_json"])
         cutoffs = tuple(float(c) for c in np.asarray(payload["cutoffs"], dtype=np.float64))
         members = []

@@ -122,6 +122,11 @@ def test_forged_payload_is_refused(tmp_path: Path) -> None:
     sio.dump(payload, tmp_path / "forged.skops")
     with pytest.raises(CheckpointError, match="features"):
         load_checkpoint(tmp_path / "forged.skops")
+    payload = sio.load(path, trusted=sio.get_untrusted_types(file=path))
+    payload["kind"] = "something-else"
+    sio.dump(payload, tmp_path / "forged-kind.skops")
+    with pytest.raises(CheckpointError, match="kind"):
+        load_checkpoint(tmp_path / "forged-kind.skops")
 
 
 def test_quick_rows_is_reproducible() -> None:
