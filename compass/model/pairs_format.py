@@ -26,7 +26,6 @@ from compass.model.pairs import (
     domain_to_payload,
 )
 
-
 KINDS = ("compass", "compass-lite")  # what a descriptor model may be served as
 
 
