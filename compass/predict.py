@@ -19,6 +19,7 @@ from typing import Any
 from compass.data import StructureError, featurize_files
 from compass.model.checkpoint import CheckpointError, Predictor, load_checkpoint, model_id
 from compass.settings import weights_dir
+from compass.units import kd_from_pk as kd_from_pk  # re-exported: the worker and tests import it here
 
 # compass: the descriptor stack; compass-visnet: the structure model, kept as an option (MODEL_CARD.md).
 SHIPPED = {"compass": "compass.skops", "compass-lite": "compass-lite.skops", "compass-visnet": "compass.safetensors"}
@@ -29,15 +30,6 @@ def resolve_model(name: str) -> Path:
     if name in SHIPPED:
         return weights_dir() / SHIPPED[name]
     return Path(name)
-
-
-def kd_from_pk(pk: float) -> str:
-    """The dissociation constant a pK corresponds to, in the unit a chemist would say it in."""
-    kd = 10.0 ** (-pk)
-    for unit, scale in (("M", 1.0), ("mM", 1e-3), ("µM", 1e-6), ("nM", 1e-9), ("pM", 1e-12)):
-        if kd >= scale:
-            return f"{kd / scale:.3g} {unit}"
-    return f"{kd / 1e-15:.3g} fM"
 
 
 def trust_lines(result: dict[str, Any]) -> list[str]:

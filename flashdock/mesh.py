@@ -1,4 +1,4 @@
-"""The mesh as FlashDock sees it: one RegistryClient (whose ``api`` makes every registry call) + Router.
+"""The mesh as FlashDock sees it: one RegistryClient + one Router, its only way to the registry and workers.
 
 Plain Python (no Streamlit) so it can be tested and cached as one shared object per registry URL.
 Every call has a short timeout: a page must never hang on a dead registry or worker.
@@ -13,13 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import requests
-
 from flashdock.metrics import ScrapeStats, summarize
 from flashdock.settings import Settings
-from services.client import RegistryClient, RegistryUnavailable, Router
+from services.client import ClientError, RegistryClient, RegistryUnavailable, Router
 from services.client.call import CallResult
-from services.common.envelope_read import error_text
 from services.common.instance import Instance
 
 API = "/api/v1"
@@ -59,15 +56,12 @@ class Mesh:
             try_timeout_s=settings.predict_try_timeout_s,
             client_id="flashdock",
         )
-        self.session = requests.Session()
         self._scrapes: dict[str, tuple[float, ScrapeStats]] = {}
         self._lock = threading.Lock()
-        self._failed_fleet: tuple[float, Fleet] | None = None
 
     def close(self) -> None:
         self.router.close()
         self.registry.close()
-        self.session.close()
 
     # -- registry -------------------------------------------------------------------------------
 
@@ -76,41 +70,24 @@ class Mesh:
         return {"Authorization": f"Bearer {self.settings.token}"} if self.settings.token else {}
 
     def fleet(self) -> Fleet:
-        """All instances from the watched cache (no I/O after the first call); stale when the registry is down."""
-        with self._lock:
-            failed = self._failed_fleet
-        if failed is not None and time.monotonic() - failed[0] < FAILURE_MEMO_S:
-            return failed[1]  # a dead registry costs one timeout per FAILURE_MEMO_S, not one per widget
+        """All instances from the watched cache (no I/O after the first call); stale when the registry is down.
+
+        Reachability is the RegistryClient's remembered answer: one probe per ``FAILURE_MEMO_S`` for
+        all sessions, so a live registry is not pinged per widget nor a dead one waited on per widget.
+        """
+        error = self.registry.check(FAILURE_MEMO_S)
+        if error:
+            known = self.registry.cached()
+            return Fleet(known.instances, False, error, known.age_s) if known else Fleet((), False, error)
         try:
             snap = self.registry.instances()
         except RegistryUnavailable as exc:
-            return self._remember_failure(Fleet((), False, str(exc)))
-        if snap.stale:
-            return Fleet(snap.instances, False, snap.error, snap.age_s)
-        # The watcher notices a dead registry only when its blocking query fails; a cheap probe says it now.
-        try:
-            self.registry.api.ping()
-        except RegistryUnavailable as exc:
-            return self._remember_failure(Fleet(snap.instances, False, str(exc), snap.age_s))
-        with self._lock:
-            self._failed_fleet = None
-        return Fleet(snap.instances, True, "", snap.age_s)
-
-    def _remember_failure(self, fleet: Fleet) -> Fleet:
-        with self._lock:
-            self._failed_fleet = (time.monotonic(), fleet)
-        return fleet
+            return Fleet((), False, str(exc))
+        return Fleet(snap.instances, not snap.stale, snap.error, snap.age_s)
 
     def set_maintenance(self, instance_id: str, enabled: bool, reason: str = "") -> None:
-        """Drain (or undrain) one instance; raises ``RuntimeError`` with the registry's reason."""
-        resp = self.registry.api.set_maintenance(instance_id, enabled, reason)
-        if resp is None:
-            raise RuntimeError(f"the registry did not answer at {', '.join(self.registry.urls)}")
-        if resp.status_code == 401:
-            raise RuntimeError("the registry refused the token (set REGISTRY_TOKEN for FlashDock)")
-        if not resp.ok:
-            raise RuntimeError(f"the registry answered {resp.status_code}: {error_text(resp)}")
-        self.registry.refresh()
+        """Drain (or undrain) one instance; raises ``ClientError`` with the registry's reason."""
+        self.registry.set_maintenance(instance_id, enabled, reason)
 
     # -- worker metrics -------------------------------------------------------------------------
 
@@ -139,11 +116,8 @@ class Mesh:
 
     def _get_metrics(self, inst: Instance) -> str | None:
         try:
-            resp = self.session.get(
-                inst.base_url + "/metrics", timeout=self.settings.scrape_timeout_s, headers={"X-Client-ID": "flashdock"}
-            )
-            return resp.text if resp.ok else None
-        except requests.RequestException:
+            return self.router.fetch(inst.base_url, "/metrics", timeout=self.settings.scrape_timeout_s).decode()
+        except (ClientError, UnicodeDecodeError):
             return None
 
     # -- calls through the Router ---------------------------------------------------------------
@@ -172,6 +146,4 @@ class Mesh:
 
     def download(self, base_url: str, path: str, timeout: float = 10.0) -> bytes:
         """Raw bytes from a worker the Router already named (model download)."""
-        resp = self.session.get(base_url + API + path, timeout=timeout)
-        resp.raise_for_status()
-        return resp.content
+        return self.router.fetch(base_url, API + path, timeout=timeout)

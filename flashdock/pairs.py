@@ -71,12 +71,3 @@ def zip_pairs(data: bytes) -> tuple[list[Pair], list[str]]:
     ]
     unpaired = sorted(set(proteins) ^ set(ligands))
     return pairs, [PurePosixPath(k).name for k in unpaired]
-
-
-def kd_text(pk: float) -> str:
-    """pK → the equivalent dissociation constant with a readable unit (Kd = 10^-pK M)."""
-    kd = 10.0 ** (-pk)
-    for unit, scale in (("M", 1.0), ("mM", 1e-3), ("µM", 1e-6), ("nM", 1e-9), ("pM", 1e-12)):
-        if kd >= scale:
-            return f"{kd / scale:.3g} {unit}"
-    return f"{kd / 1e-15:.3g} fM"

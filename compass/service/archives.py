@@ -15,7 +15,7 @@ import shutil
 import stat
 import tarfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, BinaryIO
@@ -58,19 +58,29 @@ class Extracted:
 def save_stream(stream: BinaryIO | IO[bytes], dest: Path, max_bytes: int) -> tuple[int, str]:
     """Copy ``stream`` to ``dest`` in chunks (never whole in memory); returns ``(bytes, sha256)``."""
     digest = hashlib.sha256()
-    size = 0
+
+    def take(size: int, chunk: bytes) -> None:
+        if size > max_bytes:
+            raise ArchiveError(f"upload exceeds the {max_bytes}-byte limit", too_large=True)
+        digest.update(chunk)
+
     try:
-        with open(dest, "xb") as out:
-            while chunk := stream.read(CHUNK):
-                size += len(chunk)
-                if size > max_bytes:
-                    raise ArchiveError(f"upload exceeds the {max_bytes}-byte limit", too_large=True)
-                digest.update(chunk)
-                out.write(chunk)
+        size = _copy_chunks(stream, dest, take)
     except BaseException:
         dest.unlink(missing_ok=True)
         raise
     return size, digest.hexdigest()
+
+
+def _copy_chunks(src: BinaryIO | IO[bytes], dest: Path, take: Callable[[int, bytes], None]) -> int:
+    """Stream ``src`` into the new file ``dest``; ``take(bytes so far, chunk)`` may refuse by raising."""
+    total = 0
+    with open(dest, "xb") as out:
+        while chunk := src.read(CHUNK):
+            total += len(chunk)
+            take(total, chunk)
+            out.write(chunk)
+    return total
 
 
 def archive_format(path: Path) -> str:
@@ -152,15 +162,14 @@ def _write_file(root: Path, rel: PurePosixPath, src: IO[bytes], budget: _Budget,
     path = _target(root, rel)
     if rel.parent.parts:
         _make_dir(root, rel.parent, budget)
-    written = 0
+
+    def take(written: int, chunk: bytes) -> None:
+        if written > declared:
+            raise ArchiveError(f"member {rel} holds more bytes than its header declares")
+        budget.add_bytes(len(chunk))
+
     try:
-        with open(path, "xb") as out:
-            while chunk := src.read(CHUNK):
-                written += len(chunk)
-                if written > declared:
-                    raise ArchiveError(f"member {rel} holds more bytes than its header declares")
-                budget.add_bytes(len(chunk))
-                out.write(chunk)
+        _copy_chunks(src, path, take)
     except (FileExistsError, IsADirectoryError, NotADirectoryError) as exc:
         raise ArchiveError(f"member {rel} appears twice or clashes with a folder") from exc
     path.chmod(0o644)

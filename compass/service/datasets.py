@@ -219,10 +219,7 @@ class DatasetManager:
         return out
 
     def get(self, dataset_id: str) -> dict[str, Any]:
-        row = self.store.get("datasets", dataset_id)
-        if row is None:
-            raise ApiError(ErrorCode.NOT_FOUND, f"no dataset {dataset_id!r}")
-        return row
+        return self.store.require("datasets", dataset_id, "dataset")
 
     def list(self, status: list[str] | None, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
         rows, total = self.store.list(

@@ -94,10 +94,7 @@ class ModelRegistry:
         return record
 
     def get(self, mid: str) -> dict[str, Any]:
-        row = self.store.get("models", mid)
-        if row is None:
-            raise ApiError(ErrorCode.NOT_FOUND, f"no model {mid!r}")
-        return row
+        return self.store.require("models", mid, "model")
 
     def list(self, kind: str | None, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
         return self.store.list("models", where={"kind": kind} if kind else None, limit=limit, offset=offset)

@@ -6,6 +6,7 @@ a token. Lists page with ``limit``/``offset`` and answer ``{items, total, limit,
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, request, send_file
@@ -55,6 +56,13 @@ def _page(items: list[dict[str, Any]], total: int, limit: int, offset: int) -> d
     return {"items": items, "total": total, "limit": limit, "offset": offset}
 
 
+def _listing(lister: Callable[..., tuple[list[dict[str, Any]], int]], statuses: tuple[str, ...]) -> Response:
+    """One page of jobs or datasets filtered by ``?status=``: both list routes answer alike."""
+    limit, offset = _paging()
+    items, total = lister(_status_filter(statuses), limit, offset)
+    return ok(_page(items, total, limit, offset))
+
+
 def build_blueprint(model: CompassModel) -> Blueprint:
     bp = Blueprint("compass", __name__)
     jobs, datasets, registry = model.jobs, model.datasets, model.registry
@@ -74,9 +82,7 @@ def build_blueprint(model: CompassModel) -> Blueprint:
 
     @bp.get("/training/tasks")
     def list_tasks() -> Response:
-        limit, offset = _paging()
-        items, total = jobs.list(_status_filter(JOB_STATUSES), limit, offset)
-        return ok(_page(items, total, limit, offset))
+        return _listing(jobs.list, JOB_STATUSES)
 
     @bp.get("/training/tasks/<task_id>")
     def get_task(task_id: str) -> Response:
@@ -129,9 +135,7 @@ def build_blueprint(model: CompassModel) -> Blueprint:
 
     @bp.get("/data/datasets")
     def list_datasets() -> Response:
-        limit, offset = _paging()
-        items, total = datasets.list(_status_filter(DATASET_STATUSES), limit, offset)
-        return ok(_page(items, total, limit, offset))
+        return _listing(datasets.list, DATASET_STATUSES)
 
     @bp.get("/data/datasets/<dataset_id>")
     def get_dataset(dataset_id: str) -> Response:

@@ -8,9 +8,10 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from compass.units import kd_from_pk
 from flashdock.client import get_mesh
 from flashdock.mesh import MODEL_CHOICES
-from flashdock.pairs import Pair, examples, kd_text, zip_pairs
+from flashdock.pairs import Pair, examples, zip_pairs
 from flashdock.trust import trust_panel
 from flashdock.ui import explain, registry_banner, served_by
 from flashdock.viewer import complex_html
@@ -28,7 +29,7 @@ def result_card(pair: Pair, data: dict, result) -> None:
     with st.container(border=True):
         cols = st.columns(4)
         cols[0].metric("pK", f"{pk:.2f}")
-        cols[1].metric("Kd equivalent", kd_text(pk))
+        cols[1].metric("Kd equivalent", kd_from_pk(pk))
         cols[2].metric("Model", f"{data.get('model', result.model)}")
         cols[3].metric("Latency", f"{result.latency_ms:.0f} ms")
         st.caption(f"{pair.name} · version `{data.get('model_version', '?')}` · " + served_by(result))
@@ -90,7 +91,7 @@ with batch:
                         "pK": round(pk, 3),
                         "80% low": (res.data.get("interval") or {}).get("low"),
                         "80% high": (res.data.get("interval") or {}).get("high"),
-                        "Kd": kd_text(pk),
+                        "Kd": kd_from_pk(pk),
                         "model": res.data.get("model"),
                         "instance": res.instance,
                         "fallback": res.fallback_used,

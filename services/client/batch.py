@@ -19,8 +19,9 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -238,26 +239,38 @@ def run_folder(
 
 
 def build_parser(defaults: ClientSettings | None = None) -> argparse.ArgumentParser:
-    d = defaults or env_settings(ClientSettings)
-    parser = argparse.ArgumentParser(
-        prog="python -m services.client.batch",
-        description="Run a folder of JSON tasks through the mesh (resumable; one result file per task).",
-        allow_abbrev=False,
-    )
-    parser.add_argument(
-        "--registry", action="append", metavar="URL[,URL]", help="registry URL(s) (default: $REGISTRY_URL)"
+    parser = folder_parser(
+        "python -m services.client.batch",
+        "Run a folder of JSON tasks through the mesh (resumable; one result file per task).",
+        defaults or env_settings(ClientSettings),
+        concurrency=8,
+        unit="task",
+        in_flight="requests",
     )
     parser.add_argument("--service", required=True, help="service name or capability to send the tasks to")
-    parser.add_argument("--input-dir", type=Path, required=True, help="folder of task files (*.json)")
-    parser.add_argument("--output-dir", type=Path, required=True, help="folder for the result files")
-    parser.add_argument("--concurrency", type=int, default=8, help="requests in flight (default: %(default)s)")
     parser.add_argument(
         "--fallback",
         action="append",
         metavar="SERVICE",
         help="fallback service, repeatable (default: $CLIENT_FALLBACKS)",
     )
-    add_routing_arguments(parser, d, "task")
+    return parser
+
+
+def folder_parser(
+    prog: str, description: str, defaults: ClientSettings, *, concurrency: int, unit: str, in_flight: str
+) -> argparse.ArgumentParser:
+    """The flags every folder runner has: registries, folders, concurrency and :func:`add_routing_arguments`."""
+    parser = argparse.ArgumentParser(prog=prog, description=description, allow_abbrev=False)
+    parser.add_argument(
+        "--registry", action="append", metavar="URL[,URL]", help="registry URL(s) (default: $REGISTRY_URL)"
+    )
+    parser.add_argument("--input-dir", type=Path, required=True, help="folder of task files (*.json)")
+    parser.add_argument("--output-dir", type=Path, required=True, help="folder for the result files")
+    parser.add_argument(
+        "--concurrency", type=int, default=concurrency, help=f"{in_flight} in flight (default: %(default)s)"
+    )
+    add_routing_arguments(parser, defaults, unit)
     return parser
 
 
@@ -292,12 +305,11 @@ def checked_registries(
     return registries
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Exit 0 when every task succeeded, 1 when any failed, 2 on bad arguments."""
-    settings = env_settings(ClientSettings)
-    parser = build_parser(settings)
-    args = parser.parse_args(argv)
-    registries = checked_registries(parser, args, settings)
+@contextmanager
+def folder_router(
+    args: argparse.Namespace, registries: list[str], settings: ClientSettings, **overrides: Any
+) -> Iterator[Router]:
+    """The Router a folder runner's flags describe, closed with its registry client on the way out."""
     discovery = RegistryClient(registries, wait_s=settings.watch_wait_s)
     router = Router.from_settings(
         settings,
@@ -306,8 +318,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         deadline_s=args.deadline,
         pool_maxsize=max(16, args.concurrency),
         discovery=discovery,
+        **overrides,
     )
     try:
+        yield router
+    finally:
+        router.close()
+        discovery.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Exit 0 when every task succeeded, 1 when any failed, 2 on bad arguments."""
+    settings = env_settings(ClientSettings)
+    parser = build_parser(settings)
+    args = parser.parse_args(argv)
+    registries = checked_registries(parser, args, settings)
+    with folder_router(args, registries, settings) as router:
         summary = run_batch(
             router,
             args.input_dir,
@@ -318,9 +344,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             deadline=args.deadline,
             progress=args.progress,
         )
-    finally:
-        router.close()
-        discovery.close()
     print(f"batch: {summary.line()}", flush=True)
     print(json.dumps({"event": "summary", **asdict(summary), "throughput": round(summary.throughput, 3)}), flush=True)
     return 1 if summary.failed else 0

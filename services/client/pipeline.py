@@ -30,17 +30,16 @@ from typing import Any
 
 from services.client.batch import (
     TaskError,
-    add_routing_arguments,
     call_metadata,
     checked_registries,
+    folder_parser,
+    folder_router,
     record_failure,
     record_success,
     run_folder,
     task_request_id,
     write_atomic,
 )
-from services.client.policy import RetryPolicy
-from services.client.registry_client import RegistryClient
 from services.client.router import Router
 from services.common.cli import env_settings
 from services.common.settings import ClientSettings
@@ -226,19 +225,15 @@ def parse_preferences(rules: Sequence[str]) -> dict[str, list[str]]:
 
 
 def build_parser(defaults: ClientSettings | None = None) -> argparse.ArgumentParser:
-    d = defaults or env_settings(ClientSettings)
-    parser = argparse.ArgumentParser(
-        prog="python -m services.client.pipeline",
-        description="Run a folder of tasks through a chain of capabilities (resumable; one result file per task).",
-        allow_abbrev=False,
-    )
-    parser.add_argument(
-        "--registry", action="append", metavar="URL[,URL]", help="registry URL(s) (default: $REGISTRY_URL)"
+    parser = folder_parser(
+        "python -m services.client.pipeline",
+        "Run a folder of tasks through a chain of capabilities (resumable; one result file per task).",
+        defaults or env_settings(ClientSettings),
+        concurrency=4,
+        unit="step",
+        in_flight="tasks",
     )
     parser.add_argument("--steps", required=True, help="CAPABILITY[:TASK_TYPE],... in order")
-    parser.add_argument("--input-dir", type=Path, required=True, help="folder of task files (*.json)")
-    parser.add_argument("--output-dir", type=Path, required=True, help="folder for the result files")
-    parser.add_argument("--concurrency", type=int, default=4, help="tasks in flight (default: %(default)s)")
     parser.add_argument(
         "--carry",
         default=",".join(DEFAULT_CARRY),
@@ -250,7 +245,6 @@ def build_parser(defaults: ClientSettings | None = None) -> argparse.ArgumentPar
         metavar="CAP=SVC[,SVC]",
         help="services to pick a capability's workers from first, repeatable (default: protein-embedding=hf,antiberty)",
     )
-    add_routing_arguments(parser, d, "step")
     return parser
 
 
@@ -266,17 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     carry = [c.strip() for c in args.carry.split(",") if c.strip()]
-    discovery = RegistryClient(registries, wait_s=settings.watch_wait_s)
-    router = Router.from_settings(
-        settings,
-        balancer=args.balancer,
-        retry=RetryPolicy(max_attempts=args.max_attempts),
-        deadline_s=args.deadline,
-        preferences=preferences,
-        pool_maxsize=max(16, args.concurrency),
-        discovery=discovery,
-    )
-    try:
+    with folder_router(args, registries, settings, preferences=preferences) as router:
         summary = run_pipeline(
             router,
             args.input_dir,
@@ -287,9 +271,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             deadline=args.deadline,
             progress=args.progress,
         )
-    finally:
-        router.close()
-        discovery.close()
     print(
         f"pipeline: steps={'→'.join(summary.steps)} total={summary.total} succeeded={summary.succeeded} "
         f"failed={summary.failed} skipped={summary.skipped} elapsed={summary.elapsed_s:.2f}s "

@@ -26,9 +26,16 @@ from services.client.errors import ClientError, RegistryUnavailable
 from services.client.registry_api import RegistryApi
 from services.common.backoff import Backoff
 from services.common.clock import Clock, SystemClock
+from services.common.envelope_read import error_text
 from services.common.instance import Instance
 
 log = logging.getLogger(__name__)
+
+
+def _query(name: str | None, capability: str | None) -> tuple[str, dict[str, str]]:
+    """The cache key and query parameters of a lookup by name and/or capability."""
+    params = {k: v for k, v in (("name", name), ("capability", capability)) if v}
+    return "&".join(f"{k}={v}" for k, v in sorted(params.items())) or "*", params
 
 
 @dataclass
@@ -49,7 +56,7 @@ class RegistryClient:
     :param wait_s: how long one blocking query may wait on the registry.
     :param timeout_s: timeout of a non-blocking registry call (a blocking one adds ``wait_s``).
     :param backoff_base_s, backoff_cap_s: reconnect delay ``uniform(0, min(cap, base × 2^n))``.
-    :param token: sent on the writes made through :attr:`api` (FlashDock's drain button).
+    :param token: sent on the writes (:meth:`set_maintenance`, FlashDock's drain button).
 
     Every HTTP call goes through :attr:`api`, the one client of the registry API.
     """
@@ -83,6 +90,7 @@ class RegistryClient:
         self._lock = threading.Lock()
         self._fetch_locks: dict[str, threading.Lock] = {}
         self._stop = threading.Event()
+        self._reach: tuple[float, str] | None = None  # (when, '' or why no registry answered)
 
     @property
     def urls(self) -> list[str]:
@@ -107,8 +115,7 @@ class RegistryClient:
 
         Raises :class:`RegistryUnavailable` only when no registry answers and nothing is cached.
         """
-        params = {k: v for k, v in (("name", name), ("capability", capability)) if v}
-        key = "&".join(f"{k}={v}" for k, v in sorted(params.items())) or "*"
+        key, params = _query(name, capability)
         with self._lock:
             entry = self._entries.get(key)
         if entry is not None and self._fresh_enough(entry):
@@ -122,11 +129,45 @@ class RegistryClient:
 
     def refresh(self, name: str | None = None, capability: str | None = None) -> Snapshot:
         """Fetch now, whatever the cache holds (tests, and callers who know something changed)."""
-        params = {k: v for k, v in (("name", name), ("capability", capability)) if v}
-        key = "&".join(f"{k}={v}" for k, v in sorted(params.items())) or "*"
+        key, params = _query(name, capability)
         with self._lock:
             entry = self._entries.get(key)
         return self._refresh(key, params, entry)
+
+    def cached(self, name: str | None = None, capability: str | None = None) -> Snapshot | None:
+        """The snapshot held for this query, without any I/O (None when it was never fetched)."""
+        with self._lock:
+            entry = self._entries.get(_query(name, capability)[0])
+        return None if entry is None else self._aged(entry)
+
+    def check(self, max_age_s: float = 3.0) -> str:
+        """'' when a registry answers, else why none did: at most one ``/health`` probe per ``max_age_s``.
+
+        A UI asks on every render; any answer of the last ``max_age_s`` (a probe, a query, a failed
+        one) stands in, so neither a live registry nor a hanging one is paid for once per widget.
+        """
+        with self._lock:
+            reach = self._reach
+        if reach is not None and self._clock.monotonic() - reach[0] < max_age_s:
+            return reach[1]
+        try:
+            self.api.ping()
+        except RegistryUnavailable as exc:
+            self._note_reach(str(exc))
+            return str(exc)
+        self._note_reach("")
+        return ""
+
+    def set_maintenance(self, instance_id: str, enabled: bool, reason: str = "") -> None:
+        """Drain (or undrain) one instance, then refresh the cache; :class:`ClientError` says why not."""
+        resp = self.api.set_maintenance(instance_id, enabled, reason)
+        if resp is None:
+            raise RegistryUnavailable(f"the registry did not answer at {', '.join(self.urls)}")
+        if resp.status_code == 401:
+            raise ClientError("the registry refused the token (set REGISTRY_TOKEN)")
+        if not resp.ok:
+            raise ClientError(f"the registry answered {resp.status_code}: {error_text(resp)}")
+        self.refresh()
 
     @property
     def stale(self) -> bool:
@@ -167,10 +208,15 @@ class RegistryClient:
     def _aged(self, entry: _Entry) -> Snapshot:
         return replace(entry.snapshot, age_s=round(self._clock.monotonic() - entry.fetched_at, 3))
 
+    def _note_reach(self, error: str) -> None:
+        with self._lock:
+            self._reach = (self._clock.monotonic(), error)
+
     def _refresh(self, key: str, params: dict[str, str], entry: _Entry | None) -> Snapshot:
         try:
             instances, index, url = self._fetch(params, None, None)
         except RegistryUnavailable as exc:
+            self._note_reach(str(exc))
             if entry is None:
                 raise
             return self._mark_stale(key, str(exc))
@@ -182,6 +228,7 @@ class RegistryClient:
     def _store(self, key: str, params: dict[str, str], instances: list[Instance], index: int, url: str) -> Snapshot:
         snap = Snapshot(key=key, instances=tuple(instances), index=index, source=url)
         with self._lock:
+            self._reach = (self._clock.monotonic(), "")
             old = self._entries.get(key)
             if old is not None and old.snapshot.stale:
                 log.warning("registry %s reachable again; %s is fresh (%d instances)", url, key, len(instances))
@@ -204,6 +251,7 @@ class RegistryClient:
                 )
             entry.snapshot = replace(entry.snapshot, stale=True, error=error)
             entry.checked_at = self._clock.monotonic()
+            self._reach = (entry.checked_at, error)
             return self._aged(entry)
 
     def _fetch(

@@ -26,12 +26,7 @@ import requests
 from services.client.balancers import DEFAULT_BALANCER, Balancer, make_balancer
 from services.client.call import CallResult, CallState, census
 from services.client.discovery import Discovery, Snapshot
-from services.client.errors import (
-    AllAttemptsFailed,
-    ClientError,
-    NoInstanceAvailable,
-    RequestFailed,
-)
+from services.client.errors import AllAttemptsFailed, ClientError, NoInstanceAvailable, RequestFailed
 from services.client.load import LoadTracker
 from services.client.policy import EjectionPolicy, RetryBudget, RetryPolicy
 from services.client.registry_client import RegistryClient

@@ -145,6 +145,22 @@ def envelope(
     }
 
 
+def envelope_schema(error: dict[str, Any], timestamp: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI schema of the envelope above, for the registry's and the workers' documents."""
+    return {
+        "type": "object",
+        "required": ["success", "message", "data", "error", "timestamp", "request_id"],
+        "properties": {
+            "success": {"type": "boolean"},
+            "message": {"type": "string"},
+            "data": {},
+            "error": error,
+            "timestamp": timestamp,
+            "request_id": {"type": "string"},
+        },
+    }
+
+
 def ok(data: Any = None, message: str = "ok", status: int = 200, headers: dict | None = None) -> Response:
     """A success response in the envelope."""
     resp = jsonify(envelope(data, message))

@@ -13,93 +13,16 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 from services.common.clock import Clock, iso_utc
-from services.common.instance import CheckSpec, Instance, worst
+from services.common.instance import CheckSpec, Instance
+from services.registry.records import Beat, Entry, Query, copy_instance, next_check_state, stored_copy
 from services.registry.store import Store, StoredInstance
 
+__all__ = ["Beat", "Catalog", "Entry", "Query"]  # the records live in records.py; callers may import them here
+
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Entry:
-    """An instance plus the bookkeeping the health logic needs."""
-
-    inst: Instance
-    last_beat: float  # monotonic time of the last heartbeat (or of registration / restore)
-    reported: str = "passing"  # what the worker itself said
-    ttl_critical: bool = False
-    check_state: str | None = None
-    check_fails: int = 0
-    check_oks: int = 0
-    next_check: float = 0.0
-    beat_dirty: bool = False
-    state_dirty: bool = False  # health changed by a heartbeat: written with the next flush
-
-    def stored(self) -> StoredInstance:
-        return StoredInstance(self.inst, self.reported, self.ttl_critical, self.check_state)
-
-    def recompute(self) -> bool:
-        """Refresh health/status from the three sources; True when the visible state changed."""
-        health = worst(self.reported, "critical" if self.ttl_critical else None, self.check_state)
-        status = "maintenance" if self.inst.maintenance else health
-        if self.ttl_critical:
-            reason = "no heartbeat within the TTL"
-        elif self.check_state == "critical":
-            reason = "active check failing"
-        elif self.reported != "passing":
-            reason = f"reported {self.reported} by the worker"
-        else:
-            reason = ""
-        changed = (health, status, reason) != (self.inst.health, self.inst.status, self.inst.status_reason)
-        self.inst.health, self.inst.status, self.inst.status_reason = health, status, reason
-        return changed
-
-
-class Beat(NamedTuple):
-    """What a heartbeat reply says: the resulting status and the recorded time."""
-
-    status: str
-    last_heartbeat: str | None
-
-
-@dataclass
-class Query:
-    """Filters of a list query; every given filter must match."""
-
-    name: str | None = None
-    tags: list[str] = field(default_factory=list)
-    statuses: list[str] = field(default_factory=list)
-    capability: str | None = None
-    meta: dict[str, str] = field(default_factory=dict)
-
-    def matches(self, inst: Instance) -> bool:
-        if self.name is not None and inst.service_name != self.name:
-            return False
-        if self.statuses and inst.status not in self.statuses:
-            return False
-        if self.tags and not all(t in inst.tags for t in self.tags):
-            return False
-        if self.capability is not None and self.capability not in inst.capabilities:
-            return False
-        for key, want in self.meta.items():
-            have = inst.metadata.get(key)
-            if have is None:
-                return False
-            if isinstance(have, list):
-                if want not in [str(v) for v in have]:
-                    return False
-            elif _meta_str(have) != want:
-                return False
-        return True
-
-
-def _meta_str(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 class Catalog:
@@ -166,7 +89,7 @@ class Catalog:
                 self._remove(inst.instance_id)
             self.store.put(entry.stored(), index)
             self._add(entry)
-            return _copy(inst), created
+            return copy_instance(inst), created
 
     def heartbeat(self, instance_id: str, status: str | None, load: dict[str, Any] | None) -> Beat | None:
         """Record a heartbeat; None when the id is unknown (the worker must re-register).
@@ -205,7 +128,7 @@ class Catalog:
             entry.recompute()
             index = self._bump([entry.inst.service_name])
             self.store.put(entry.stored(), index)
-            return _copy(entry.inst)
+            return copy_instance(entry.inst)
 
     def deregister(self, instance_id: str) -> Instance | None:
         with self._lock:
@@ -241,7 +164,7 @@ class Catalog:
                 for entry in removed:
                     self._remove(entry.inst.instance_id)
                 self.store.delete([e.inst.instance_id for e in removed], index)
-        return [_copy(e.inst) for e in went_critical], [e.inst for e in removed]
+        return [copy_instance(e.inst) for e in went_critical], [e.inst for e in removed]
 
     def flush_heartbeats(self) -> int:
         """Write heartbeat timestamps and heartbeat-driven state changes in one batch.
@@ -255,7 +178,7 @@ class Catalog:
             states: list[StoredInstance] = []
             for iid, entry in self._entries.items():
                 if entry.state_dirty:
-                    states.append(_stored_copy(entry))
+                    states.append(stored_copy(entry))
                 elif entry.beat_dirty and entry.inst.last_heartbeat:
                     beats[iid] = entry.inst.last_heartbeat
                 entry.beat_dirty = entry.state_dirty = False
@@ -299,11 +222,11 @@ class Catalog:
     def get(self, instance_id: str) -> Instance | None:
         with self._lock:
             entry = self._entries.get(instance_id)
-            return _copy(entry.inst) if entry else None
+            return copy_instance(entry.inst) if entry else None
 
     def query(self, q: Query) -> tuple[list[Instance], int]:
         with self._lock:
-            items = [_copy(e.inst) for e in self._entries.values() if q.matches(e.inst)]
+            items = [copy_instance(e.inst) for e in self._entries.values() if q.matches(e.inst)]
             index = self._query_index(q)
         items.sort(key=lambda i: (i.service_name, i.instance_id))
         return items, index
@@ -352,7 +275,7 @@ class Catalog:
 
     def snapshot(self) -> list[Instance]:
         with self._lock:
-            return [_copy(e.inst) for e in self._entries.values()]
+            return [copy_instance(e.inst) for e in self._entries.values()]
 
     def count(self) -> int:
         with self._lock:
@@ -405,31 +328,3 @@ class Catalog:
         address = (inst.service_name, inst.host.lower(), inst.port)
         if self._by_address.get(address) == instance_id:
             del self._by_address[address]
-
-
-def next_check_state(entry: Entry, success: bool) -> str | None:
-    """Count one active-check result; the check state once the spec's thresholds are applied."""
-    spec = entry.inst.check
-    assert spec is not None
-    if success:
-        entry.check_oks, entry.check_fails = entry.check_oks + 1, 0
-        recovered = entry.check_state == "critical" and entry.check_oks >= spec.successes_before_passing
-        return "passing" if recovered or entry.check_state is None else entry.check_state
-    entry.check_fails, entry.check_oks = entry.check_fails + 1, 0
-    return "critical" if entry.check_fails >= spec.failures_before_critical else entry.check_state
-
-
-def _stored_copy(entry: Entry) -> StoredInstance:
-    return StoredInstance(_copy(entry.inst), entry.reported, entry.ttl_critical, entry.check_state)
-
-
-def _copy(inst: Instance) -> Instance:
-    """A detached copy, so callers never see (or mutate) state under the lock."""
-    return Instance(
-        **{
-            **inst.__dict__,
-            "tags": list(inst.tags),
-            "metadata": dict(inst.metadata),
-            "load": dict(inst.load),
-        }
-    )

@@ -28,8 +28,9 @@ from typing import Any
 
 from services.common.clock import Clock, iso_utc
 from services.common.instance import Instance
-from services.registry.catalog import Beat, Catalog, Entry, _copy, next_check_state
+from services.registry.catalog import Catalog
 from services.registry.etcd_store import EtcdStore, KeyValue, WatchEvent
+from services.registry.records import Beat, Entry, copy_instance, next_check_state
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +209,7 @@ class EtcdCatalog(Catalog):
             entry = self._entries.get(iid)
             if entry is None:
                 return None
-            copy = EtcdEntry(**{**entry.__dict__, "inst": _copy(entry.inst)})
+            copy = EtcdEntry(**{**entry.__dict__, "inst": copy_instance(entry.inst)})
         return copy
 
     def _update(self, iid: str, change) -> tuple[EtcdEntry, int] | None:
@@ -248,7 +249,7 @@ class EtcdCatalog(Catalog):
         if stale and stale != inst.instance_id:
             self._deleted(stale, revision)
             log.info("instance %s replaces %s at %s:%d", inst.instance_id, stale, inst.host, inst.port)
-        return _copy(inst), created
+        return copy_instance(inst), created
 
     def heartbeat(self, instance_id: str, status: str | None, load: dict[str, Any] | None) -> Beat | None:
         entry = self._cached(instance_id) or self._current(instance_id)

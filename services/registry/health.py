@@ -1,4 +1,4 @@
-"""Background health work: the TTL sweep, batched heartbeat flushes and active HTTP checks."""
+"""Background health work: the TTL sweep, batched heartbeat flushes and active HTTP checks (all Periodic)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
+from services.common.periodic import Periodic
 from services.registry.catalog import Catalog
 from services.registry.metrics import RegistryMetrics
 
@@ -16,23 +17,26 @@ log = logging.getLogger(__name__)
 
 
 class HealthSweeper:
-    """Runs the sweep at least once per heartbeat interval and flushes heartbeats to disk."""
+    """The TTL sweep at least once per heartbeat interval, and the batched heartbeat flush to disk."""
 
     def __init__(self, catalog: Catalog, metrics: RegistryMetrics, sweep_every: float, flush_every: float) -> None:
         self.catalog = catalog
         self.metrics = metrics
         self.sweep_every = sweep_every
         self.flush_every = flush_every
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="health-sweeper", daemon=True)
+        self._sweep = Periodic("health-sweeper", sweep_every, self.run_once)
+        # Both take the catalog lock, then the store's: the same order as every write, so two threads are safe.
+        self._flush = Periodic(
+            "heartbeat-flush", flush_every, catalog.flush_heartbeats, on_stop=catalog.flush_heartbeats
+        )
 
     def start(self) -> None:
-        self._thread.start()
+        self._sweep.start()
+        self._flush.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self.catalog.flush_heartbeats()
+        self._sweep.stop()
+        self._flush.stop()  # and one last flush
 
     def run_once(self) -> None:
         started = time.perf_counter()
@@ -46,20 +50,13 @@ class HealthSweeper:
             self.metrics.deregistrations.labels(reason="expired").inc()
             log.warning("instance %s (%s) removed: critical past deregister_after", inst.instance_id, inst.service_name)
 
-    def _run(self) -> None:
-        next_flush = time.monotonic() + self.flush_every
-        while not self._stop.wait(self.sweep_every):
-            try:
-                self.run_once()
-                if time.monotonic() >= next_flush:
-                    self.catalog.flush_heartbeats()
-                    next_flush = time.monotonic() + self.flush_every
-            except Exception:  # a sweep must never die: log and go on
-                log.exception("health sweep failed")
-
 
 class ActiveChecker:
-    """Probes each instance's check URL on its own interval; thresholds live in the catalog."""
+    """Probes each instance's check URL on its own interval; thresholds live in the catalog.
+
+    A dispatcher every ``tick`` hands the checks that are due (the catalog knows each one's
+    interval) to a pool; an instance whose last probe still runs is skipped, not queued.
+    """
 
     def __init__(self, catalog: Catalog, tick: float = 0.1, max_parallel: int = 16) -> None:
         self.catalog = catalog
@@ -71,28 +68,23 @@ class ActiveChecker:
         self._session.mount("https://", adapter)
         self._inflight: set[str] = set()
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="active-checker", daemon=True)
+        self._dispatch = Periodic("active-checker", tick, self.dispatch)
 
     def start(self) -> None:
-        self._thread.start()
+        self._dispatch.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+        self._dispatch.stop()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.tick):
-            try:
-                for instance_id, url, spec in self.catalog.due_checks():
-                    with self._lock:
-                        if instance_id in self._inflight:
-                            continue
-                        self._inflight.add(instance_id)
-                    self._pool.submit(self._probe, instance_id, url, spec.timeout_s)
-            except Exception:
-                log.exception("active check scheduling failed")
+    def dispatch(self) -> None:
+        """Submit every due check whose instance has no probe in flight."""
+        for instance_id, url, spec in self.catalog.due_checks():
+            with self._lock:
+                if instance_id in self._inflight:
+                    continue
+                self._inflight.add(instance_id)
+            self._pool.submit(self._probe, instance_id, url, spec.timeout_s)
 
     def _probe(self, instance_id: str, url: str, timeout: float) -> None:
         try:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from services.common.envelope import envelope_schema
+
 _ID = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"}
 _NAME = {"type": "string", "pattern": "^[a-z0-9-]{1,63}$"}
 _HEALTH = {"type": "string", "enum": ["passing", "warning", "critical"]}
@@ -86,18 +88,7 @@ _LIST_PARAMS = [
 
 def _schemas() -> dict[str, Any]:
     return {
-        "Envelope": {
-            "type": "object",
-            "required": ["success", "message", "data", "error", "timestamp", "request_id"],
-            "properties": {
-                "success": {"type": "boolean"},
-                "message": {"type": "string"},
-                "data": {},
-                "error": {"nullable": True},
-                "timestamp": {"type": "string"},
-                "request_id": {"type": "string"},
-            },
-        },
+        "Envelope": envelope_schema({"nullable": True}, {"type": "string"}),
         "ErrorEnvelope": {
             "allOf": [
                 _ref("Envelope"),

@@ -160,10 +160,7 @@ class JobRunner:
         return read_json(self.job_type.progress_file(row, self.folder(row["id"])))
 
     def get(self, job_id: str) -> dict[str, Any]:
-        row = self.store.get(self.table, job_id)
-        if row is None:
-            raise ApiError(ErrorCode.NOT_FOUND, f"no {self.job_type.name} task {job_id!r}")
-        return row
+        return self.store.require(self.table, job_id, f"{self.job_type.name} task")
 
     def public(self, row: dict[str, Any], detail: bool = False) -> dict[str, Any]:
         """The API view: live progress while running, the stop request, no internals."""

@@ -10,6 +10,8 @@ import inspect
 import re
 from typing import TYPE_CHECKING, Any
 
+from services.common.envelope import envelope_schema
+
 if TYPE_CHECKING:
     from flask import Flask
 
@@ -157,18 +159,9 @@ def _components() -> dict[str, Any]:
     }
     return {
         "schemas": {
-            "Envelope": {
-                "type": "object",
-                "required": ["success", "message", "data", "error", "timestamp", "request_id"],
-                "properties": {
-                    "success": {"type": "boolean"},
-                    "message": {"type": "string"},
-                    "data": {},
-                    "error": {"oneOf": [{"type": "null"}, _ref("Error")]},
-                    "timestamp": {"type": "string", "format": "date-time"},
-                    "request_id": {"type": "string"},
-                },
-            },
+            "Envelope": envelope_schema(
+                {"oneOf": [{"type": "null"}, _ref("Error")]}, {"type": "string", "format": "date-time"}
+            ),
             "Error": {
                 "type": "object",
                 "required": ["code", "details"],

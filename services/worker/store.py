@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from services.common.clock import iso_utc, utc_now
+from services.common.envelope import ApiError, ErrorCode
 
 
 def now_iso() -> str:
@@ -108,6 +109,13 @@ class Store:
         with self._lock:
             cur = self._db.execute(f"SELECT * FROM {self._table(table)} WHERE id = ?", (row_id,))
             return _decode(cur.fetchone())
+
+    def require(self, table: str, row_id: str, what: str) -> dict[str, Any]:
+        """The row, or the API's 404 ``no <what> '<id>'``: every ``GET /<things>/<id>`` answers alike."""
+        row = self.get(table, row_id)
+        if row is None:
+            raise ApiError(ErrorCode.NOT_FOUND, f"no {what} {row_id!r}")
+        return row
 
     def delete(self, table: str, row_id: str) -> bool:
         with self._lock:

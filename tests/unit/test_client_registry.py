@@ -169,3 +169,34 @@ def test_watcher_marks_stale_while_every_registry_is_down_and_recovers(mock, no_
         assert "reachable again" in caplog.text
     finally:
         client.close()
+
+
+def test_check_probes_at_most_once_per_max_age_and_any_answer_counts(mock) -> None:
+    """A UI asks on every render: one /health per interval, good answers and failures alike remembered."""
+    clock = FakeClock()
+    mock.add("GET", f"{URL_A}/health", body=requests.ConnectionError("down"))
+
+    def probes() -> int:
+        return sum(c.request.url.endswith("/health") for c in mock.calls)
+
+    client = RegistryClient(URL_A, watch=False, clock=clock)
+    assert client.cached() is None
+    assert "no registry answered" in client.check(3.0)
+    assert "no registry answered" in client.check(3.0) and probes() == 1
+    mock.add("GET", f"{URL_A}/api/v1/services", json=listing([inst("echo", 0)], 1))
+    client.instances()  # a good query is an answer too
+    assert client.check(3.0) == "" and probes() == 1
+    assert [i.instance_id for i in client.cached().instances] == ["echo-0"]
+    clock.advance(3.0)
+    mock.replace("GET", f"{URL_A}/health", json={"success": True})
+    assert client.check(3.0) == "" and probes() == 2
+    client.close()
+
+
+def test_set_maintenance_says_why_the_registry_refused(mock) -> None:
+    path = f"{URL_A}/api/v1/services/echo-0/maintenance"
+    mock.add("PUT", path, status=401, json={"success": False, "error": {"code": "UNAUTHORIZED", "details": "no"}})
+    client = RegistryClient(URL_A, watch=False)
+    with pytest.raises(ClientError, match="refused the token"):
+        client.set_maintenance("echo-0", True, "drain")
+    client.close()

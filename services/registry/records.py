@@ -1,0 +1,120 @@
+"""What the catalog keeps per instance and hands out: the health record, copies, and list filters.
+
+Apart from :mod:`services.registry.catalog` so that module is the catalog's locking and index
+alone, and the SQLite and etcd catalogs visibly share one record and one set of health rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from services.common.instance import Instance, worst
+from services.registry.store import StoredInstance
+
+
+@dataclass
+class Entry:
+    """An instance plus the bookkeeping the health logic needs."""
+
+    inst: Instance
+    last_beat: float  # monotonic time of the last heartbeat (or of registration / restore)
+    reported: str = "passing"  # what the worker itself said
+    ttl_critical: bool = False
+    check_state: str | None = None
+    check_fails: int = 0
+    check_oks: int = 0
+    next_check: float = 0.0
+    beat_dirty: bool = False
+    state_dirty: bool = False  # health changed by a heartbeat: written with the next flush
+
+    def stored(self) -> StoredInstance:
+        return StoredInstance(self.inst, self.reported, self.ttl_critical, self.check_state)
+
+    def recompute(self) -> bool:
+        """Refresh health/status from the three sources; True when the visible state changed."""
+        health = worst(self.reported, "critical" if self.ttl_critical else None, self.check_state)
+        status = "maintenance" if self.inst.maintenance else health
+        if self.ttl_critical:
+            reason = "no heartbeat within the TTL"
+        elif self.check_state == "critical":
+            reason = "active check failing"
+        elif self.reported != "passing":
+            reason = f"reported {self.reported} by the worker"
+        else:
+            reason = ""
+        changed = (health, status, reason) != (self.inst.health, self.inst.status, self.inst.status_reason)
+        self.inst.health, self.inst.status, self.inst.status_reason = health, status, reason
+        return changed
+
+
+class Beat(NamedTuple):
+    """What a heartbeat reply says: the resulting status and the recorded time."""
+
+    status: str
+    last_heartbeat: str | None
+
+
+@dataclass
+class Query:
+    """Filters of a list query; every given filter must match."""
+
+    name: str | None = None
+    tags: list[str] = field(default_factory=list)
+    statuses: list[str] = field(default_factory=list)
+    capability: str | None = None
+    meta: dict[str, str] = field(default_factory=dict)
+
+    def matches(self, inst: Instance) -> bool:
+        if self.name is not None and inst.service_name != self.name:
+            return False
+        if self.statuses and inst.status not in self.statuses:
+            return False
+        if self.tags and not all(t in inst.tags for t in self.tags):
+            return False
+        if self.capability is not None and self.capability not in inst.capabilities:
+            return False
+        for key, want in self.meta.items():
+            have = inst.metadata.get(key)
+            if have is None:
+                return False
+            if isinstance(have, list):
+                if want not in [str(v) for v in have]:
+                    return False
+            elif _meta_str(have) != want:
+                return False
+        return True
+
+
+def _meta_str(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def next_check_state(entry: Entry, success: bool) -> str | None:
+    """Count one active-check result; the check state once the spec's thresholds are applied."""
+    spec = entry.inst.check
+    assert spec is not None
+    if success:
+        entry.check_oks, entry.check_fails = entry.check_oks + 1, 0
+        recovered = entry.check_state == "critical" and entry.check_oks >= spec.successes_before_passing
+        return "passing" if recovered or entry.check_state is None else entry.check_state
+    entry.check_fails, entry.check_oks = entry.check_fails + 1, 0
+    return "critical" if entry.check_fails >= spec.failures_before_critical else entry.check_state
+
+
+def stored_copy(entry: Entry) -> StoredInstance:
+    return StoredInstance(copy_instance(entry.inst), entry.reported, entry.ttl_critical, entry.check_state)
+
+
+def copy_instance(inst: Instance) -> Instance:
+    """A detached copy, so callers never see (or mutate) state under the lock."""
+    return Instance(
+        **{
+            **inst.__dict__,
+            "tags": list(inst.tags),
+            "metadata": dict(inst.metadata),
+            "load": dict(inst.load),
+        }
+    )
