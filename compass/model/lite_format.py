@@ -25,6 +25,7 @@ from compass.model.lite_predictor import KIND, LitePredictor, WithinSeries, seri
 from compass.model.pairs import PAIRS_FORMAT, PairPredictor
 from compass.model.pairs_format import PairsFormatError, from_payload, to_payload
 from compass.version import code_version
+from services.common.files import atomic_path
 
 FORMAT = "compass-lite/1"
 
@@ -86,10 +87,7 @@ def save_lite(predictor: LitePredictor, path: str | Path, meta: dict[str, Any] |
     if predictor.within is not None:
         w = predictor.within
         payload["within"] = {"mean": w.mean, "scale": w.scale, "coef": w.coef, "weight": np.array([w.weight])}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    sio.dump(payload, tmp, compression=zipfile.ZIP_DEFLATED, compresslevel=6)
-    tmp.replace(path)
+    _dump(payload, path)
     predictor.meta = full_meta
     return path
 
@@ -99,12 +97,16 @@ def save_pairs(predictor: PairPredictor, path: str | Path) -> Path:
     path = Path(path)
     meta = {**predictor.meta, "kind": predictor.kind, "format": PAIRS_FORMAT}
     payload = to_payload(predictor, json.dumps(meta, sort_keys=True, default=_json_default))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    sio.dump(payload, tmp, compression=zipfile.ZIP_DEFLATED, compresslevel=6)
-    tmp.replace(path)
+    _dump(payload, path)
     predictor.meta = meta
     return path
+
+
+def _dump(payload: dict[str, Any], path: Path) -> None:
+    """Write a skops payload atomically (a reader never sees half a model)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        sio.dump(payload, tmp, compression=zipfile.ZIP_DEFLATED, compresslevel=6)
 
 
 def file_types(path: str | Path) -> set[str]:
