@@ -6,25 +6,21 @@ torch_geometric, and compass-lite's scikit-learn/skops are imported only by that
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from compass.lazy import lazy_exports
 
-_EXPORTS = {
-    "CheckpointError": "compass.model.checkpoint",
-    "CompassPredictor": "compass.model.checkpoint",
-    "Predictor": "compass.model.checkpoint",
-    "load_checkpoint": "compass.model.checkpoint",
-    "model_id": "compass.model.checkpoint",
-    "read_meta": "compass.model.checkpoint",
-    "save_checkpoint": "compass.model.checkpoint",
-    "radius_graph": "compass.model.radius",
-    "CompassViSNet": "compass.model.visnet",
-    "ViSNetConfig": "compass.model.visnet",
-}
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'compass.model' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    {
+        "compass.model.checkpoint": (
+            "CheckpointError",
+            "CompassPredictor",
+            "Predictor",
+            "load_checkpoint",
+            "model_id",
+            "read_meta",
+            "save_checkpoint",
+        ),
+        "compass.model.radius": ("radius_graph",),
+        "compass.model.visnet": ("CompassViSNet", "ViSNetConfig"),
+    },
+)

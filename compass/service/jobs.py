@@ -21,7 +21,7 @@ from compass.service.datasets import DatasetManager
 from compass.service.settings import ServiceSettings
 from compass.service.store import Store
 from compass.settings import data_dir
-from compass.train.loop import CANCELLED_EXIT_CODE
+from compass.train.artifacts import CANCELLED_EXIT_CODE
 from compass.train.plan import ExperimentPlan, PlanError
 from services.common.envelope import ApiError, ErrorCode
 from services.worker.jobs import STATUSES, JobPolicy, JobRunner, JobType, new_job_id

@@ -20,7 +20,8 @@ from services.common.envelope import ApiError, ErrorCode, json_body, ok
 from services.worker import jobfiles
 
 if TYPE_CHECKING:
-    from compass.service.worker import CompassModel
+    from compass.service.manage import Management
+    from compass.service.serving import Serving
 
 _MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MAX_LIMIT = 500
@@ -63,14 +64,15 @@ def _listing(lister: Callable[..., tuple[list[dict[str, Any]], int]], statuses: 
     return ok(_page(items, total, limit, offset))
 
 
-def build_blueprint(model: CompassModel) -> Blueprint:
+def build_blueprint(serving: Serving, manage: Management, api_token: str) -> Blueprint:
+    """The routes take the worker's parts, never the worker: inference for the active model, the rest for records."""
     bp = Blueprint("compass", __name__)
-    jobs, datasets, registry = model.jobs, model.datasets, model.registry
+    jobs, datasets, registry = manage.jobs, manage.datasets, manage.registry
 
     @bp.before_request
     def _auth() -> None:
         if request.method in _MUTATING:
-            require_token(model.api_token)
+            require_token(api_token)
 
     # -- training tasks ----------------------------------------------------------------------
 
@@ -126,7 +128,7 @@ def build_blueprint(model: CompassModel) -> Blueprint:
     @bp.post("/data/datasets")
     def upload_dataset() -> Response:
         """Multipart ``file`` (.zip/.tar.gz of a data root) + ``name``; 202 while it validates."""
-        request.max_content_length = model.settings.max_upload_bytes + (1 << 20)  # the upload's own limit
+        request.max_content_length = manage.settings.max_upload_bytes + (1 << 20)  # the upload's own limit
         upload = request.files.get("file")
         if upload is None:
             raise ApiError(ErrorCode.INVALID_REQUEST, "multipart field 'file' (a .zip or .tar.gz archive) is required")
@@ -155,16 +157,16 @@ def build_blueprint(model: CompassModel) -> Blueprint:
         if kind is not None and kind not in SUFFIXES:
             raise ApiError(ErrorCode.INVALID_REQUEST, f"kind must be one of {', '.join(SUFFIXES)}")
         rows, total = registry.list(kind, limit, offset)
-        served = model.served
+        served = serving.served
         data = _page([registry.public(r) for r in rows], total, limit, offset)
         data["active"] = served.describe() if served else None
         return ok(data)
 
     @bp.get("/models/active")
     def active_model() -> Response:
-        served = model.served
+        served = serving.served
         if served is None:
-            raise ApiError(ErrorCode.NOT_FOUND, f"no {model.kind} model is active")
+            raise ApiError(ErrorCode.NOT_FOUND, f"no {serving.kind} model is active")
         return ok(registry.public(registry.get(served.id), detail=True))
 
     @bp.get("/models/<model_id>")
@@ -188,6 +190,6 @@ def build_blueprint(model: CompassModel) -> Blueprint:
     @bp.post("/models/<model_id>/activate")
     def activate_model(model_id: str) -> Response:
         """Serve this model from now on (loaded first, then swapped in; no request is dropped)."""
-        return ok(model.activate(model_id), "model activated")
+        return ok(serving.activate(model_id), "model activated")
 
     return bp

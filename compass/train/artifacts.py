@@ -4,7 +4,8 @@
 atomically, so a job API polling it never reads half a file), ``best``/``last`` checkpoints,
 ``last.state.pt`` (optimiser, schedule, counters, RNG: tensors and plain containers only, loaded
 with ``weights_only=True``) and ``eval.json``. Progress is also printed as ``PROGRESS {json}``
-lines on stdout for a parent process to parse.
+lines on stdout for a parent process to parse, and a cancelled run exits with
+:data:`CANCELLED_EXIT_CODE`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ STATE = "last.state.pt"
 EVAL = "eval.json"
 LITE_BEST = "best.skops"
 PROGRESS_PREFIX = "PROGRESS "
+CANCELLED_EXIT_CODE = 143  # 128 + SIGTERM, what a shell reports for a process ended by SIGTERM
 
 
 def _clean(value: Any) -> Any:

@@ -24,12 +24,12 @@ import torch
 from compass.data.graph import ComplexGraph, ComplexRecord
 from compass.train import artifacts as art
 from compass.train import inputs
+from compass.train.artifacts import CANCELLED_EXIT_CODE
 from compass.train.distributed import DistContext
 from compass.train.plan import ExperimentPlan, PlanError
 from compass.train.trainer import RunResult, Trainer, eval_record, metrics_from_sums, progress_record, regression_sums
 
 log = logging.getLogger("compass.train")
-CANCELLED_EXIT_CODE = 143  # 128 + SIGTERM, what a shell reports for a process ended by SIGTERM
 __all__ = ["CANCELLED_EXIT_CODE", "RunResult", "resolve_device", "train"]
 
 

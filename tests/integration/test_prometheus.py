@@ -49,7 +49,7 @@ NO_PROMETHEUS = "prometheus is not installed (Debian package 'prometheus', see s
 # Metrics Prometheus makes itself for every target, not found on any /metrics page.
 SCRAPE_METRICS = {"up", "scrape_duration_seconds", "scrape_samples_scraped", "scrape_series_added"}
 # Sources that declare metrics only a COMPASS or sequence-model worker exports.
-KIND_METRIC_SOURCES = (REPO / "compass" / "service" / "worker.py", REPO / "seqmodels" / "metrics.py")
+KIND_METRIC_SOURCES = (REPO / "compass" / "service" / "serving.py", REPO / "seqmodels" / "metrics.py")
 # Sample names a metric family of each type exports (prometheus_client, text format 0.0.4).
 SUFFIXES = {
     "counter": ("_total", "_created"),

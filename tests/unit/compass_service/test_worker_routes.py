@@ -98,8 +98,8 @@ def test_a_file_that_is_not_an_archive_is_refused(client: FlaskClient, model: Co
 def test_predict_inputs_and_activation_without_dropping_requests(
     client: FlaskClient, model: CompassModel, tmp_path: Path
 ) -> None:
-    first = model.registry.register(lite_checkpoint(tmp_path / "a.skops", 0), name="a", source="file")
-    second = model.registry.register(lite_checkpoint(tmp_path / "b.skops", 1), name="b", source="file")
+    first = model.manage.registry.register(lite_checkpoint(tmp_path / "a.skops", 0), name="a", source="file")
+    second = model.manage.registry.register(lite_checkpoint(tmp_path / "b.skops", 1), name="b", source="file")
     assert client.post(f"/api/v1/models/{first['id']}/activate", headers=TOKEN).status_code == 200
     answer = client.post("/predict", json=body()).get_json()["data"]
     assert answer["model"] == "compass-lite" and answer["model_id"] == first["id"] and answer["ligand_atoms"] > 0
@@ -133,7 +133,7 @@ def test_predict_inputs_and_activation_without_dropping_requests(
         t.join()
     assert seen and all(status == 200 for status, _ in seen)
     assert {mid for _, mid in seen} <= {first["id"], second["id"]}
-    assert model.served is not None and model.served.id == second["id"]
+    assert model.serving.served is not None and model.serving.served.id == second["id"]
     assert client.delete(f"/api/v1/models/{second['id']}", headers=TOKEN).status_code == 409
     assert client.delete(f"/api/v1/models/{first['id']}", headers=TOKEN).status_code == 200
 
@@ -170,11 +170,12 @@ def test_new_shipped_weights_replace_the_old_shipped_ones_but_never_a_chosen_mod
         return worker
 
     lite_checkpoint(weights / "compass-lite.skops", seed=1)
-    old = start().served.id
+    old = start().serving.served.id
     lite_checkpoint(weights / "compass-lite.skops", seed=2)  # the upgrade
     upgraded = start()
-    assert upgraded.served.id != old
-    chosen = upgraded.registry.register(lite_checkpoint(tmp_path / "mine.skops", seed=3), name="mine", source="file")
-    upgraded.activate(chosen["id"])
+    assert upgraded.serving.served.id != old
+    mine = lite_checkpoint(tmp_path / "mine.skops", seed=3)
+    chosen = upgraded.manage.registry.register(mine, name="mine", source="file")
+    upgraded.serving.activate(chosen["id"])
     lite_checkpoint(weights / "compass-lite.skops", seed=4)  # another upgrade
-    assert start().served.id == chosen["id"]
+    assert start().serving.served.id == chosen["id"]
