@@ -7,11 +7,14 @@ started by those modules and registered in the same registry.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.flashdock.fleet import shared_fleet, upload_examples
+from tests.support import wait_until
 
 
 @pytest.fixture(scope="session")
@@ -30,3 +33,22 @@ def _flashdock_env(fleet: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> No
     """FlashDock's settings for the fleet, for the duration of one test only."""
     for key, value in fleet["env"].items():
         monkeypatch.setenv(key, value)
+
+
+@pytest.fixture(scope="package", autouse=True)
+def _release_meshes() -> Iterator[None]:
+    """Close FlashDock's shared Mesh when these tests end.
+
+    The pages run in this process, and ``get_mesh`` keeps one Mesh (with registry watcher threads)
+    in Streamlit's resource cache. Left open, those watchers go on calling this fleet's registry
+    while later tests run, and tests that record HTTP calls (``responses``) see them.
+    """
+    yield
+    import streamlit as st
+
+    st.cache_resource.clear()  # on_release closes each Mesh and stops its watchers
+    wait_until(
+        lambda: not [t for t in threading.enumerate() if t.name.startswith("registry-watch")],
+        timeout=15,
+        what="FlashDock's registry watchers to stop",
+    )
