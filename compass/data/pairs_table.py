@@ -105,14 +105,6 @@ class PairSet:
             self.fps[i], self.has_fp[i] = fp, True
 
 
-def cutoff_index(cutoff: float) -> int:
-    """Position of ``cutoff`` in :data:`CUTOFFS` (ValueError when it is not on the grid)."""
-    for i, c in enumerate(CUTOFFS):
-        if abs(c - cutoff) < 1e-6:
-            return i
-    raise ValueError(f"cutoff {cutoff} is not one of {CUTOFFS}")
-
-
 def read_uniprot(root: Path) -> dict[str, set[str]]:
     """PDB id → UniProt entries, from ``pdbbind_features/uniprot.tsv``."""
     out: dict[str, set[str]] = {}
