@@ -40,15 +40,14 @@ def trust_lines(result: dict[str, Any]) -> list[str]:
         lines.append(f"{iv['level']:.0%} interval: pK {iv['low']:.2f} to {iv['high']:.2f}")
     dom = result.get("domain")
     if dom:
-        near = dom["nearest_training_ligand"]
         lines.append(
-            f"nearest training ligand: Tanimoto {near['tanimoto']:.2f} ({near['training_id']})"
-            if near
+            f"nearest training ligand: Tanimoto {dom['nearest_ligand_similarity']:.2f} ({dom['nearest_ligand_id']})"
+            if dom["nearest_ligand_id"]
             else f"nearest training ligand: none ({dom['ligand_note']})"
         )
         seen = dom["protein_seen"]
         how = f" by {dom['protein_seen_by']}" if dom.get("protein_seen_by") else ""
-        count = dom.get("protein_training_complexes")
+        count = dom.get("training_complexes_for_protein")
         lines.append(f"protein seen in training: {seen}{how}" + (f", {count} training complexes" if count else ""))
     return lines
 

@@ -22,14 +22,14 @@ def trust_panel(data: dict) -> None:
             "complexes like the training data fall inside it.",
         )
     if domain:
-        near = domain.get("nearest_training_ligand")
+        similarity, nearest_id = domain.get("nearest_ligand_similarity"), domain.get("nearest_ligand_id")
         cols[1].metric(
             "Nearest training ligand",
-            f"{near['tanimoto']:.2f}" if near else "n/a",
+            f"{similarity:.2f}" if nearest_id else "n/a",
             help="Tanimoto similarity (Morgan bits) to the most similar ligand the model was trained on"
-            + (f": {near['training_id']}" if near else "; " + str(domain.get("ligand_note") or "")),
+            + (f": {nearest_id}" if nearest_id else "; " + str(domain.get("ligand_note") or "")),
         )
-        count = domain.get("protein_training_complexes")
+        count = domain.get("training_complexes_for_protein")
         cols[2].metric(
             "Protein seen in training",
             str(domain.get("protein_seen", "unknown")),
@@ -37,5 +37,5 @@ def trust_panel(data: dict) -> None:
         )
         if count:
             st.caption(f"{count} training complexes of this protein.")
-        if near and near["tanimoto"] < OUTSIDE_TANIMOTO and domain.get("protein_seen") != "yes":
+        if nearest_id and similarity < OUTSIDE_TANIMOTO and domain.get("protein_seen") != "yes":
             st.warning("Outside the model's domain: neither the ligand nor the protein resembles its training data.")

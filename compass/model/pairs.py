@@ -147,17 +147,18 @@ class Domain:
 
     def read(self, pairs: dict[str, Any]) -> dict[str, Any]:
         fp = pairs.get("fingerprint")
-        nearest: dict[str, Any] | None = None
+        similarity, nearest_id = None, None
         if fp is not None and len(self.fps):
             sim, row = tanimoto_max(np.asarray(fp, dtype=np.uint8), self.fps)
-            nearest = {"tanimoto": round(sim, 3), "training_id": self.ligand_keys[row]}
+            similarity, nearest_id = round(sim, 3), self.ligand_keys[row]
         seen, count, how = self._protein(pairs)
-        return {
-            "nearest_training_ligand": nearest,
-            "ligand_note": None if nearest else "no RDKit molecule (PDBQT or unsanitisable ligand): no similarity",
+        return {  # DESIGN.md "COMPASS answers": the four contract keys, then how each was read
+            "nearest_ligand_similarity": similarity,
+            "nearest_ligand_id": nearest_id,
             "protein_seen": seen,
+            "training_complexes_for_protein": count,
+            "ligand_note": None if nearest_id else "no RDKit molecule (PDBQT or unsanitisable ligand): no similarity",
             "protein_seen_by": how,
-            "protein_training_complexes": count,
         }
 
     def _protein(self, pairs: dict[str, Any]) -> tuple[str, int | None, str | None]:

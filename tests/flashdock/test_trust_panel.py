@@ -22,10 +22,11 @@ def test_panel_shows_interval_and_domain() -> None:
             "pK": 6.2,
             "interval": {"level": 0.8, "low": 4.4, "high": 8.0},
             "domain": {
-                "nearest_training_ligand": {"tanimoto": 0.71, "training_id": "pdbbind/1abc"},
+                "nearest_ligand_similarity": 0.71,
+                "nearest_ligand_id": "pdbbind/1abc",
                 "protein_seen": "yes",
                 "protein_seen_by": "UniProt P00734 (DBREF)",
-                "protein_training_complexes": 175,
+                "training_complexes_for_protein": 175,
             },
         }
     )
@@ -41,7 +42,7 @@ def test_panel_warns_outside_the_domain_and_says_when_a_model_gives_nothing() ->
     at = panel(
         {
             "interval": {"level": 0.8, "low": 3.0, "high": 6.6},
-            "domain": {"nearest_training_ligand": {"tanimoto": 0.12, "training_id": "x"}, "protein_seen": "no"},
+            "domain": {"nearest_ligand_similarity": 0.12, "nearest_ligand_id": "x", "protein_seen": "no"},
         }
     )
     assert at.warning and "Outside the model's domain" in at.warning[0].value

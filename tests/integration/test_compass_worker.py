@@ -406,9 +406,8 @@ def test_shipped_descriptor_models_say_how_far_to_trust_each_answer(mesh: dict[s
         interval = ok["interval"]
         assert interval["level"] == 0.8 and interval["low"] < ok["pK"] < interval["high"], ok
         domain = ok["domain"]
-        nearest = domain["nearest_training_ligand"]
-        assert 0.0 <= nearest["tanimoto"] <= 1.0 and nearest["training_id"], domain
-        assert not nearest["training_id"].endswith("1bcu")  # CASF-2016 ids are never training ligands
+        assert 0.0 <= domain["nearest_ligand_similarity"] <= 1.0 and domain["nearest_ligand_id"], domain
+        assert not domain["nearest_ligand_id"].endswith("1bcu")  # CASF-2016 ids are never training ligands
         assert domain["protein_seen"] in ("yes", "no", "unknown")
     assert answers[0]["pK"] == single["pK"] and answers[0]["domain"] == single["domain"]
     assert single["model"] == kind

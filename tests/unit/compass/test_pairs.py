@@ -104,11 +104,11 @@ def test_domain_read_out_names_nearest_ligand_and_protein(tmp_path: Path) -> Non
     known_fp = data.fps[np.flatnonzero(data.has_fp)[0]]
     graph_pairs = {"fingerprint": known_fp, "sequence": ("MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ",), "uniprot": []}
     read = model.domain.read(graph_pairs)
-    assert read["nearest_training_ligand"]["tanimoto"] == 1.0 and read["protein_seen"] == "yes"
-    assert read["protein_training_complexes"] == 7
+    assert read["nearest_ligand_similarity"] == 1.0 and read["protein_seen"] == "yes"
+    assert read["training_complexes_for_protein"] == 7
     by_uniprot = model.domain.read({"fingerprint": None, "sequence": (), "uniprot": ["P00003"]})
-    assert by_uniprot["protein_seen"] == "yes" and by_uniprot["protein_training_complexes"] == 10
-    assert by_uniprot["nearest_training_ligand"] is None and by_uniprot["ligand_note"]
+    assert by_uniprot["protein_seen"] == "yes" and by_uniprot["training_complexes_for_protein"] == 10
+    assert by_uniprot["nearest_ligand_id"] is None and by_uniprot["ligand_note"]
     assert model.domain.read({"fingerprint": None, "sequence": (), "uniprot": ["Q99999"]})["protein_seen"] == "no"
     assert model.domain.read({"fingerprint": None, "sequence": (), "uniprot": []})["protein_seen"] == "unknown"
 
