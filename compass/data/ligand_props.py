@@ -94,14 +94,20 @@ def fingerprint(mol: object | None) -> np.ndarray | None:
     return np.packbits(gen.GetFingerprintAsNumPy(mol).astype(bool))
 
 
+_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+
+
 def tanimoto_max(query: np.ndarray, index: np.ndarray) -> tuple[float, int]:
-    """Highest Tanimoto similarity of packed bits ``query`` to any row of packed ``index``, and that row."""
+    """Highest Tanimoto similarity of packed bits ``query`` to any row of packed ``index``, and that row.
+
+    Bit counts come from a byte lookup on the packed arrays: per request that is one AND over
+    ``index`` (1.3 MB for the shipped models), not an unpacked float copy of it (40 MB).
+    """
     if index.size == 0:
         return 0.0, -1
-    q = np.unpackbits(query).astype(np.float32)
-    bits = np.unpackbits(index, axis=1).astype(np.float32)
-    common = bits @ q
-    union = bits.sum(1) + q.sum() - common
+    query = np.asarray(query, dtype=np.uint8)
+    common = _POPCOUNT[index & query].sum(axis=1, dtype=np.int32)
+    union = _POPCOUNT[index].sum(axis=1, dtype=np.int32) + int(_POPCOUNT[query].sum(dtype=np.int32)) - common
     sim = np.where(union > 0, common / np.maximum(union, 1), 0.0)
     best = int(np.argmax(sim))
     return float(sim[best]), best

@@ -30,6 +30,7 @@ from compass.data.pairs_table import CUTOFFS, GEOMETRY_SPEC, PairSet, load_set
 from compass.data.splits import group_kfold, sample_weights
 from compass.model.lite_predictor import WithinSeries
 from compass.model.pairs import Conformal, Domain, GeometryTerm, Member, PairFeatures, PairPredictor
+from compass.model.pairs_format import KINDS
 from compass.version import code_version
 
 ESTIMATORS = ("rf", "et", "hgb")
@@ -85,8 +86,8 @@ class PairPlan:
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown plan keys: {sorted(unknown)}")
-        if data.get("kind") not in ("compass-lite", "compass"):
-            raise ValueError("plan kind must be 'compass-lite' or 'compass'")
+        if data.get("kind") not in KINDS:
+            raise ValueError(f"plan kind must be one of {KINDS}")
         members = [MemberPlan(**m) for m in data.pop("members")]
         if not members:
             raise ValueError("a plan needs at least one member")
