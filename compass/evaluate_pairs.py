@@ -30,7 +30,7 @@ import numpy as np
 from compass.data.pairs_table import CUTOFFS, PairSet, load_set
 from compass.data.splits import group_kfold
 from compass.train.metrics import merge_duplicates, pearson, per_series
-from compass.train.pairs import PairPlan, _matrices, fit_rows, out_of_fold, train_pairs
+from compass.train.pairs import PairPlan, fit_rows, member_matrices, out_of_fold, train_pairs
 from services.common.files import atomic_path
 
 PUBLISHED = {  # CASF-2016 Pearson R of models trained on exactly these 9,299 rows (data README)
@@ -63,7 +63,7 @@ def _fep_lpo(plan: PairPlan, data: PairSet, n_jobs: int) -> dict[str, Any]:
     fep = np.flatnonzero(data.sources == "fep")
     fep_records = [data.records[i] for i in fep]
     folds = group_kfold(fep_records, 5, seed=plan.seed)
-    xs = _matrices(plan, data)
+    xs = member_matrices(plan, data)
     pred = np.full(len(data), np.nan)
     groups = np.array([r.group for r in data.records])
     for held in folds:

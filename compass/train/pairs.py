@@ -119,7 +119,8 @@ def cutoffs_of(plan: PairPlan) -> tuple[float, ...]:
     return tuple(sorted({float(s) for m in plan.members for s in m.shells}))
 
 
-def _matrices(plan: PairPlan, data: PairSet) -> list[np.ndarray]:
+def member_matrices(plan: PairPlan, data: PairSet) -> list[np.ndarray]:
+    """Each member's feature matrix over every row (built once, sliced per fold)."""
     return [m.features.matrix(data.counts, CUTOFFS, data.props) for m in plan.members]
 
 
@@ -170,7 +171,7 @@ def _geometry_term(plan: PairPlan, data: PairSet, rows: np.ndarray) -> GeometryT
 
 def out_of_fold(plan: PairPlan, data: PairSet, n_jobs: int = 1, progress: bool = True) -> np.ndarray:
     """Protein-grouped K-fold predictions of the model (members' average + geometry term) for every row."""
-    xs = _matrices(plan, data)
+    xs = member_matrices(plan, data)
     folds = group_kfold(data.records, plan.folds, seed=plan.seed)
     oof = np.full(len(data), np.nan)
     for held in tqdm(folds, desc="grouped CV folds", unit="fold", disable=not progress):
@@ -213,7 +214,7 @@ def train_pairs(
         oof = out_of_fold(plan, data, n_jobs, progress)
     conformal = Conformal.fit(data.pK - oof, plan.levels)
     t1 = time.perf_counter()
-    fitted = fit_rows(plan, data, np.arange(len(data)), _matrices(plan, data), n_jobs)
+    fitted = fit_rows(plan, data, np.arange(len(data)), member_matrices(plan, data), n_jobs)
     members = [Member(m.name, est, m.features) for m, est in zip(plan.members, fitted.estimators, strict=True)]
     from scipy.stats import pearsonr
 
