@@ -3,7 +3,7 @@
     python -m compass.evaluate --plan PLAN.json --data ../shared/data/fep --set fep-lpo --out DIR
     python -m compass.evaluate --checkpoint C --data ../shared/data/casf2016 --set casf2016 --out DIR
     python -m compass.evaluate --checkpoint C --data ROOT --set all --out DIR
-    python -m compass.evaluate --set pairs --plan compass/weights/plans/pairs-lite.json --out DIR [--seeds 0 1 2]
+    python -m compass.evaluate --set pairs --plan compass/weights/plans/pairs-lite.json --out DIR [--seeds 0,1,2]
 
 ``pairs`` evaluates a descriptor-model plan (compass-lite, the COMPASS stack) on every read-out:
 see :mod:`compass.evaluate_pairs`.
@@ -17,14 +17,15 @@ trained checkpoint and refuse complexes it was trained or validated on. Both wri
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import click
 import numpy as np
 
 from compass.data import ComplexGraph, ComplexRecord, load_root
@@ -33,6 +34,7 @@ from compass.data.splits import group_kfold
 from compass.model.checkpoint import CheckpointError, Predictor, load_checkpoint, model_id
 from compass.train.plan import ExperimentPlan, PlanError
 from compass.train.report import write_report
+from services.common.cli import command, parse
 
 log = logging.getLogger("compass.evaluate")
 SETS = ("fep-lpo", "casf2016", "all", "pairs")
@@ -187,31 +189,47 @@ def _summary(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+PATH = click.Path(path_type=Path)
+PARAMS = [
+    click.Option(["--set", "which"], required=True, type=click.Choice(SETS)),
+    click.Option(["--data"], type=PATH, help="data root (or .pt cache); not used by --set pairs"),
+    click.Option(["--seeds"], default="0,1,2", show_default=True, help="comma-separated seeds (--set pairs)"),
+    click.Option(["--jobs"], type=click.IntRange(min=1), default=1, help="threads for forest fitting (--set pairs)"),
+    click.Option(["--out"], required=True, type=PATH, help="folder for predictions.csv, metrics.json, scatter.png"),
+    click.Option(["--plan"], type=PATH, help="experiment plan (fep-lpo, pairs)"),
+    click.Option(["--checkpoint"], type=PATH, help="trained checkpoint (casf2016, all)"),
+    click.Option(["--folds"], type=click.IntRange(min=2), default=5, show_default=True),
+    click.Option(["--fold-seed"], type=int, default=0, show_default=True),
+    click.Option(["--runs-dir"], type=PATH, help="where fold runs go (default: the plan's runs_dir)"),
+    click.Option(["--max-epochs"], type=click.IntRange(min=1), help="override the plan's epochs (quick checks)"),
+    click.Option(["--batch-size"], type=click.IntRange(min=1), default=32, show_default=True),
+    click.Option(["--no-progress"], is_flag=True),
+]
+
+
+def _check(params: dict) -> None:
+    """What one flag needs of another (a usage error, exit 2)."""
+    which = params["which"]
+    try:
+        params["seeds"] = [int(s) for s in str(params["seeds"]).split(",") if s.strip()]
+    except ValueError:
+        raise click.UsageError(f"--seeds takes comma-separated integers, got {params['seeds']!r}") from None
+    if which in ("pairs", "fep-lpo") and not params["plan"]:
+        raise click.UsageError(f"--set {which} needs --plan")
+    if which != "pairs" and params["data"] is None:
+        raise click.UsageError(f"--set {which} needs --data")
+    if which in ("casf2016", "all") and not params["checkpoint"]:
+        raise click.UsageError(f"--set {which} needs --checkpoint")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="compass-evaluate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--set", required=True, choices=SETS, dest="which")
-    parser.add_argument("--data", type=Path, help="data root (or .pt cache); not used by --set pairs")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (--set pairs)")
-    parser.add_argument("--jobs", type=int, default=1, help="threads for forest fitting (--set pairs)")
-    parser.add_argument("--out", required=True, type=Path, help="folder for predictions.csv, metrics.json, scatter.png")
-    parser.add_argument("--plan", type=Path, help="experiment plan (fep-lpo)")
-    parser.add_argument("--checkpoint", type=Path, help="trained checkpoint (casf2016, all)")
-    parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--fold-seed", type=int, default=0)
-    parser.add_argument("--runs-dir", type=Path, help="where fold runs go (default: the plan's runs_dir)")
-    parser.add_argument("--max-epochs", type=int, help="override the plan's epochs (quick checks)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
+    cmd = command("compass-evaluate", PARAMS, __doc__.split("\n\n")[0])
+    args = SimpleNamespace(**parse(cmd, argv, validate=_check).params)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.which == "pairs":
-        return _pairs(parser, args)
-    if args.data is None:
-        parser.error(f"--set {args.which} needs --data")
+        return _pairs(args)
     try:
         if args.which == "fep-lpo":
-            if not args.plan:
-                parser.error("--set fep-lpo needs --plan")
             plan = ExperimentPlan.from_json(args.plan)
             metrics = fep_lpo(
                 plan,
@@ -224,8 +242,6 @@ def main(argv: list[str] | None = None) -> int:
                 progress=not args.no_progress,
             )
         else:
-            if not args.checkpoint:
-                parser.error(f"--set {args.which} needs --checkpoint")
             metrics = score_checkpoint(
                 args.checkpoint,
                 args.data,
@@ -242,12 +258,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _pairs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+def _pairs(args: SimpleNamespace) -> int:
     from compass.evaluate_pairs import evaluate, summary_lines
     from compass.train.pairs import PairPlan
 
-    if not args.plan:
-        parser.error("--set pairs needs --plan (compass/weights/plans/pairs-*.json)")
     try:
         plan = PairPlan.from_dict(json.loads(args.plan.read_text()))
     except (OSError, ValueError, TypeError) as exc:

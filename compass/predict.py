@@ -8,18 +8,23 @@ which (content id) so a figure can always be traced to the weights that made it.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
+
+import click
 
 from compass.data import StructureError, featurize_files
 from compass.model.checkpoint import CheckpointError, Predictor, load_checkpoint, model_id
 from compass.settings import weights_dir
 from compass.units import kd_from_pk as kd_from_pk  # re-exported: the worker and tests import it here
+from services.common.cli import DEVICE, command, parse
+
+PATH = click.Path(path_type=Path)
 
 # compass: the descriptor stack; compass-visnet: the structure model, kept as an option (MODEL_CARD.md).
 SHIPPED = {"compass": "compass.skops", "compass-lite": "compass-lite.skops", "compass-visnet": "compass.safetensors"}
@@ -72,14 +77,19 @@ def predict_files(predictor: Predictor, protein: Path, ligand: Path, ligand_inde
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="compass-predict", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--protein", required=True, type=Path, help="protein or pocket (PDB or PDBQT)")
-    parser.add_argument("--ligand", required=True, type=Path, help="ligand in its bound pose (SDF, MOL2 or PDBQT)")
-    parser.add_argument("--ligand-index", type=int, default=0, help="SDF record to use (default: the first)")
-    parser.add_argument("--model", default="compass", help="compass, compass-lite or a checkpoint file")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    args = parser.parse_args(argv)
+    params = [
+        click.Option(["--protein"], required=True, type=PATH, help="protein or pocket (PDB or PDBQT)"),
+        click.Option(["--ligand"], required=True, type=PATH, help="ligand in its bound pose (SDF, MOL2 or PDBQT)"),
+        click.Option(
+            ["--ligand-index"], type=click.IntRange(min=0), default=0, help="SDF record to use (0: the first)"
+        ),
+        click.Option(
+            ["--model"], default="compass", show_default=True, help="compass, compass-lite or a checkpoint file"
+        ),
+        click.Option(["--device"], type=DEVICE, default="cpu", show_default=True),
+        click.Option(["--json"], is_flag=True, help="print one JSON object"),
+    ]
+    args = SimpleNamespace(**parse(command("compass-predict", params, __doc__.split("\n\n")[0]), argv).params)
     path = resolve_model(args.model)
     try:
         predictor = load_checkpoint(path, device=args.device)

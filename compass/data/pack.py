@@ -8,14 +8,19 @@ names exactly these files.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import shutil
 import sys
 from pathlib import Path
+from types import SimpleNamespace
+
+import click
 
 from compass.data.dataset import load_root, save_cache
 from compass.data.graph import FeatureSettings
+from services.common.cli import command, parse
+
+PATH = click.Path(path_type=Path)
 
 EXCLUDE_IDS_NAME = "exclude_ids.txt"
 
@@ -38,13 +43,18 @@ def pack_roots(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m compass.data.pack", description=__doc__.splitlines()[0])
-    parser.add_argument("roots", nargs="+", type=Path, help="data roots (folders or .pt caches)")
-    parser.add_argument("--out", required=True, type=Path, help="folder for <root name>.pt")
-    parser.add_argument("--exclude-ids", type=Path, help="id list to copy beside them (CASF-2016 core ids)")
-    parser.add_argument("--cache-dir", type=Path, default=Path(".cache/compass"), help="featurisation cache")
-    parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
+    params = [
+        click.Argument(["roots"], nargs=-1, required=True, type=PATH),
+        click.Option(["--out"], required=True, type=PATH, help="folder for <root name>.pt"),
+        click.Option(["--exclude-ids"], type=PATH, help="id list to copy beside them (CASF-2016 core ids)"),
+        click.Option(
+            ["--cache-dir"], type=PATH, default=Path(".cache/compass"), show_default=True, help="featurisation cache"
+        ),
+        click.Option(["--no-progress"], is_flag=True),
+    ]
+    help = __doc__.splitlines()[0] + "\n\nROOTS: data roots (folders or .pt caches)."
+    args = SimpleNamespace(**parse(command("python -m compass.data.pack", params, help), argv).params)
+    args.roots = list(args.roots)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     missing = [str(r) for r in [*args.roots, *([args.exclude_ids] if args.exclude_ids else [])] if not r.exists()]
     if missing:

@@ -6,36 +6,42 @@ Exit codes: 0 done, 2 invalid plan or arguments, 143 cancelled by SIGTERM (last 
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
+
+import click
 
 from compass.train.distributed import init_distributed, shutdown
 from compass.train.loop import CANCELLED_EXIT_CODE, train
 from compass.train.plan import DEVICES, ExperimentPlan, PlanError
+from services.common.cli import command, parse
 
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m compass.train",
-        description="Train COMPASS or compass-lite from an experiment plan; artifacts in <runs-dir>/<run_id>/.",
-        epilog="Several processes / GPUs: torchrun --nproc_per_node N -m compass.train PLAN.json",
-    )
-    parser.add_argument("plan", type=Path, help="experiment plan (JSON)")
-    parser.add_argument("--runs-dir", help="folder for run folders (default: the plan's runs_dir, 'runs')")
-    parser.add_argument("--run-id", help="run id (default: the plan's, else <UTC time>-<plan hash>)")
-    parser.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
-    parser.add_argument("--device", choices=DEVICES, help="override the plan's device")
-    parser.add_argument("--seed", type=int, help="override the plan's seed (one plan file for several seeds)")
-    parser.add_argument("--max-epochs", type=int, help="override the plan's epochs (the schedule follows)")
-    parser.add_argument("--no-progress", action="store_true", help="no tqdm bar")
-    return parser
+PATH = click.Path(path_type=Path)
+PARAMS = [
+    click.Argument(["plan"], type=PATH),
+    click.Option(["--runs-dir"], help="folder for run folders (default: the plan's runs_dir, 'runs')"),
+    click.Option(["--run-id"], help="run id (default: the plan's, else <UTC time>-<plan hash>)"),
+    click.Option(["--resume"], is_flag=True, help="continue from the run's last checkpoint"),
+    click.Option(["--device"], type=click.Choice(DEVICES), help="override the plan's device"),
+    click.Option(
+        ["--seed"], type=click.IntRange(min=0), help="override the plan's seed (one plan file for several seeds)"
+    ),
+    click.Option(
+        ["--max-epochs"], type=click.IntRange(min=1), help="override the plan's epochs (the schedule follows)"
+    ),
+    click.Option(["--no-progress"], is_flag=True, help="no tqdm bar"),
+]
+HELP = (
+    "Train COMPASS or compass-lite from the experiment plan PLAN (JSON); artifacts in <runs-dir>/<run_id>/.\n\n"
+    "Several processes / GPUs: torchrun --nproc_per_node N -m compass.train PLAN.json"
+)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = SimpleNamespace(**parse(command("python -m compass.train", PARAMS, HELP), argv).params)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         plan = ExperimentPlan.from_json(args.plan)
@@ -43,13 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"compass.train: invalid plan: {exc}", file=sys.stderr)
         return 2
     if args.seed is not None:
-        if args.seed < 0:
-            print("compass.train: --seed must be >= 0", file=sys.stderr)
-            return 2
         plan = replace(plan, seed=args.seed)
-    if args.max_epochs is not None and args.max_epochs < 1:
-        print("compass.train: --max-epochs must be >= 1", file=sys.stderr)
-        return 2
     ctx = init_distributed(args.device or plan.device)
     if ctx.enabled:
         print(f"compass.train: rank {ctx.rank} of {ctx.world_size} ({ctx.backend})", file=sys.stderr, flush=True)

@@ -14,15 +14,16 @@ are taken from the same rows. Nothing here looks at CASF-2016 or at the fep-lpo 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import click
 import numpy as np
 from tqdm import tqdm
 
@@ -32,6 +33,7 @@ from compass.model.lite_predictor import WithinSeries
 from compass.model.pairs import Conformal, Domain, GeometryTerm, Member, PairFeatures, PairPredictor
 from compass.model.pairs_format import KINDS
 from compass.version import code_version
+from services.common.cli import command, parse
 
 ESTIMATORS = ("rf", "et", "hgb")
 
@@ -264,14 +266,19 @@ def quick_rows(data: PairSet, rows: int, seed: int) -> PairSet:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m compass.train.pairs", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--plan", required=True, type=Path, help="pairs plan JSON (compass/weights/plans/pairs-*.json)")
-    parser.add_argument("--out", required=True, type=Path, help="where to write the .skops model")
-    parser.add_argument("--seed", type=int, default=None, help="overrides the plan's seed")
-    parser.add_argument("--quick", action="store_true", help="small estimators on a row subsample (tests)")
-    parser.add_argument("--data-dir", type=Path, default=None, help="the shared data folder (default COMPASS_DATA_DIR)")
-    parser.add_argument("--jobs", type=int, default=1, help="threads for forest fitting")
-    args = parser.parse_args(argv)
+    path = click.Path(path_type=Path)
+    params = [
+        click.Option(["--plan"], required=True, type=path, help="pairs plan JSON (compass/weights/plans/pairs-*.json)"),
+        click.Option(["--out"], required=True, type=path, help="where to write the .skops model"),
+        click.Option(["--seed"], type=click.IntRange(min=0), help="overrides the plan's seed"),
+        click.Option(["--quick"], is_flag=True, help="small estimators on a row subsample (tests)"),
+        click.Option(["--data-dir"], type=path, help="the shared data folder (default COMPASS_DATA_DIR)"),
+        click.Option(
+            ["--jobs"], type=click.IntRange(min=1), default=1, show_default=True, help="threads for forest fitting"
+        ),
+    ]
+    cmd = command("python -m compass.train.pairs", params, __doc__.split("\n\n")[0])
+    args = SimpleNamespace(**parse(cmd, argv).params)
     from compass.model.lite_format import save_pairs
 
     try:

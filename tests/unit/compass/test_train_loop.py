@@ -309,8 +309,9 @@ def test_cli_prints_progress_and_reports_plan_errors(
     assert lines and lines[-1]["status"] == "completed" and lines[-1]["total_epochs"] == 1
     saved = json.loads((tmp_path / "runs" / "cli" / "plan.json").read_text())
     assert saved["optim"]["epochs"] == 1 and saved["seed"] == 7  # the plan file says seed 1
-    assert main([str(plan_path), *runs, "--seed", "-1"]) == 2
-    assert "--seed" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:
+        main([str(plan_path), *runs, "--seed", "-1"])
+    assert usage.value.code == 2 and "--seed" in capsys.readouterr().err
     bad = write_plan(tmp_path, {**plan_dict(root), "optimizer": {}})
     assert main([str(bad)]) == 2
     assert "unknown keys" in capsys.readouterr().err
