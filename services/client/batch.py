@@ -11,7 +11,6 @@ re-run skips every task whose result says ``success``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import re
@@ -24,8 +23,10 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import click
 from tqdm import tqdm
 
 from services.client.balancers import BALANCERS
@@ -34,7 +35,7 @@ from services.client.errors import ClientError, RequestFailed
 from services.client.policy import RetryPolicy
 from services.client.registry_client import RegistryClient
 from services.client.router import Router
-from services.common.cli import env_settings
+from services.common.cli import LOG_LEVELS, comma_list, command, env_settings, parse
 from services.common.files import atomic_path
 from services.common.settings import ClientSettings
 
@@ -238,76 +239,93 @@ def run_folder(
     return summary
 
 
-def build_parser(defaults: ClientSettings | None = None) -> argparse.ArgumentParser:
-    parser = folder_parser(
-        "python -m services.client.batch",
-        "Run a folder of JSON tasks through the mesh (resumable; one result file per task).",
-        defaults or env_settings(ClientSettings),
-        concurrency=8,
-        unit="task",
-        in_flight="requests",
-    )
-    parser.add_argument("--service", required=True, help="service name or capability to send the tasks to")
-    parser.add_argument(
-        "--fallback",
-        action="append",
-        metavar="SERVICE",
-        help="fallback service, repeatable (default: $CLIENT_FALLBACKS)",
-    )
-    return parser
+def batch_params(defaults: ClientSettings) -> list[click.Parameter]:
+    """The batch runner's flags: :func:`folder_params` plus the service and its fallbacks."""
+    return [
+        *folder_params(defaults, concurrency=8, unit="task", in_flight="requests"),
+        click.Option(["--service"], required=True, help="service name or capability to send the tasks to"),
+        click.Option(
+            ["--fallback"],
+            multiple=True,
+            metavar="SERVICE",
+            help="fallback service, repeatable (default: $CLIENT_FALLBACKS)",
+        ),
+    ]
 
 
-def folder_parser(
-    prog: str, description: str, defaults: ClientSettings, *, concurrency: int, unit: str, in_flight: str
-) -> argparse.ArgumentParser:
-    """The flags every folder runner has: registries, folders, concurrency and :func:`add_routing_arguments`."""
-    parser = argparse.ArgumentParser(prog=prog, description=description, allow_abbrev=False)
-    parser.add_argument(
-        "--registry", action="append", metavar="URL[,URL]", help="registry URL(s) (default: $REGISTRY_URL)"
-    )
-    parser.add_argument("--input-dir", type=Path, required=True, help="folder of task files (*.json)")
-    parser.add_argument("--output-dir", type=Path, required=True, help="folder for the result files")
-    parser.add_argument(
-        "--concurrency", type=int, default=concurrency, help=f"{in_flight} in flight (default: %(default)s)"
-    )
-    add_routing_arguments(parser, defaults, unit)
-    return parser
+def folder_params(defaults: ClientSettings, *, concurrency: int, unit: str, in_flight: str) -> list[click.Parameter]:
+    """The flags every folder runner has: registries, folders, concurrency and :func:`routing_params`."""
+    return [
+        click.Option(
+            ["--registry"],
+            multiple=True,
+            metavar="URL[,URL]",
+            callback=comma_list,
+            help="registry URL(s) (default: $REGISTRY_URL)",
+        ),
+        click.Option(
+            ["--input-dir"], type=click.Path(path_type=Path), required=True, help="folder of task files (*.json)"
+        ),
+        click.Option(
+            ["--output-dir"], type=click.Path(path_type=Path), required=True, help="folder for the result files"
+        ),
+        click.Option(
+            ["--concurrency"],
+            type=click.IntRange(min=1),
+            default=concurrency,
+            show_default=True,
+            help=f"{in_flight} in flight",
+        ),
+        *routing_params(defaults, unit),
+    ]
 
 
-def add_routing_arguments(parser: argparse.ArgumentParser, d: ClientSettings, unit: str) -> None:
-    """Flags every folder runner shares: deadline, balancer, attempts, progress, log level."""
-    per = f"seconds per {unit} (default: %(default)s)"
-    parser.add_argument("--deadline", type=float, default=d.deadline_s, help=per)
-    parser.add_argument("--balancer", choices=sorted(BALANCERS), default=d.balancer, help="(default: %(default)s)")
-    parser.add_argument(
-        "--max-attempts", type=int, default=d.max_attempts, help="tries per service (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar (default: on a TTY)"
-    )
-    parser.add_argument("--log-level", type=str.upper, default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+def routing_params(d: ClientSettings, unit: str) -> list[click.Parameter]:
+    """Flags every runner of many calls shares: deadline, balancer, attempts, progress, log level."""
+    return [
+        click.Option(
+            ["--deadline"],
+            type=click.FloatRange(min=0, min_open=True),
+            default=d.deadline_s,
+            show_default=True,
+            help=f"seconds per {unit}",
+        ),
+        click.Option(["--balancer"], type=click.Choice(sorted(BALANCERS)), default=d.balancer, show_default=True),
+        click.Option(
+            ["--max-attempts"],
+            type=click.IntRange(min=1),
+            default=d.max_attempts,
+            show_default=True,
+            help="tries per service",
+        ),
+        click.Option(["--progress/--no-progress"], default=None, help="progress bar (default: on a TTY)"),
+        click.Option(["--log-level"], type=LOG_LEVELS, default="WARNING", show_default=True),
+    ]
 
 
-def checked_registries(
-    parser: argparse.ArgumentParser, args: argparse.Namespace, settings: ClientSettings
-) -> list[str]:
-    """Set up logging, validate the shared flags (exit 2 on bad ones) and return the registry URLs."""
+def parse_folder_args(
+    prog: str, help: str, params: list[click.Parameter], argv: Sequence[str] | None, settings: ClientSettings
+) -> tuple[SimpleNamespace, list[str]]:
+    """Parse a folder runner's command line (exit 2 on bad flags), set up logging; the flags and registry URLs."""
+    registries: list[str] = []
+
+    def check(values: dict[str, Any]) -> None:
+        registries.extend(values["registry"] or settings.registry_urls)
+        if not registries:
+            raise click.UsageError("no registry: pass --registry or set REGISTRY_URL")
+        if not values["input_dir"].is_dir():
+            raise click.UsageError(f"--input-dir {values['input_dir']} is not a folder")
+
+    args = SimpleNamespace(**parse(command(prog, params, help), argv, validate=check).params)
     logging.basicConfig(
-        level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    registries = list(args.registry or settings.registry_urls)
-    if not registries:
-        parser.error("no registry: pass --registry or set REGISTRY_URL")
-    if args.concurrency < 1 or args.max_attempts < 1 or args.deadline <= 0:
-        parser.error("--concurrency and --max-attempts must be at least 1, --deadline positive")
-    if not args.input_dir.is_dir():
-        parser.error(f"--input-dir {args.input_dir} is not a folder")
-    return registries
+    return args, registries
 
 
 @contextmanager
 def folder_router(
-    args: argparse.Namespace, registries: list[str], settings: ClientSettings, **overrides: Any
+    args: SimpleNamespace, registries: list[str], settings: ClientSettings, **overrides: Any
 ) -> Iterator[Router]:
     """The Router a folder runner's flags describe, closed with its registry client on the way out."""
     discovery = RegistryClient(registries, wait_s=settings.watch_wait_s)
@@ -330,9 +348,10 @@ def folder_router(
 def main(argv: Sequence[str] | None = None) -> int:
     """Exit 0 when every task succeeded, 1 when any failed, 2 on bad arguments."""
     settings = env_settings(ClientSettings)
-    parser = build_parser(settings)
-    args = parser.parse_args(argv)
-    registries = checked_registries(parser, args, settings)
+    help = "Run a folder of JSON tasks through the mesh (resumable; one result file per task)."
+    args, registries = parse_folder_args(
+        "python -m services.client.batch", help, batch_params(settings), argv, settings
+    )
     with folder_router(args, registries, settings) as router:
         summary = run_batch(
             router,
@@ -340,7 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.output_dir,
             args.service,
             concurrency=args.concurrency,
-            fallbacks=args.fallback,
+            fallbacks=list(args.fallback) or None,
             deadline=args.deadline,
             progress=args.progress,
         )

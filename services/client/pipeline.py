@@ -19,7 +19,6 @@ a failed one at its first failed step, reusing the outputs of the steps before i
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import time
@@ -28,12 +27,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import click
+
 from services.client.batch import (
     TaskError,
     call_metadata,
-    checked_registries,
-    folder_parser,
+    folder_params,
     folder_router,
+    parse_folder_args,
     record_failure,
     record_success,
     run_folder,
@@ -224,41 +225,38 @@ def parse_preferences(rules: Sequence[str]) -> dict[str, list[str]]:
     return prefs
 
 
-def build_parser(defaults: ClientSettings | None = None) -> argparse.ArgumentParser:
-    parser = folder_parser(
-        "python -m services.client.pipeline",
-        "Run a folder of tasks through a chain of capabilities (resumable; one result file per task).",
-        defaults or env_settings(ClientSettings),
-        concurrency=4,
-        unit="step",
-        in_flight="tasks",
-    )
-    parser.add_argument("--steps", required=True, help="CAPABILITY[:TASK_TYPE],... in order")
-    parser.add_argument(
-        "--carry",
-        default=",".join(DEFAULT_CARRY),
-        help="output fields passed to the next step as options (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--prefer",
-        action="append",
-        metavar="CAP=SVC[,SVC]",
-        help="services to pick a capability's workers from first, repeatable (default: protein-embedding=hf,antiberty)",
-    )
-    return parser
+def pipeline_params(defaults: ClientSettings) -> list[click.Parameter]:
+    """The pipeline's flags: the folder runner's plus steps, carried fields and preferences."""
+    return [
+        *folder_params(defaults, concurrency=4, unit="step", in_flight="tasks"),
+        click.Option(["--steps"], required=True, help="CAPABILITY[:TASK_TYPE],... in order"),
+        click.Option(
+            ["--carry"],
+            default=",".join(DEFAULT_CARRY),
+            show_default=True,
+            help="output fields passed to the next step as options",
+        ),
+        click.Option(
+            ["--prefer"],
+            multiple=True,
+            metavar="CAP=SVC[,SVC]",
+            help="services to pick first for a capability, repeatable (default: protein-embedding=hf,antiberty)",
+        ),
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Exit 0 when every task went through every step, 1 when any failed, 2 on bad arguments."""
     settings = env_settings(ClientSettings)
-    parser = build_parser(settings)
-    args = parser.parse_args(argv)
-    registries = checked_registries(parser, args, settings)
+    help = "Run a folder of tasks through a chain of capabilities (resumable; one result file per task)."
+    prog = "python -m services.client.pipeline"
+    args, registries = parse_folder_args(prog, help, pipeline_params(settings), argv, settings)
     try:
         steps = parse_steps(args.steps)
         preferences = parse_preferences(args.prefer) if args.prefer else DEFAULT_PREFERENCES
     except ValueError as exc:
-        parser.error(str(exc))
+        click.UsageError(str(exc)).show()
+        return 2
     carry = [c.strip() for c in args.carry.split(",") if c.strip()]
     with folder_router(args, registries, settings, preferences=preferences) as router:
         summary = run_pipeline(
