@@ -88,7 +88,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     steps = args.steps or (2 if args.quick else 5)
     graphs = load_graphs(args.data, 64)
-    atoms = statistics.fmean(g.atom_type.numel() for g in graphs)
+    atoms = statistics.fmean(g.num_atoms for g in graphs)
     ligand = statistics.fmean(g.num_ligand_atoms for g in graphs)
     devices = []
     if args.device in ("cpu", "all"):

@@ -68,7 +68,7 @@ def predict_files(predictor: Predictor, protein: Path, ligand: Path, ligand_inde
         "pK": pk,
         "kd": kd_from_pk(pk),
         "ligand_atoms": graph.num_ligand_atoms,
-        "pocket_atoms": int(graph.atom_type.numel()) - graph.num_ligand_atoms,
+        "pocket_atoms": graph.num_atoms - graph.num_ligand_atoms,
         "notes": notes,
         "timings_ms": {"preprocess": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3},
         # Descriptor models say how far to trust the number (interval, applicability domain).

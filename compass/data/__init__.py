@@ -1,23 +1,20 @@
-"""Structure I/O, pocket cropping, featurisation, data roots, caches and leak-free splits."""
+"""Structure I/O, pocket cropping, featurisation, data roots, caches and leak-free splits.
 
-from compass.data.dataset import LoadedRoot, SurvivalReport, load_cache, load_root, save_cache
-from compass.data.featurize import featurize_files, featurize_texts
-from compass.data.graph import ComplexGraph, ComplexRecord, FeatureSettings
-from compass.data.roots import LayoutError, list_records
-from compass.data.structures import StructureError
+Names are imported on first use: a worker that featurises one upload never imports the cache
+layer (torch) that training reads data roots through.
+"""
 
-__all__ = [
-    "ComplexGraph",
-    "ComplexRecord",
-    "FeatureSettings",
-    "LayoutError",
-    "LoadedRoot",
-    "StructureError",
-    "SurvivalReport",
-    "featurize_files",
-    "featurize_texts",
-    "list_records",
-    "load_cache",
-    "load_root",
-    "save_cache",
-]
+from __future__ import annotations
+
+from compass.lazy import lazy_exports
+
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    {
+        "compass.data.dataset": ("LoadedRoot", "SurvivalReport", "load_cache", "load_root", "save_cache"),
+        "compass.data.featurize": ("featurize_files", "featurize_texts"),
+        "compass.data.graph": ("ComplexGraph", "ComplexRecord", "FeatureSettings"),
+        "compass.data.roots": ("LayoutError", "list_records"),
+        "compass.data.structures": ("StructureError",),
+    },
+)

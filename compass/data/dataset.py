@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
+import numpy as np
 from tqdm import tqdm
 
 from compass.data.featurize import featurize_files
@@ -101,10 +101,12 @@ def _root_fingerprint(records: list[ComplexRecord], skipped: list[Any], settings
 
 def save_cache(path: Path, loaded: LoadedRoot) -> None:
     """Write a cache file atomically (tensors and plain containers only: loads with weights_only)."""
+    import torch  # the cache file format; featurising and serving never need it
+
     path.parent.mkdir(parents=True, exist_ok=True)
     blob = {
         "format": CACHE_FORMAT,
-        "packed": pack(loaded.graphs),
+        "packed": {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in pack(loaded.graphs).items()},
         "records": [r.to_dict() for r in loaded.records],
         "survival": loaded.survival.to_dict(),
         "settings": loaded.settings.to_dict(),
@@ -116,6 +118,8 @@ def save_cache(path: Path, loaded: LoadedRoot) -> None:
 
 def load_cache(path: str | Path) -> LoadedRoot:
     """Read a cache file written by :func:`save_cache` (safe: ``weights_only=True``)."""
+    import torch
+
     blob = torch.load(path, weights_only=True)
     if blob.get("format") != CACHE_FORMAT:
         raise ValueError(f"{path}: cache format {blob.get('format')} is not {CACHE_FORMAT}")

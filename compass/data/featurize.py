@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from compass.data.graph import NUM_ELEMENTS, ComplexGraph, FeatureSettings, element_index
 from compass.data.pair_inputs import pair_inputs
@@ -60,12 +59,12 @@ def build_graph(protein: Atoms, ligand: Atoms, settings: FeatureSettings, key: s
     lig_types = [element_index(e) + NUM_ELEMENTS for e in ligand.elements]
     prot_types = [element_index(protein.elements[i]) for i in keep]
     pos = np.concatenate([ligand.coords, protein.coords[keep]], axis=0)
-    is_ligand = torch.zeros(len(pos), dtype=torch.bool)
+    is_ligand = np.zeros(len(pos), dtype=bool)
     is_ligand[: len(ligand)] = True
     return ComplexGraph(
         key=key,
-        atom_type=torch.tensor(lig_types + prot_types, dtype=torch.long),
-        pos=torch.from_numpy(np.ascontiguousarray(pos, dtype=np.float32)),
+        atom_type=np.array(lig_types + prot_types, dtype=np.int64),
+        pos=pos,
         is_ligand=is_ligand,
         y=float("nan") if y is None else float(y),
     )

@@ -5,8 +5,10 @@ atoms within ``crop_radius`` of it. Each atom has an *atom type* that encodes bo
 and whether it belongs to the ligand, so a model can never confuse the two:
 ``atom_type = element_index + NUM_ELEMENTS * is_ligand``.
 
-Everything here is plain tensors so caches load with ``torch.load(weights_only=True)`` and the
-training code never needs RDKit (the GPU machine has none).
+Everything here is plain numpy arrays, so a descriptor-model worker never imports torch; ViSNet
+gets torch tensors at the batching boundary (:meth:`ComplexGraph.to_data`, zero-copy), and caches
+store the arrays as tensors so they load with ``torch.load(weights_only=True)``. The training code
+never needs RDKit (the GPU machine has none).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import torch
+import numpy as np
 
 # Bump when featurisation changes in a way the settings do not capture: it invalidates caches.
 FEATURE_VERSION = 1
@@ -110,15 +112,28 @@ class ComplexRecord:
 
 @dataclass
 class ComplexGraph:
-    """A featurised complex: atom types, coordinates, ligand mask and label."""
+    """A featurised complex: atom types, coordinates, ligand mask and label.
+
+    The arrays are numpy (int64, float32 [N, 3], bool); anything array-like is converted on
+    construction, so tests and tools may pass torch tensors.
+    """
 
     key: str
-    atom_type: torch.Tensor  # long [N]
-    pos: torch.Tensor  # float32 [N, 3], Å
-    is_ligand: torch.Tensor  # bool [N]
+    atom_type: np.ndarray  # int64 [N]
+    pos: np.ndarray  # float32 [N, 3], Å
+    is_ligand: np.ndarray  # bool [N]
     y: float = float("nan")  # pK, NaN when unlabelled (inference)
     # Set when FeatureSettings.pair_cutoffs is: counts, ligand chemistry, protein identity (compass.data.pair_inputs)
     pairs: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        self.atom_type = np.asarray(self.atom_type, dtype=np.int64)
+        self.pos = np.ascontiguousarray(self.pos, dtype=np.float32).reshape(-1, 3)
+        self.is_ligand = np.asarray(self.is_ligand, dtype=bool)
+
+    @property
+    def num_atoms(self) -> int:
+        return int(self.atom_type.size)
 
     @property
     def num_ligand_atoms(self) -> int:
@@ -126,46 +141,46 @@ class ComplexGraph:
 
     def to_data(self) -> Any:
         """A torch_geometric ``Data`` (``z`` = atom type) for batching with its DataLoader."""
+        import torch
         from torch_geometric.data import Data
 
         return Data(
-            z=self.atom_type,
-            pos=self.pos,
-            is_ligand=self.is_ligand,
+            z=torch.from_numpy(self.atom_type),
+            pos=torch.from_numpy(self.pos),
+            is_ligand=torch.from_numpy(self.is_ligand),
             y=torch.tensor([self.y], dtype=torch.float32),
-            num_nodes=int(self.atom_type.numel()),
+            num_nodes=self.num_atoms,
         )
 
 
 def pack(graphs: list[ComplexGraph]) -> dict[str, Any]:
-    """Concatenate graphs into a few flat tensors (compact, and safe to load with weights_only)."""
-    sizes = torch.tensor([g.atom_type.numel() for g in graphs], dtype=torch.long)
-    ptr = torch.zeros(len(graphs) + 1, dtype=torch.long)
-    ptr[1:] = torch.cumsum(sizes, 0)
-    empty_long, empty_pos = torch.zeros(0, dtype=torch.long), torch.zeros(0, 3)
+    """Concatenate graphs into a few flat arrays (compact; :mod:`compass.data.dataset` stores them as tensors)."""
+    ptr = np.zeros(len(graphs) + 1, dtype=np.int64)
+    ptr[1:] = np.cumsum([g.num_atoms for g in graphs])
     return {
         "keys": [g.key for g in graphs],
         "ptr": ptr,
-        "atom_type": torch.cat([g.atom_type for g in graphs]) if graphs else empty_long,
-        "pos": torch.cat([g.pos for g in graphs]) if graphs else empty_pos,
-        "is_ligand": torch.cat([g.is_ligand for g in graphs]) if graphs else empty_long.bool(),
-        "y": torch.tensor([g.y for g in graphs], dtype=torch.float32),
+        "atom_type": np.concatenate([g.atom_type for g in graphs]) if graphs else np.zeros(0, np.int64),
+        "pos": np.concatenate([g.pos for g in graphs]) if graphs else np.zeros((0, 3), np.float32),
+        "is_ligand": np.concatenate([g.is_ligand for g in graphs]) if graphs else np.zeros(0, bool),
+        "y": np.array([g.y for g in graphs], dtype=np.float32),
     }
 
 
 def unpack(packed: dict[str, Any]) -> list[ComplexGraph]:
-    """Inverse of :func:`pack`."""
-    ptr = packed["ptr"].tolist()
+    """Inverse of :func:`pack` (the arrays may also be tensors, as a cache file holds them)."""
+    arrays = {k: np.asarray(packed[k]) for k in ("ptr", "atom_type", "pos", "is_ligand", "y")}
+    ptr = arrays["ptr"].tolist()
     out = []
     for i, key in enumerate(packed["keys"]):
         lo, hi = ptr[i], ptr[i + 1]
         out.append(
             ComplexGraph(
                 key=key,
-                atom_type=packed["atom_type"][lo:hi],
-                pos=packed["pos"][lo:hi],
-                is_ligand=packed["is_ligand"][lo:hi],
-                y=float(packed["y"][i]),
+                atom_type=arrays["atom_type"][lo:hi],
+                pos=arrays["pos"][lo:hi],
+                is_ligand=arrays["is_ligand"][lo:hi],
+                y=float(arrays["y"][i]),
             )
         )
     return out

@@ -11,15 +11,8 @@ from compass.lazy import lazy_exports
 __getattr__, __all__ = lazy_exports(
     __name__,
     {
-        "compass.model.checkpoint": (
-            "CheckpointError",
-            "CompassPredictor",
-            "Predictor",
-            "load_checkpoint",
-            "model_id",
-            "read_meta",
-            "save_checkpoint",
-        ),
+        "compass.model.checkpoint": ("CheckpointError", "Predictor", "load_checkpoint", "model_id"),
+        "compass.model.visnet_checkpoint": ("CompassPredictor", "read_meta", "save_checkpoint"),
         "compass.model.radius": ("radius_graph",),
         "compass.model.visnet": ("CompassViSNet", "ViSNetConfig"),
     },

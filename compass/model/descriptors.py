@@ -159,9 +159,7 @@ def descriptor_names(spec: DescriptorSpec | None = None) -> list[str]:
 def describe(graph: ComplexGraph, spec: DescriptorSpec | None = None) -> np.ndarray:
     """Descriptor vector (float64) of one complex; all blocks share one ligand×protein ``cdist``."""
     spec = spec or DescriptorSpec()
-    atom_type = graph.atom_type.numpy()
-    lig_mask = graph.is_ligand.numpy().astype(bool)
-    pos = graph.pos.numpy().astype(np.float64)
+    atom_type, lig_mask, pos = graph.atom_type, graph.is_ligand, graph.pos.astype(np.float64)
     elem = atom_type % NUM_ELEMENTS
     lig_pos, prot_pos = pos[lig_mask], pos[~lig_mask]
     lig_el, prot_el = elem[lig_mask], elem[~lig_mask]

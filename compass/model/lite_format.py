@@ -17,16 +17,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import skops.io as sio
 
 from compass.data.graph import FeatureSettings
 from compass.model.descriptors import DescriptorSpec, descriptor_names
 from compass.model.lite_predictor import KIND, LitePredictor, WithinSeries, serial
 from compass.model.pairs import PAIRS_FORMAT, PairPredictor
 from compass.model.pairs_format import PairsFormatError, from_payload, to_payload
+from compass.model.skops_import import skops_io
 from compass.version import code_version
 from services.common.files import atomic_path
 
+sio = skops_io()
 FORMAT = "compass-lite/1"
 
 # Every type a compass-lite file may contain. Anything else (a function, a custom class, another

@@ -168,7 +168,7 @@ class Serving:
             "model_version": served.id,
             "model_name": served.name,
             "ligand_atoms": graph.num_ligand_atoms,
-            "pocket_atoms": int(graph.atom_type.numel()) - graph.num_ligand_atoms,
+            "pocket_atoms": graph.num_atoms - graph.num_ligand_atoms,
             "notes": notes,
             "batch_size": int(times.pop("batch_size")),
             "timings_ms": {k: round(v, 3) for k, v in times.items()},

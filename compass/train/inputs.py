@@ -48,8 +48,8 @@ def data_hash(train: list[ComplexGraph], val: list[ComplexGraph], settings: Feat
         h.update(f"|{tag}:{len(graphs)}|".encode())
         for g in graphs:
             h.update(f"{g.key}|{g.y!r}|".encode())
-            h.update(g.atom_type.contiguous().numpy().tobytes())
-            h.update(g.pos.contiguous().numpy().tobytes())
+            h.update(g.atom_type.tobytes())  # int64 and float32: the same bytes as the tensors once held
+            h.update(g.pos.tobytes())
     return h.hexdigest()[:16]
 
 

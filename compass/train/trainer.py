@@ -22,9 +22,10 @@ import torch
 from torch.utils.data.distributed import DistributedSampler
 
 from compass.data.splits import sample_weights
-from compass.model.checkpoint import load_compass_model, save_checkpoint
 from compass.model.visnet import CompassViSNet, ViSNetConfig
+from compass.model.visnet_checkpoint import load_compass_model, save_checkpoint
 from compass.train import artifacts as art
+from compass.train import state as run_state
 from compass.train.distributed import DistContext, unwrap, wrap_model
 from compass.train.inputs import TrainingData
 from compass.train.plan import ExperimentPlan
@@ -161,19 +162,19 @@ class Trainer:
         state = None
         if resume and last.is_file() and state_path.is_file():
             model, _ = load_compass_model(last)
-            state = art.load_state(state_path)
+            state = run_state.load_state(state_path)
             log.info("resuming %s from epoch %d, step %d", self.plan.run_id, state["epochs_done"], state["step"])
         else:
             if resume:
                 log.info("nothing to resume in %s: starting afresh", self.files.dir)
-            art.seed_everything(self.plan.seed)  # same initial weights on every rank
+            run_state.seed_everything(self.plan.seed)  # same initial weights on every rank
             model = CompassViSNet(self._config())
         self.model = model.to(self.device)
         self.net = wrap_model(self.model, self.ctx, self.device)
         self.optimizer, self.scheduler = build_optimizer(self.model, self.optim, self.total_steps)
         self.best_state = copy.deepcopy(self.model.state_dict())
         if state is None:
-            art.seed_everything(self.plan.seed + 7919 * self.ctx.rank)  # dropout differs between ranks
+            run_state.seed_everything(self.plan.seed + 7919 * self.ctx.rank)  # dropout differs between ranks
             return
         if state["total_steps"] != self.total_steps:
             raise ValueError(
@@ -186,10 +187,10 @@ class Trainer:
             setattr(self, name, state[name])
         self.loss_sum, self.loss_n, self.epoch_train_s = state["loss_sum"], state["loss_n"], state["epoch_train_s"]
         if self.ctx.is_main:
-            art.set_rng_state(state["rng"])
+            run_state.set_rng_state(state["rng"])
             self.files.truncate_metrics(self.epochs_done)  # lines written after the state was saved
         else:
-            art.seed_everything(self.plan.seed + 7919 * self.ctx.rank + self.step)
+            run_state.seed_everything(self.plan.seed + 7919 * self.ctx.rank + self.step)
         best = self.files.path(art.BEST)
         if best.is_file():
             self.best_state = copy.deepcopy(load_compass_model(best)[0].state_dict())
@@ -211,7 +212,7 @@ class Trainer:
             "loss_sum": self.loss_sum,
             "loss_n": self.loss_n,
             "epoch_train_s": self.epoch_train_s,
-            "rng": art.rng_state(),
+            "rng": run_state.rng_state(),
         }
 
     def _save(self, name: str, metrics: dict[str, Any]) -> None:
@@ -230,7 +231,7 @@ class Trainer:
     def _save_last(self) -> None:
         self._save(art.LAST, {"epoch": self.epochs_done, "step": self.step})
         if self.files.is_main:
-            art.save_state(self.files.path(art.STATE), self._state())
+            run_state.save_state(self.files.path(art.STATE), self._state())
 
     # -- training ----------------------------------------------------------------------------
     def _epoch_batches(self, epoch: int) -> list[list[int]]:
@@ -388,7 +389,7 @@ class Trainer:
         )
         self.files.write_json(art.EVAL, record)
         if self.files.is_main:
-            art.save_state(self.files.path(art.STATE), self._state())
+            run_state.save_state(self.files.path(art.STATE), self._state())
         self.files.progress(self._report(status, self.epochs_done, None, 0.0))
         self.ctx.barrier()
         return RunResult(self.files.dir, self.files.path(art.BEST), record, status)

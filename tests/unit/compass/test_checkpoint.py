@@ -14,16 +14,9 @@ from safetensors.torch import save_file
 
 import compass
 from compass.data.graph import FeatureSettings
-from compass.model.checkpoint import (
-    CheckpointError,
-    CompassPredictor,
-    Predictor,
-    load_checkpoint,
-    model_id,
-    read_meta,
-    save_checkpoint,
-)
+from compass.model.checkpoint import CheckpointError, Predictor, load_checkpoint, model_id
 from compass.model.visnet import CompassViSNet, ViSNetConfig
+from compass.model.visnet_checkpoint import CompassPredictor, read_meta, save_checkpoint
 from compass.train.synthetic import synthetic_set
 from compass.version import git_state
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 import torch
+from scipy.spatial.distance import cdist
 from torch_geometric.data import Batch
 
 from compass.data.graph import ComplexGraph
@@ -21,7 +23,8 @@ def batch_of(graphs: list[ComplexGraph]) -> Batch:
 
 
 def moved(graph: ComplexGraph, rotation: torch.Tensor, shift: torch.Tensor) -> ComplexGraph:
-    return ComplexGraph(graph.key, graph.atom_type, graph.pos @ rotation.T + shift, graph.is_ligand, graph.y)
+    pos = torch.from_numpy(graph.pos) @ rotation.T + shift
+    return ComplexGraph(graph.key, graph.atom_type, pos, graph.is_ligand, graph.y)
 
 
 def random_rotation(seed: int) -> torch.Tensor:
@@ -62,7 +65,7 @@ def test_rotation_and_translation_do_not_change_the_output(model: CompassViSNet)
 
 def test_atom_order_does_not_change_the_output(model: CompassViSNet) -> None:
     (graph,), _ = synthetic_set(1, seed=4)
-    perm = torch.randperm(graph.pos.size(0), generator=torch.Generator().manual_seed(0))
+    perm = np.random.default_rng(0).permutation(graph.num_atoms)
     shuffled = ComplexGraph(graph.key, graph.atom_type[perm], graph.pos[perm], graph.is_ligand[perm], graph.y)
     with torch.no_grad():
         assert torch.allclose(model(batch_of([graph])), model(batch_of([shuffled])), atol=1e-4)
@@ -90,12 +93,12 @@ def test_ligand_readout_sums_ligand_atoms_only(model: CompassViSNet) -> None:
 
 def test_protein_atoms_beyond_the_receptive_field_do_not_matter(model: CompassViSNet) -> None:
     (graph,), _ = synthetic_set(1, seed=7)
-    far = torch.tensor([[60.0, 0.0, 0.0]])  # > num_layers * cutoff from every ligand atom
+    far = np.array([[60.0, 0.0, 0.0]])  # > num_layers * cutoff from every ligand atom
     extra = ComplexGraph(
         graph.key,
-        torch.cat([graph.atom_type, torch.tensor([0])]),
-        torch.cat([graph.pos, far]),
-        torch.cat([graph.is_ligand, torch.tensor([False])]),
+        np.append(graph.atom_type, 0),
+        np.concatenate([graph.pos, far]),
+        np.append(graph.is_ligand, False),
         graph.y,
     )
     with torch.no_grad():
@@ -153,16 +156,17 @@ def test_ligand_edge_mode_drops_only_pocket_internal_messages() -> None:
     batch = batch_of([graph])
     full = neighbour_edges(batch.pos, batch.batch, batch.is_ligand, 4.0, 64, "all")[0]
     lig = neighbour_edges(batch.pos, batch.batch, batch.is_ligand, 4.0, 64, "ligand")[0]
-    touches = graph.is_ligand[full[0]] | graph.is_ligand[full[1]] | (full[0] == full[1])
+    is_ligand = torch.from_numpy(graph.is_ligand)
+    touches = is_ligand[full[0]] | is_ligand[full[1]] | (full[0] == full[1])
     assert torch.equal(lig, full[:, touches]) and lig.size(1) < full.size(1)
     model = CompassViSNet(ViSNetConfig(**TINY, edges="ligand")).eval()
     # A protein atom's position only matters through its edges to ligand atoms: moving a protein atom
     # that is farther than the cutoff from every ligand atom changes nothing in ligand mode.
     with torch.no_grad():
         before = model(batch)
-        d = torch.cdist(graph.pos[~graph.is_ligand], graph.pos[graph.is_ligand]).min(1).values
-        far = int(torch.nonzero(d > 4.5)[0]) + graph.num_ligand_atoms
-        moved = graph.pos.clone()
-        moved[far] += torch.tensor([0.3, -0.2, 0.1])
+        d = cdist(graph.pos[~graph.is_ligand], graph.pos[graph.is_ligand]).min(1)
+        far = int(np.flatnonzero(d > 4.5)[0]) + graph.num_ligand_atoms
+        moved = graph.pos.copy()
+        moved[far] += np.array([0.3, -0.2, 0.1], dtype=np.float32)
         shifted = ComplexGraph(graph.key, graph.atom_type, moved, graph.is_ligand, graph.y)
         assert torch.allclose(model(batch_of([shifted])), before, atol=1e-5)
