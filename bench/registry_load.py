@@ -170,6 +170,10 @@ def start_registry(tmp: Path, interval: float, extra: list[str], root: Path = RE
     argv = [sys.executable, "-m", "services.registry", "--host", "127.0.0.1", "--port", "0"]
     argv += ["--db", str(tmp / "registry.db"), "--heartbeat-interval", f"{interval:g}"]
     argv += ["--critical-after", str(CRITICAL_AFTER), "--deregister-after", f"{DEREGISTER_AFTER:g}"]
+    # Every simulated worker and client connects from this one host: lift the per-address cap
+    # (a scratch copy from before the cap existed has no such flag).
+    if "client_connection_limit" in (root / "services" / "common" / "settings.py").read_text():
+        argv += ["--client-connection-limit", "0"]
     argv += extra
     child = Child("registry", argv, tmp / "registry.log", python_env(root))
     ready = child.wait_event("ready", 30)

@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 SERVICES_PATH = "/api/v1/services"
+# The per-instance secret a registration answers; the writes to that instance carry it.
+SECRET_HEADER = "X-Instance-Secret"
 # Answers to a write worth trying the next registry URL for (it may be restarting or behind a proxy).
 GATEWAY_STATUSES = frozenset({502, 503, 504})
 
@@ -56,7 +58,8 @@ class RegistryApi:
     """Calls to one or more registries (replicas of one catalog), failing over between them.
 
     :param urls: registry base URLs, tried in order; a comma-separated string works too.
-    :param token: sent as ``Authorization: Bearer`` on writes (reads are open).
+    :param token: sent as ``Authorization: Bearer`` on writes (reads are open): a worker token for a
+        worker, the operator token for an operator's tools (drain any instance).
     :param timeout_s: timeout of one call to one registry (a blocking query adds its wait).
     :param session: a ``requests.Session`` to use (and not close); by default one of its own.
     """
@@ -96,6 +99,7 @@ class RegistryApi:
         timeout: float | tuple[float, float] | None = None,
         session: requests.Session | None = None,
         auth: bool = False,
+        headers: dict[str, str] | None = None,
     ) -> T:
         """``read(response, registry_url)`` of the first registry whose answer it accepts.
 
@@ -106,6 +110,7 @@ class RegistryApi:
         """
         errors: list[str] = []
         start = self._current
+        sent = {**(self._auth if auth else {}), **(headers or {})} or None
         for step in range(len(self.urls)):
             slot = (start + step) % len(self.urls)
             url = self.urls[slot]
@@ -115,7 +120,7 @@ class RegistryApi:
                     url + path,
                     json=json,
                     params=params,
-                    headers=self._auth if auth else None,
+                    headers=sent,
                     timeout=self.timeout_s if timeout is None else timeout,
                 )
             except requests.RequestException as exc:
@@ -136,8 +141,16 @@ class RegistryApi:
 
     # -- writes (the worker agent, FlashDock's drain button) -----------------------------------
 
-    def write(self, method: str, path: str, body: dict[str, Any] | None = None) -> requests.Response | None:
-        """A call that changes the registry, token attached, for the caller to judge by its status.
+    def write(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        secret: str = "",
+        params: dict[str, str] | None = None,
+    ) -> requests.Response | None:
+        """A call that changes the registry, token (and instance ``secret``) attached, for the caller to judge.
 
         The first answer that is not a gateway error (502/503/504) is returned; when every
         registry failed, the last gateway answer, or None when none answered at all.
@@ -150,22 +163,30 @@ class RegistryApi:
                 raise Skip(f"HTTP {resp.status_code}")
             return resp
 
+        headers = {SECRET_HEADER: secret} if secret else None
         try:
-            return self.send(method, path, read, json=body, auth=True)
+            return self.send(method, path, read, json=body, params=params, auth=True, headers=headers)
         except RegistryUnavailable:
             return gateway[-1] if gateway else None
 
-    def register(self, body: dict[str, Any]) -> requests.Response | None:
-        return self.write("POST", f"{SERVICES_PATH}/register", body)
+    def register(self, body: dict[str, Any], *, secret: str = "", take_over: bool = False) -> requests.Response | None:
+        """Register; ``secret`` proves a re-registration is the instance's own, ``take_over`` (operator
+        token only) replaces a live instance of another registrant."""
+        params = {"take_over": "true"} if take_over else None
+        return self.write("POST", f"{SERVICES_PATH}/register", body, secret=secret, params=params)
 
-    def heartbeat(self, instance_id: str, body: dict[str, Any]) -> requests.Response | None:
-        return self.write("PUT", f"{SERVICES_PATH}/{instance_id}/heartbeat", body)
+    def heartbeat(self, instance_id: str, body: dict[str, Any], *, secret: str = "") -> requests.Response | None:
+        return self.write("PUT", f"{SERVICES_PATH}/{instance_id}/heartbeat", body, secret=secret)
 
-    def set_maintenance(self, instance_id: str, enabled: bool, reason: str) -> requests.Response | None:
-        return self.write("PUT", f"{SERVICES_PATH}/{instance_id}/maintenance", {"enabled": enabled, "reason": reason})
+    def set_maintenance(
+        self, instance_id: str, enabled: bool, reason: str, *, secret: str = ""
+    ) -> requests.Response | None:
+        """Drain on or off: the instance's own ``secret``, or (FlashDock's button) the operator token."""
+        body = {"enabled": enabled, "reason": reason}
+        return self.write("PUT", f"{SERVICES_PATH}/{instance_id}/maintenance", body, secret=secret)
 
-    def deregister(self, instance_id: str) -> requests.Response | None:
-        return self.write("DELETE", f"{SERVICES_PATH}/{instance_id}")
+    def deregister(self, instance_id: str, *, secret: str = "") -> requests.Response | None:
+        return self.write("DELETE", f"{SERVICES_PATH}/{instance_id}", secret=secret)
 
     # -- reads ----------------------------------------------------------------------------------
 

@@ -56,7 +56,8 @@ class RegistryClient:
     :param wait_s: how long one blocking query may wait on the registry.
     :param timeout_s: timeout of a non-blocking registry call (a blocking one adds ``wait_s``).
     :param backoff_base_s, backoff_cap_s: reconnect delay ``uniform(0, min(cap, base × 2^n))``.
-    :param token: sent on the writes (:meth:`set_maintenance`, FlashDock's drain button).
+    :param token: sent on the writes (:meth:`set_maintenance`, FlashDock's drain button): the
+        registry's operator token (or its one shared ``--token``), since the instance is not ours.
 
     Every HTTP call goes through :attr:`api`, the one client of the registry API.
     """
@@ -164,7 +165,10 @@ class RegistryClient:
         if resp is None:
             raise RegistryUnavailable(f"the registry did not answer at {', '.join(self.urls)}")
         if resp.status_code == 401:
-            raise ClientError("the registry refused the token (set REGISTRY_TOKEN)")
+            raise ClientError(
+                "the registry refused the token: draining another's instance needs the registry's "
+                f"operator token (set REGISTRY_TOKEN to it): {error_text(resp)}"
+            )
         if not resp.ok:
             raise ClientError(f"the registry answered {resp.status_code}: {error_text(resp)}")
         self.refresh()

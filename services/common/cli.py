@@ -15,6 +15,7 @@ import dataclasses
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -46,12 +47,16 @@ def comma_list(_ctx: click.Context, _param: click.Parameter, values: Iterable[st
     return [part.strip() for value in values or () for part in str(value).split(",") if part.strip()]
 
 
-def setting(default: Any, help: str, *, env: str | None = None, flag: str | None = None, **option: Any) -> Any:
+def setting(
+    default: Any, help: str, *, env: str | None = None, flag: str | None = None, secret: bool = False, **option: Any
+) -> Any:
     """A dataclass field that :func:`options` turns into a click option (``flag`` defaults to ``--name``).
 
     A tuple default makes a list field (a repeatable flag, comma-separated in the environment).
+    ``secret`` (implied for names ending in ``token``) adds ``--name-file`` / ``ENV_FILE``: the
+    value read from a file, so it never shows in ``ps``.
     """
-    meta = {"click": {"help": help, "env": env, "flag": flag, "option": option}}
+    meta = {"click": {"help": help, "env": env, "flag": flag, "option": option, "secret": secret}}
     if isinstance(default, tuple):
         return dataclasses.field(default_factory=lambda: list(default), metadata=meta)
     if isinstance(default, dict):
@@ -83,7 +88,55 @@ def options(
         kwargs.update(meta["option"])
         kwargs.update(overrides.get(f.name, {}))
         made.append(click.Option([flag, f.name], **kwargs))
+        if meta.get("secret") or f.name.endswith("token"):
+            made.append(SecretFile(f.name, flag, meta["env"]))
     return made
+
+
+class SecretFile(click.Option):
+    """``--x-file PATH`` (or ``X_FILE``) beside a secret option ``--x``: the secret is the file's content.
+
+    :func:`parse` and :func:`env_settings` fold it into the secret's own value (see :func:`_read_secret_files`).
+    """
+
+    def __init__(self, target: str, flag: str, env: str | None) -> None:
+        self.target, self.target_flag = target, flag
+        super().__init__(
+            [f"{flag}-file", f"{target}_file"],
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=None,
+            envvar=f"{env}_FILE" if env else None,
+            show_envvar=bool(env),
+            help=f"read {flag} from this file (keeps it out of ps; wins over the plain variable)",
+        )
+
+
+def _read_secret_files(cmd: click.Command, ctx: click.Context) -> None:
+    """Replace each secret by its file's content when a file is named; drop the ``*_file`` params.
+
+    Precedence: the secret's own flag > a file (flag or variable) > the secret's variable > default.
+    Naming the secret and its file both on the command line is a usage error.
+    """
+    for param in cmd.params:
+        if not isinstance(param, SecretFile):
+            continue
+        path = ctx.params.pop(param.name, None)
+        given_flag = from_command_line(ctx, param.target)
+        if given_flag:
+            click.echo(f"warning: {param.target_flag} on the command line shows in ps; use {param.opts[0]}", err=True)
+        if path is None:
+            continue
+        if given_flag and from_command_line(ctx, param.name):
+            raise click.UsageError(f"give {param.target_flag} or {param.opts[0]}, not both", ctx)
+        if given_flag:
+            continue
+        try:
+            value = Path(path).read_text().strip()
+        except OSError as exc:
+            raise click.UsageError(f"{param.opts[0]}: cannot read {path}: {exc.strerror}", ctx) from None
+        if not value:
+            raise click.UsageError(f"{param.opts[0]}: {path} is empty (a token file holds the token)", ctx)
+        ctx.params[param.target] = value
 
 
 def command(prog: str, params: Sequence[click.Parameter], help: str | None = None, **settings: Any) -> click.Command:
@@ -99,6 +152,7 @@ def parse(cmd: click.Command, argv: Sequence[str] | None = None, validate: Valid
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         ctx = cmd.make_context(cmd.name, args)
+        _read_secret_files(cmd, ctx)
         if validate is not None:
             with ctx:
                 validate(ctx.params)
@@ -122,6 +176,7 @@ def env_settings(cls: type[T]) -> T:
     cmd = command(cls.__name__, options(cls))
     try:
         ctx = cmd.make_context(cmd.name, [])
+        _read_secret_files(cmd, ctx)
     except click.ClickException as exc:
         raise ValueError(exc.format_message()) from None
     return cls(**ctx.params)

@@ -9,11 +9,13 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from services.common.addresses import canonical_host
 from services.common.envelope import ApiError, ErrorCode
 
 SERVICE_NAME_RE = re.compile(r"^[a-z0-9-]{1,63}$")
@@ -27,6 +29,11 @@ HOSTNAME_RE = re.compile(
 HEALTH_STATES = ("passing", "warning", "critical")
 STATUSES = (*HEALTH_STATES, "maintenance")
 _SEVERITY = {"passing": 0, "warning": 1, "critical": 2}
+
+# An active check probes the instance's own host and port at this path only: no query string,
+# no fragment, nothing that could make the URL name another host; at most once a second.
+CHECK_PATH_RE = re.compile(r"^/[A-Za-z0-9._~/-]{0,255}$")
+MIN_CHECK_INTERVAL_S = 1.0
 
 MAX_METADATA_BYTES = 8 * 1024
 MAX_LOAD_BYTES = 2 * 1024
@@ -167,14 +174,29 @@ def validate_service_name(name: Any) -> str:
 
 
 def validate_host(host: str) -> str:
+    """The canonical spelling of a valid host (:func:`canonical_host`: 127.1 is 127.0.0.1), else 400."""
     try:
-        ipaddress.ip_address(host)
-        return host
+        canonical = canonical_host(host)
+    except ValueError as exc:
+        raise _bad(f"host {host!r}: {exc}") from None
+    try:
+        ipaddress.ip_address(canonical.split("%", 1)[0])
+        return canonical
     except ValueError:
         pass
-    if not HOSTNAME_RE.match(host):
+    if not HOSTNAME_RE.match(canonical):
         raise _bad(f"host {host!r} is neither an IP address nor a valid host name")
-    return host
+    return canonical
+
+
+def _canonical_base_url(base_url: str) -> str:
+    """``base_url`` with its host in canonical spelling, so the row's two addresses agree."""
+    parts = urlsplit(base_url)
+    host = validate_host(parts.hostname or "")
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return parts._replace(netloc=netloc).geturl()
 
 
 def validate_port(port: Any) -> int:
@@ -225,6 +247,8 @@ def validate_load(load: Any) -> dict[str, Any]:
     for key, value in load.items():
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise _bad(f"load.{key} must be a number or a string")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise _bad(f"load.{key} must be a finite number")
     if len(json.dumps(load).encode()) > MAX_LOAD_BYTES:
         raise ApiError(ErrorCode.PAYLOAD_TOO_LARGE, f"'load' exceeds {MAX_LOAD_BYTES} bytes")
     return load
@@ -239,12 +263,12 @@ def validate_check(check: Any) -> CheckSpec | None:
     if unknown:
         raise _bad(f"unknown check fields: {', '.join(sorted(unknown))}")
     spec = CheckSpec(**check)
-    if not isinstance(spec.path, str) or not spec.path.startswith("/") or len(spec.path) > 256:
-        raise _bad("check.path must be an absolute path such as /health/ready")
-    for name in ("interval_s", "timeout_s"):
+    if not isinstance(spec.path, str) or not CHECK_PATH_RE.match(spec.path):
+        raise _bad("check.path must be a plain absolute path such as /health/ready (no query string, at most 256)")
+    for name, low, high in (("interval_s", MIN_CHECK_INTERVAL_S, 3600), ("timeout_s", 0.05, 60)):
         value = getattr(spec, name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.05 <= value <= 3600:
-            raise _bad(f"check.{name} must be a number of seconds between 0.05 and 3600")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            raise _bad(f"check.{name} must be a number of seconds between {low:g} and {high:g}")
     for name in ("failures_before_critical", "successes_before_passing"):
         value = getattr(spec, name)
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100:
@@ -265,6 +289,8 @@ def parse_registration(body: dict[str, Any]) -> Instance:
         base_url = default_base_url(host, port)
     elif not BASE_URL_RE.match(base_url) or not _parses_as_url(base_url):
         raise _bad("base_url must be an http:// or https:// URL such as http://10.0.0.5:8000")
+    else:
+        base_url = _canonical_base_url(base_url)
     weight = body.get("weight", 1)
     if isinstance(weight, bool) or not isinstance(weight, int) or not 1 <= weight <= MAX_WEIGHT:
         raise _bad(f"'weight' must be an integer between 1 and {MAX_WEIGHT}")

@@ -33,7 +33,24 @@ class RegistrySettings:
     etcd_prefix: str = setting(
         "/compass-mesh/", "key prefix in etcd (meshes sharing one keep apart)", env="REGISTRY_ETCD_PREFIX"
     )
-    token: str = setting("", "bearer token required on mutating calls", env="REGISTRY_TOKEN", show_default=False)
+    token: str = setting(
+        "",
+        "shared bearer token: stands in for the operator and worker tokens not set (prefer the environment)",
+        env="REGISTRY_TOKEN",
+        show_default=False,
+    )
+    operator_token: str = setting(
+        "",
+        "bearer token that may drain, remove or take over any instance",
+        env="REGISTRY_OPERATOR_TOKEN",
+        show_default=False,
+    )
+    worker_token: str = setting(
+        "",
+        "bearer token that may register instances (and change its own)",
+        env="REGISTRY_WORKER_TOKEN",
+        show_default=False,
+    )
     heartbeat_interval: float = setting(2.0, "seconds between worker heartbeats", env="REGISTRY_HEARTBEAT_INTERVAL")
     critical_after: int = setting(3, "missed heartbeats before critical", env="REGISTRY_CRITICAL_AFTER")
     deregister_after: float = setting(60.0, "seconds critical before removal", env="REGISTRY_DEREGISTER_AFTER")
@@ -48,6 +65,15 @@ class RegistrySettings:
         0.1, "seconds a woken blocking query waits, folding bursts of changes", env="REGISTRY_WATCH_COALESCE"
     )
     connection_limit: int = setting(16384, "connections served at once", env="REGISTRY_CONNECTION_LIMIT")
+    client_connection_limit: int = setting(
+        512, "connections one client address may hold open, 0 = no cap", env="REGISTRY_CLIENT_CONNECTION_LIMIT"
+    )
+    header_timeout: float = setting(
+        10.0, "seconds to receive a request's line and headers (and between body reads)", env="REGISTRY_HEADER_TIMEOUT"
+    )
+    idle_timeout: float = setting(
+        75.0, "seconds a kept-alive connection may wait for its next request", env="REGISTRY_IDLE_TIMEOUT"
+    )
     log_level: str = setting("INFO", "log level", env="REGISTRY_LOG_LEVEL", type=LOG_LEVELS)
 
     @property
@@ -81,6 +107,11 @@ class WorkerSettings:
     active_check: bool = setting(False, "ask the registry to probe /health/ready", env="WORKER_ACTIVE_CHECK")
     rate_limit_per_min: int = setting(
         0, "requests per minute per client, 0 = off (unset: the kind's)", env="WORKER_RATE_LIMIT_PER_MIN"
+    )
+    client_tokens_file: str = setting(
+        "",
+        "hashes of issued client tokens (python -m services.common.client_tokens); limits key on them, else the peer",
+        env="WORKER_CLIENT_TOKENS_FILE",
     )
     log_level: str = setting("INFO", "log level", env="WORKER_LOG_LEVEL", type=LOG_LEVELS)
     max_batch_items: int = setting(64, "items per /predict/batch", env="WORKER_MAX_BATCH_ITEMS", type=_AT_LEAST_1)

@@ -19,17 +19,17 @@ import json  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
 import signal  # noqa: E402
-import socket  # noqa: E402
 import sys  # noqa: E402
 from typing import Any  # noqa: E402
 
 import click  # noqa: E402
 import gevent  # noqa: E402
 from gevent.pool import Pool  # noqa: E402
-from gevent.pywsgi import WSGIHandler, WSGIServer  # noqa: E402
 
+from services.common.auth import Credentials  # noqa: E402
 from services.common.cli import command, options, parse  # noqa: E402
 from services.common.settings import RegistrySettings  # noqa: E402
+from services.registry.server import RegistryServer  # noqa: E402
 
 log = logging.getLogger("services.registry")
 
@@ -42,6 +42,10 @@ def _check(params: dict[str, Any]) -> None:
         raise click.UsageError("--max-watchers must be ≥ 1 and below --connection-limit")
     if params["store"] == "etcd" and not params["etcd_endpoints"]:
         raise click.UsageError("--store etcd needs --etcd-endpoints http://host:2379[,...]")
+    if params["header_timeout"] <= 0 or params["idle_timeout"] <= 0 or params["client_connection_limit"] < 0:
+        raise click.UsageError("--header-timeout and --idle-timeout must be > 0, --client-connection-limit ≥ 0")
+    if params["operator_token"] and params["operator_token"] in (params["worker_token"], params["token"]):
+        raise click.UsageError("--operator-token must differ from --worker-token and --token (one role each)")
 
 
 def settings_from_args(argv: list[str] | None = None) -> RegistrySettings:
@@ -62,16 +66,12 @@ def open_store(settings: RegistrySettings):
     return SQLiteStore(settings.db)
 
 
-class _NoDelayHandler(WSGIHandler):
-    """Small JSON answers must not wait for Nagle + delayed ACK (40 ms stalls without this)."""
-
-    def __init__(self, sock: socket.socket, address, server, rfile=None) -> None:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        super().__init__(sock, address, server, rfile)
-
-
-class RegistryServer(WSGIServer):
-    handler_class = _NoDelayHandler
+def _token_mode(settings: RegistrySettings) -> str:
+    if Credentials(settings.operator_token, settings.worker_token, settings.token).open:
+        return "off (every caller may do anything: README_SERVICES.md 'Security model')"
+    if settings.operator_token or settings.worker_token:
+        return "operator/worker"
+    return "one shared token (its holders are operators)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     server = RegistryServer(
         (settings.host, settings.port),
         app,
+        header_timeout=settings.header_timeout,
+        idle_timeout=settings.idle_timeout,
+        client_connection_limit=settings.client_connection_limit,
         spawn=Pool(settings.connection_limit),
         log=None,
         error_log=logging.getLogger("services.registry.http"),
@@ -97,13 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     ready = {"event": "ready", "service": "registry", "pid": os.getpid(), "port": port}
     print(json.dumps({**ready, "base_url": f"http://{settings.host}:{port}"}), flush=True)
     log.info(
-        "registry on %s:%s store=%s ttl=%.2fs deregister_after=%.1fs token=%s",
+        "registry on %s:%s store=%s ttl=%.2fs deregister_after=%.1fs tokens=%s",
         settings.host,
         port,
         settings.store,
         settings.ttl_s,
         settings.deregister_after,
-        "on" if settings.token else "off",
+        _token_mode(settings),
     )
 
     def _stop(signum: int) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from services.common.addresses import is_loopback, is_own_address
+from services.common.addresses import is_loopback, is_own_address, is_unspecified
 from services.common.envelope import ApiError, ErrorCode
 from services.common.instance import Instance
 
@@ -24,13 +24,22 @@ def refuse_loopback_from_afar(inst: Instance, remote: str | None) -> None:
     except ValueError:
         url_host = None
     field_name, value = next(
-        ((f, v) for f, v in (("host", inst.host), ("base_url", url_host)) if v and is_loopback(v)), (None, None)
+        ((f, v) for f, v in (("host", inst.host), ("base_url", url_host)) if v and _local_only(v)), (None, None)
     )
     if field_name is None or not remote or is_loopback(remote) or is_own_address(remote):
         return
     raise ApiError(
         ErrorCode.INVALID_REQUEST,
-        f"{field_name} {value!r} is a loopback address, but this registration came from {remote} "
+        f"{field_name} {value!r} is a loopback (or wildcard) address, but this registration came from {remote} "
         "(another machine): no client could reach the worker there. Start the worker with "
         "--advertise-host <an address of its machine that clients can reach> (or bind a routable --host)",
     )
+
+
+def _local_only(host: str) -> bool:
+    """Loopback, or the wildcard address (which reaches whoever connects to it: their own machine).
+
+    Hosts are canonical by now (``services.common.addresses.canonical_host``), so 127.1 and
+    0x7f000001 cannot dodge this.
+    """
+    return is_loopback(host) or is_unspecified(host)

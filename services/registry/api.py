@@ -9,13 +9,13 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from services.common.auth import require_token
-from services.common.envelope import ApiError, ErrorCode, json_body, ok, ok_raw
+from services.common.envelope import ApiError, ErrorCode, ok, ok_raw
 from services.common.instance import STATUSES, parse_registration, validate_health, validate_load
 from services.registry.advertise import refuse_loopback_from_afar
+from services.registry.bodies import read_body
 from services.registry.openapi import build_spec
 from services.registry.query import parse_list_params
-from services.registry.state import MAX_BODY_BYTES, RegistryState, state
+from services.registry.state import RegistryState, caller, state
 
 VERSION = "0.1.0"
 
@@ -25,13 +25,14 @@ api = Blueprint("registry_api", __name__)
 @api.post("/services/register")
 def register() -> Response:
     st = state()
-    require_token(st.settings.token)
-    inst = parse_registration(json_body(MAX_BODY_BYTES))
+    who = caller()
+    inst = parse_registration(read_body())
     refuse_loopback_from_afar(inst, request.remote_addr)
-    stored, created = st.catalog.register(inst)
+    stored, created, secret = st.catalog.register(inst, who)
     st.metrics.registrations.labels(result="created" if created else "replaced").inc()
     data = {
         "instance_id": stored.instance_id,
+        "instance_secret": secret or who.secret,
         "ttl_s": st.settings.ttl_s,
         "heartbeat_interval_s": st.settings.heartbeat_interval,
         "deregister_after_s": st.settings.deregister_after,
@@ -43,11 +44,11 @@ def register() -> Response:
 @api.put("/services/<iid:instance_id>/heartbeat")
 def heartbeat(instance_id: str) -> Response:
     st = state()
-    require_token(st.settings.token)
-    body = json_body(MAX_BODY_BYTES)
+    who = caller()
+    body = read_body()
     status = validate_health(body["status"]) if body.get("status") is not None else None
     load = validate_load(body["load"]) if body.get("load") is not None else None
-    inst = st.catalog.heartbeat(instance_id, status, load)
+    inst = st.catalog.heartbeat(instance_id, status, load, who)
     if inst is None:
         st.metrics.heartbeats.labels(result="unknown").inc()
         raise ApiError(ErrorCode.NOT_FOUND, f"instance {instance_id!r} is not registered; register again")
@@ -60,15 +61,15 @@ def heartbeat(instance_id: str) -> Response:
 @api.put("/services/<iid:instance_id>/maintenance")
 def maintenance(instance_id: str) -> Response:
     st = state()
-    require_token(st.settings.token)
-    body = json_body(MAX_BODY_BYTES)
+    who = caller()
+    body = read_body()
     enabled = body.get("enabled")
     if not isinstance(enabled, bool):
         raise ApiError(ErrorCode.INVALID_REQUEST, "'enabled' must be true or false")
     reason = body.get("reason", "")
     if not isinstance(reason, str) or len(reason) > 256:
         raise ApiError(ErrorCode.INVALID_REQUEST, "'reason' must be a string of at most 256 characters")
-    inst = st.catalog.set_maintenance(instance_id, enabled, reason)
+    inst = st.catalog.set_maintenance(instance_id, enabled, reason, who)
     if inst is None:
         raise ApiError(ErrorCode.NOT_FOUND, f"instance {instance_id!r} is not registered")
     return ok(inst.to_dict(), "maintenance on" if enabled else "maintenance off")
@@ -77,8 +78,7 @@ def maintenance(instance_id: str) -> Response:
 @api.delete("/services/<iid:instance_id>")
 def deregister(instance_id: str) -> Response:
     st = state()
-    require_token(st.settings.token)
-    inst = st.catalog.deregister(instance_id)
+    inst = st.catalog.deregister(instance_id, caller())
     if inst is None:
         raise ApiError(ErrorCode.NOT_FOUND, f"instance {instance_id!r} is not registered")
     st.metrics.deregistrations.labels(reason="api").inc()

@@ -22,7 +22,9 @@ from services.registry.compat import compat
 from services.registry.errors import COMPAT_PREFIX, routing_error, store_unavailable
 from services.registry.fastpath import HeartbeatFastPath
 from services.registry.health import ActiveChecker, HealthSweeper
-from services.registry.metrics import RegistryMetrics
+from services.registry.history import install_history
+from services.registry.metrics import KNOWN_METHODS, OTHER_METHOD, UNMATCHED, RegistryMetrics
+from services.registry.node_routes import nodes
 from services.registry.state import MAX_BODY_BYTES, RegistryState
 from services.registry.store import Store, StoreUnavailable
 from services.registry.watch import WatchCache
@@ -71,6 +73,8 @@ def create_app(
     _install_request_metrics(app, metrics_)
     app.register_blueprint(api, url_prefix="/api/v1")
     app.register_blueprint(compat, url_prefix=COMPAT_PREFIX)
+    app.register_blueprint(nodes, url_prefix="/api/v1")  # node agents' beats (services.registry.node_routes)
+    install_history(app, catalog.snapshot, start=start_background)  # GET /api/v1/history (services.registry.history)
     for prefix in ("", "/api/v1"):
         app.add_url_rule(f"{prefix}/health", f"health{prefix}", health)
         app.add_url_rule(f"{prefix}/metrics", f"metrics{prefix}", metrics)
@@ -105,8 +109,9 @@ def _install_request_metrics(app: Flask, metrics_: RegistryMetrics) -> None:
 
     @app.after_request
     def _observe(resp: Response) -> Response:
-        route = request.url_rule.rule if request.url_rule else "unmatched"
-        metrics_.requests.labels(route=route, method=request.method, code=str(resp.status_code)).inc()
+        route = request.url_rule.rule if request.url_rule else UNMATCHED
+        method = request.method if request.method in KNOWN_METHODS else OTHER_METHOD
+        metrics_.requests.labels(route=route, method=method, code=str(resp.status_code)).inc()
         started = g.get("started")
         if started is not None:
             metrics_.latency.labels(route=route).observe(time.perf_counter() - started)

@@ -17,7 +17,18 @@ from typing import Any
 
 from services.common.clock import Clock, iso_utc
 from services.common.instance import CheckSpec, Instance
-from services.registry.records import Beat, Entry, Query, copy_instance, next_check_state, stored_copy
+from services.registry.nodes import NodeBeats
+from services.registry.ownership import TRUSTED, Caller, registration_owner, require_replace, require_write
+from services.registry.records import (
+    Beat,
+    Entry,
+    Query,
+    check_url,
+    copy_instance,
+    next_check_state,
+    require_serialisable,
+    stored_copy,
+)
 from services.registry.store import Store, StoredInstance
 
 __all__ = ["Beat", "Catalog", "Entry", "Query"]  # the records live in records.py; callers may import them here
@@ -25,7 +36,7 @@ __all__ = ["Beat", "Catalog", "Entry", "Query"]  # the records live in records.p
 log = logging.getLogger(__name__)
 
 
-class Catalog:
+class Catalog(NodeBeats):
     """Thread-safe registry state with a monotonically increasing change index."""
 
     def __init__(self, store: Store, clock: Clock, ttl_s: float, deregister_after_s: float) -> None:
@@ -41,6 +52,7 @@ class Catalog:
         self._checked: set[str] = set()  # ids with an active check: the checker never scans the rest
         self._name_index: dict[str, int] = {}
         self._released = False  # shutting down: blocking queries answer at once
+        self._init_nodes()  # node agents' claims and index (services.registry.nodes)
         self.index = 1
         self._restore()
 
@@ -56,6 +68,7 @@ class Catalog:
                 reported=item.reported,
                 ttl_critical=item.ttl_critical,
                 check_state=item.check_state,
+                owner=item.owner,
             )
             entry.recompute()
             self._add(entry)
@@ -67,8 +80,14 @@ class Catalog:
             log.info("restored %d instances at index %d", len(items), self.index)
 
     # ----- writes ------------------------------------------------------------------------
-    def register(self, inst: Instance) -> tuple[Instance, bool]:
-        """Insert or replace; a new id at an address already registered replaces the old row."""
+    def register(self, inst: Instance, caller: Caller = TRUSTED) -> tuple[Instance, bool, str | None]:
+        """Insert or replace; a new id at an address already registered replaces the old row.
+
+        Returns the instance, whether it is new, and its secret when one was minted (None: the
+        caller sent the right one). A live id or address of another registrant is a 409
+        (:mod:`services.registry.ownership`).
+        """
+        require_serialisable(inst)
         now_wall = self.clock.now()
         inst.registered_at = iso_utc(now_wall)
         inst.last_heartbeat = inst.registered_at
@@ -79,6 +98,12 @@ class Catalog:
             address = (inst.service_name, inst.host.lower(), inst.port)
             stale_id = self._by_address.get(address)
             old = self._entries.get(inst.instance_id)
+            now = self.clock.monotonic()
+            live = old is not None and old.live(now, self.ttl_s)
+            secret, entry.owner = registration_owner(old.owner if old else None, live, caller, inst.instance_id)
+            if stale_id is not None and stale_id != inst.instance_id:
+                stale = self._entries[stale_id]
+                require_replace(stale.owner, stale.live(now, self.ttl_s), caller, stale_id)
             # Wake the watchers of every service this touches (an id may move between services).
             index = self._bump({inst.service_name, *([old.inst.service_name] if old else [])})
             if stale_id is not None and stale_id != inst.instance_id:
@@ -89,18 +114,22 @@ class Catalog:
                 self._remove(inst.instance_id)
             self.store.put(entry.stored(), index)
             self._add(entry)
-            return copy_instance(inst), created
+            return copy_instance(inst), created, secret
 
-    def heartbeat(self, instance_id: str, status: str | None, load: dict[str, Any] | None) -> Beat | None:
+    def heartbeat(
+        self, instance_id: str, status: str | None, load: dict[str, Any] | None, caller: Caller | None = None
+    ) -> Beat | None:
         """Record a heartbeat; None when the id is unknown (the worker must re-register).
 
         Answers only what a heartbeat reply needs: copying the whole instance per beat
-        showed in the profile at 2,000 beats/s.
+        showed in the profile at 2,000 beats/s. ``caller`` None: the registry itself (no check).
         """
         with self._lock:
             entry = self._entries.get(instance_id)
             if entry is None:
                 return None
+            if caller is not None:
+                require_write(entry.owner, caller, instance_id)
             entry.last_beat = self.clock.monotonic()
             entry.inst.last_heartbeat = iso_utc(self.clock.now())
             entry.beat_dirty = True
@@ -118,11 +147,15 @@ class Catalog:
                 entry.state_dirty = True
             return Beat(entry.inst.status, entry.inst.last_heartbeat)
 
-    def set_maintenance(self, instance_id: str, enabled: bool, reason: str) -> Instance | None:
+    def set_maintenance(
+        self, instance_id: str, enabled: bool, reason: str, caller: Caller | None = None
+    ) -> Instance | None:
         with self._lock:
             entry = self._entries.get(instance_id)
             if entry is None:
                 return None
+            if caller is not None:
+                require_write(entry.owner, caller, instance_id)
             entry.inst.maintenance = enabled
             entry.inst.maintenance_reason = reason if enabled else ""
             entry.recompute()
@@ -130,11 +163,13 @@ class Catalog:
             self.store.put(entry.stored(), index)
             return copy_instance(entry.inst)
 
-    def deregister(self, instance_id: str) -> Instance | None:
+    def deregister(self, instance_id: str, caller: Caller | None = None) -> Instance | None:
         with self._lock:
             entry = self._entries.get(instance_id)
             if entry is None:
                 return None
+            if caller is not None:
+                require_write(entry.owner, caller, instance_id)
             index = self._bump([entry.inst.service_name])
             self._remove(instance_id)
             self.store.delete([instance_id], index)
@@ -204,7 +239,7 @@ class Catalog:
                 spec = entry.inst.check
                 if spec is not None and now >= entry.next_check:
                     entry.next_check = now + spec.interval_s
-                    due.append((iid, entry.inst.base_url + spec.path, spec))
+                    due.append((iid, check_url(entry.inst), spec))
         return due
 
     def record_check(self, instance_id: str, success: bool) -> None:
@@ -317,12 +352,14 @@ class Catalog:
     def _add(self, entry: Entry) -> None:
         inst = entry.inst
         self._entries[inst.instance_id] = entry
+        self._index_node(entry, added=True)
         if inst.check is not None:
             self._checked.add(inst.instance_id)
         self._by_address[(inst.service_name, inst.host.lower(), inst.port)] = inst.instance_id
 
     def _remove(self, instance_id: str) -> None:
         entry = self._entries.pop(instance_id)
+        self._index_node(entry, added=False)
         self._checked.discard(instance_id)
         inst = entry.inst
         address = (inst.service_name, inst.host.lower(), inst.port)

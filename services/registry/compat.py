@@ -12,14 +12,21 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from services.common.auth import require_token
 from services.common.clock import iso_utc_offset, parse_iso, utc_now
-from services.common.envelope import ApiError, ErrorCode, json_body
+from services.common.envelope import ApiError, ErrorCode
 from services.common.instance import Instance, parse_registration, validate_service_name
 from services.registry.advertise import refuse_loopback_from_afar
+from services.registry.bodies import read_body
 from services.registry.catalog import Query
 from services.registry.errors import detail_response, http_detail
-from services.registry.state import MAX_BODY_BYTES, state
+from services.registry.ownership import COMPAT, Caller
+from services.registry.state import state
+
+
+def _caller() -> Caller:
+    """A compat client: its token's role, no secret (the old protocol has none); see ownership.py."""
+    return Caller(state().credentials.require(request.headers.get("Authorization", "")), via=COMPAT)
+
 
 compat = Blueprint("registry_compat", __name__)
 
@@ -65,12 +72,12 @@ def health() -> Response:
 @compat.post("/api/v1/services/register")
 def register() -> tuple[Response, int]:
     st = state()
-    require_token(st.settings.token)
-    body = json_body(MAX_BODY_BYTES)
+    who = _caller()
+    body = read_body()
     allowed = {"service_name", "host", "port", "metadata", "version"}
     inst = parse_registration({k: v for k, v in body.items() if k in allowed})
     refuse_loopback_from_afar(inst, request.remote_addr)
-    stored, created = st.catalog.register(inst)
+    stored, created, _secret = st.catalog.register(inst, who)
     st.metrics.registrations.labels(result="created" if created else "replaced").inc()
     answer = {
         "service_id": stored.instance_id,
@@ -83,9 +90,9 @@ def register() -> tuple[Response, int]:
 @compat.post("/api/v1/services/<iid:service_id>/heartbeat")
 def heartbeat(service_id: str) -> Response:
     st = state()
-    require_token(st.settings.token)
-    json_body(MAX_BODY_BYTES)  # the old body is ignored, but it must still be valid and small
-    inst = st.catalog.heartbeat(service_id, None, None)
+    who = _caller()
+    read_body()  # the old body is ignored, but it must still be valid and small
+    inst = st.catalog.heartbeat(service_id, None, None, who)
     if inst is None:
         raise ApiError(ErrorCode.NOT_FOUND, "Service not found")
     return jsonify({"message": "Heartbeat received", "timestamp": _ts(inst.last_heartbeat)})
@@ -94,8 +101,7 @@ def heartbeat(service_id: str) -> Response:
 @compat.delete("/api/v1/services/<iid:service_id>")
 def deregister(service_id: str) -> Response:
     st = state()
-    require_token(st.settings.token)
-    if st.catalog.deregister(service_id) is None:
+    if st.catalog.deregister(service_id, _caller()) is None:
         raise ApiError(ErrorCode.NOT_FOUND, "Service not found")
     st.metrics.deregistrations.labels(reason="api").inc()
     return jsonify({"message": "Service deregistered successfully"})

@@ -29,8 +29,10 @@ from typing import Any
 from services.common.clock import Clock, iso_utc
 from services.common.instance import Instance
 from services.registry.catalog import Catalog
+from services.registry.etcd_nodes import EtcdNodeBeats
 from services.registry.etcd_store import EtcdStore, KeyValue, WatchEvent
-from services.registry.records import Beat, Entry, copy_instance, next_check_state
+from services.registry.ownership import TRUSTED, Caller, Owner, registration_owner, require_replace, require_write
+from services.registry.records import Beat, Entry, copy_instance, next_check_state, require_serialisable
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,13 @@ def _record(entry: Entry) -> dict[str, Any]:
         "reported": entry.reported,
         "ttl_critical": entry.ttl_critical,
         "check_state": entry.check_state,
+        "owner": entry.owner.to_dict() if entry.owner else None,
     }
+
+
+def _on_node(entry: Entry) -> bool:
+    """Whether the instance sits on its node agent's lease (services.registry.etcd_nodes)."""
+    return entry.owner is not None and bool(entry.owner.node)
 
 
 def _visible(inst: Instance) -> dict[str, Any]:
@@ -64,7 +72,7 @@ def _visible(inst: Instance) -> dict[str, Any]:
     return data
 
 
-class EtcdCatalog(Catalog):
+class EtcdCatalog(EtcdNodeBeats, Catalog):
     """:class:`Catalog` over etcd: same reads, writes through etcd, state from a watch."""
 
     def __init__(self, store: EtcdStore, clock: Clock, ttl_s: float, deregister_after_s: float) -> None:
@@ -161,14 +169,15 @@ class EtcdCatalog(Catalog):
             reported=value.get("reported", "passing"),
             ttl_critical=bool(value.get("ttl_critical", False)),
             check_state=value.get("check_state"),
+            owner=Owner.from_dict(value.get("owner")),
             mod_revision=revision,
             lease=lease,
         )
         if old is not None:
             entry.check_fails, entry.check_oks, entry.next_check = old.check_fails, old.check_oks, old.next_check
         entry.recompute()
-        if old is not None and _visible(old.inst) == _visible(inst):
-            self._entries[iid] = entry  # same place in the indexes: only time and load moved
+        if old is not None and _visible(old.inst) == _visible(inst) and old.owner == entry.owner:
+            self._entries[iid] = entry  # same place in the indexes (and node): only time and load moved
             return
         names = {inst.service_name, *([old.inst.service_name] if old else [])}
         if old is not None:
@@ -195,13 +204,19 @@ class EtcdCatalog(Catalog):
     def _current(self, iid: str) -> EtcdEntry | None:
         """The instance as etcd has it now (the mirror may lag a write made elsewhere)."""
         kv = self.store.get(iid)
-        if kv is None:
-            return None
+        return None if kv is None else self._entry_of(iid, kv)
+
+    def _entry_of(self, iid: str, kv: KeyValue) -> EtcdEntry:
+        """An entry for the record ``kv`` read from etcd (liveness as this replica last heard it)."""
         entry = EtcdEntry(inst=Instance.from_dict(kv.value["instance"]), last_beat=self.clock.monotonic())
         entry.reported = kv.value.get("reported", "passing")
         entry.ttl_critical = bool(kv.value.get("ttl_critical", False))
         entry.check_state = kv.value.get("check_state")
+        entry.owner = Owner.from_dict(kv.value.get("owner"))
         entry.mod_revision, entry.lease = kv.mod_revision, kv.lease
+        cached = self._entries.get(iid)
+        if cached is not None and cached.inst.last_heartbeat == entry.inst.last_heartbeat:
+            entry.last_beat = cached.last_beat  # when this replica heard it, for liveness
         return entry
 
     def _cached(self, iid: str) -> EtcdEntry | None:
@@ -229,30 +244,56 @@ class EtcdCatalog(Catalog):
         raise RuntimeError(f"instance {iid} kept changing under {CAS_TRIES} compare-and-set attempts")
 
     # ----- writes ------------------------------------------------------------------------
-    def register(self, inst: Instance) -> tuple[Instance, bool]:
+    def register(self, inst: Instance, caller: Caller = TRUSTED) -> tuple[Instance, bool, str | None]:
+        """Compare-and-set against the id's current record, so the ownership decision holds in etcd."""
+        require_serialisable(inst)
         inst.registered_at = iso_utc(self.clock.now())
         inst.last_heartbeat = inst.registered_at
         entry = Entry(inst=inst, last_beat=self.clock.monotonic(), reported=inst.health)
         entry.recompute()
-        with self._lock:
-            stale = self._by_address.get((inst.service_name, inst.host.lower(), inst.port))
-            replaced = [e.lease for e in (self._entries.get(inst.instance_id), self._entries.get(stale or "")) if e]
-        lease = self.store.grant(self.lease_ttl)
-        self._refreshed[lease] = time.monotonic()
-        created, revision = self.store.create_or_replace(
-            inst.instance_id, _record(entry), lease, [stale] if stale and stale != inst.instance_id else []
-        )
+        old = self._cached(inst.instance_id) or self._current(inst.instance_id)
+        for _ in range(CAS_TRIES):
+            now = self.clock.monotonic()
+            live = old is not None and old.live(now, self.ttl_s)
+            secret, entry.owner = registration_owner(old.owner if old else None, live, caller, inst.instance_id)
+            with self._lock:
+                stale = self._by_address.get((inst.service_name, inst.host.lower(), inst.port))
+                stale_entry = self._entries.get(stale) if stale and stale != inst.instance_id else None
+            if stale_entry is not None:
+                require_replace(
+                    stale_entry.owner, stale_entry.live(now, self.ttl_s), caller, stale_entry.inst.instance_id
+                )
+            replaced = [e.lease for e in (old, stale_entry) if e and not _on_node(e)]  # a node's lease stays
+            lease, own_lease = self._lease_for(caller)  # its node's lease, or one of its own
+            written, revision = self.store.create_or_replace(
+                inst.instance_id,
+                _record(entry),
+                lease,
+                [stale_entry.inst.instance_id] if stale_entry else [],
+                expect_revision=old.mod_revision if old else 0,
+            )
+            if written:
+                break
+            if own_lease:
+                self.store.revoke(lease)  # someone wrote the id first: decide again on theirs
+            old = self._current(inst.instance_id)
+        else:
+            raise RuntimeError(f"instance {inst.instance_id} kept changing under {CAS_TRIES} compare-and-set attempts")
         for old_lease in replaced:  # its keys moved to the new lease or were deleted above
             if old_lease and old_lease != lease:
                 self.store.revoke(old_lease)
         self._wrote(inst.instance_id, entry, revision, lease)
-        if stale and stale != inst.instance_id:
-            self._deleted(stale, revision)
+        if stale_entry is not None:
+            self._deleted(stale_entry.inst.instance_id, revision)
             log.info("instance %s replaces %s at %s:%d", inst.instance_id, stale, inst.host, inst.port)
-        return copy_instance(inst), created
+        return copy_instance(inst), old is None, secret
 
-    def heartbeat(self, instance_id: str, status: str | None, load: dict[str, Any] | None) -> Beat | None:
+    def heartbeat(
+        self, instance_id: str, status: str | None, load: dict[str, Any] | None, caller: Caller | None = None
+    ) -> Beat | None:
         entry = self._cached(instance_id) or self._current(instance_id)
+        if entry is not None and caller is not None:
+            require_write(entry.owner, caller, instance_id)
         if entry is not None and not self._keep_alive(entry.lease):
             # Our mirror may hold the lease of a registration another replica just replaced.
             fresh = self._current(instance_id)
@@ -263,6 +304,8 @@ class EtcdCatalog(Catalog):
             return None  # unknown, or its lease ran out: the worker must register again
 
         def beat(e: EtcdEntry) -> None:
+            if caller is not None:
+                require_write(e.owner, caller, instance_id)  # again on etcd's current record
             e.inst.last_heartbeat = iso_utc(self.clock.now())
             if load is not None:
                 e.inst.load = load
@@ -290,20 +333,26 @@ class EtcdCatalog(Catalog):
         self._refreshed[lease] = now
         return True
 
-    def set_maintenance(self, instance_id: str, enabled: bool, reason: str) -> Instance | None:
+    def set_maintenance(
+        self, instance_id: str, enabled: bool, reason: str, caller: Caller | None = None
+    ) -> Instance | None:
         def drain(e: EtcdEntry) -> None:
+            if caller is not None:
+                require_write(e.owner, caller, instance_id)
             e.inst.maintenance = enabled
             e.inst.maintenance_reason = reason if enabled else ""
 
         done = self._update(instance_id, drain)
         return None if done is None else done[0].inst
 
-    def deregister(self, instance_id: str) -> Instance | None:
+    def deregister(self, instance_id: str, caller: Caller | None = None) -> Instance | None:
         entry = self._cached(instance_id) or self._current(instance_id)
         if entry is None:
             return None
+        if caller is not None:
+            require_write(entry.owner, caller, instance_id)
         revision = self.store.delete(instance_id)
-        if entry.lease:
+        if entry.lease and not _on_node(entry):  # a node's lease carries its other instances
             self.store.revoke(entry.lease)
         self._deleted(instance_id, revision)
         return entry.inst

@@ -228,17 +228,21 @@ class EtcdStore:
                 raise
 
     def create_or_replace(
-        self, instance_id: str, value: dict[str, Any], lease: int, drop: list[str]
+        self, instance_id: str, value: dict[str, Any], lease: int, drop: list[str], *, expect_revision: int = 0
     ) -> tuple[bool, int]:
-        """Put the instance on ``lease`` and delete the ``drop`` ids, atomically.
+        """Put the instance on ``lease`` and delete the ``drop`` ids, atomically, if the key is as expected.
 
-        Returns (whether the key was new, the revision of the write).
+        ``expect_revision`` is the key's mod revision the caller decided on (0: the key must not
+        exist). Returns (whether it was written, the cluster revision of the answer).
         """
         key = _b64(self.key(instance_id))
         ops = [{"request_put": {"key": key, "value": _b64(json.dumps(value)), "lease": lease}}]
         ops += [{"request_delete_range": {"key": _b64(self.key(i))}} for i in drop if i != instance_id]
-        txn = {"compare": [{"key": key, "target": "VERSION", "result": "EQUAL", "version": 0}]}
-        resp = self._post("/kv/txn", {**txn, "success": ops, "failure": ops})
+        if expect_revision:
+            compare = {"key": key, "target": "MOD", "result": "EQUAL", "mod_revision": expect_revision}
+        else:
+            compare = {"key": key, "target": "VERSION", "result": "EQUAL", "version": 0}
+        resp = self._post("/kv/txn", {"compare": [compare], "success": ops})
         return bool(resp.get("succeeded", False)), int(resp["header"]["revision"])
 
     def put_if(self, instance_id: str, value: dict[str, Any], lease: int, mod_revision: int) -> int | None:
@@ -256,6 +260,47 @@ class EtcdStore:
     def delete(self, instance_id: str) -> int:
         resp = self._post("/kv/deleterange", {"key": _b64(self.key(instance_id))})
         return int(resp["header"]["revision"])
+
+    # ----- node agents (services.registry.etcd_nodes) ------------------------------------
+    def node_key(self, node: str) -> str:
+        """A node's record, beside (not under) the watched instance prefix."""
+        return self.prefix[: -len("instances/")] + "nodes/" + node
+
+    def get_node(self, node: str) -> KeyValue | None:
+        resp = self._post("/kv/range", {"key": _b64(self.node_key(node))})
+        kvs = resp.get("kvs", [])
+        return self._kv(kvs[0]) if kvs else None
+
+    def txn(self, compare: list[dict[str, Any]], success: list[dict[str, Any]]) -> tuple[bool, int]:
+        """One etcd transaction (one raft write however many keys): (succeeded, revision)."""
+        resp = self._post("/kv/txn", {"compare": compare, "success": success})
+        return bool(resp.get("succeeded", False)), int(resp["header"]["revision"])
+
+    def get_many(self, instance_ids: list[str]) -> dict[str, KeyValue]:
+        """The current records of several instances in one round trip (a read-only transaction)."""
+        ops = [{"request_range": {"key": _b64(self.key(i))}} for i in instance_ids]
+        resp = self._post("/kv/txn", {"compare": [], "success": ops})
+        out = {}
+        for answer in resp.get("responses", []):
+            for raw in answer.get("response_range", {}).get("kvs", []):
+                kv = self._kv(raw)
+                out[self.instance_id(kv.key)] = kv
+        return out
+
+    @staticmethod
+    def put_op(key: str, value: dict[str, Any], lease: int) -> dict[str, Any]:
+        return {"request_put": {"key": _b64(key), "value": _b64(json.dumps(value)), "lease": lease}}
+
+    @staticmethod
+    def delete_op(key: str) -> dict[str, Any]:
+        return {"request_delete_range": {"key": _b64(key)}}
+
+    @staticmethod
+    def unchanged_since(key: str, mod_revision: int) -> dict[str, Any]:
+        """Compare: ``key`` is still at ``mod_revision`` (0: it does not exist)."""
+        if not mod_revision:
+            return {"key": _b64(key), "target": "VERSION", "result": "EQUAL", "version": 0}
+        return {"key": _b64(key), "target": "MOD", "result": "EQUAL", "mod_revision": mod_revision}
 
     # ----- watch -------------------------------------------------------------------------
     def watch(self, start_revision: int, stop: threading.Event) -> Iterator[WatchEvent | int]:

@@ -4,8 +4,9 @@ With 10,000 workers beating every 5 s the registry answers 2,000 heartbeats a se
 Flask's request machinery (routing, request/response objects, hooks) was about a fifth of
 each one's CPU. This middleware answers the plain success case itself: a PUT to
 ``/api/v1/services/<id>/heartbeat`` with the right token, a small valid JSON body and a known
-id. Anything else — a bad token, bad JSON, an unknown id, a chunked body — is handed to the
-Flask app untouched (the body re-wound), so every error keeps its one envelope and code.
+id, sent by its owner (:mod:`services.registry.ownership`). Anything else — a bad token or
+secret, bad or too deeply nested JSON, an unknown id, a chunked body — is handed to the Flask
+app untouched (the body re-wound), so every error keeps its one envelope and code.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from services.common.auth import token_matches
+from services.common.auth import bearer_from_header
 from services.common.clock import iso_utc, utc_now
 from services.common.envelope import REQUEST_ID_RE, ApiError, new_request_id
 from services.common.instance import HEALTH_STATES, INSTANCE_ID_RE, validate_load
+from services.registry.ownership import SECRET_RE, Caller
 from services.registry.store import StoreUnavailable
 
 PREFIX = "/api/v1/services/"
@@ -57,8 +59,13 @@ class HeartbeatFastPath:
         st = self.state
         if not INSTANCE_ID_RE.match(instance_id) or instance_id == "register":
             return None
-        if st.settings.token and not _bearer_ok(environ.get("HTTP_AUTHORIZATION", ""), st.settings.token):
+        role = st.credentials.role_of(bearer_from_header(environ.get("HTTP_AUTHORIZATION", "")))
+        if role is None:
             return None
+        secret = environ.get("HTTP_X_INSTANCE_SECRET")
+        if secret is not None and not SECRET_RE.match(secret):
+            return None  # Flask answers the 400
+        caller = Caller(role, secret or "")
         body = _read_body(environ, self.max_body)
         if body is None:
             return None
@@ -71,9 +78,11 @@ class HeartbeatFastPath:
             except ApiError:
                 return None
         try:
-            inst = st.catalog.heartbeat(instance_id, status, load)
+            inst = st.catalog.heartbeat(instance_id, status, load, caller)
         except StoreUnavailable:
             return None  # Flask answers the 503 (the store fails fast the second time)
+        except ApiError:
+            return None  # not the owner: Flask answers the 401
         if inst is None:
             return None  # Flask answers the 404 that tells the worker to register again
         rid = environ.get("HTTP_X_REQUEST_ID", "")
@@ -100,11 +109,6 @@ class HeartbeatFastPath:
         return headers, payload
 
 
-def _bearer_ok(header: str, expected: str) -> bool:
-    scheme, _, token = header.partition(" ")
-    return scheme.lower() == "bearer" and token_matches(expected, token.strip())
-
-
 def _read_body(environ: dict[str, Any], max_body: int) -> dict[str, Any] | None:
     """The JSON object of the body, or None (with the body re-wound for Flask) if it is not plain."""
     try:
@@ -118,7 +122,7 @@ def _read_body(environ: dict[str, Any], max_body: int) -> dict[str, Any] | None:
     raw = environ["wsgi.input"].read(length)
     environ["wsgi.input"] = io.BytesIO(raw)  # Flask can still read it if we hand over
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return None
+        body = json.loads(raw)  # only status and load are kept, both validated flat (no depth to bound)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None  # Flask answers the 400
     return body if isinstance(body, dict) else None

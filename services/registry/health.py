@@ -41,6 +41,7 @@ class HealthSweeper:
     def run_once(self) -> None:
         started = time.perf_counter()
         went_critical, removed = self.catalog.sweep()
+        self.catalog.sweep_nodes()  # forget long-silent nodes with no instances (services.registry.nodes)
         self.metrics.sweep_seconds.observe(time.perf_counter() - started)
         for inst in went_critical:
             log.warning(
@@ -54,6 +55,9 @@ class HealthSweeper:
 class ActiveChecker:
     """Probes each instance's check URL on its own interval; thresholds live in the catalog.
 
+    The URL is the instance's own host and port plus a plain path (``records.check_url``); a
+    redirect is an answer (2xx/3xx pass), never followed; proxies from the environment are not used.
+
     A dispatcher every ``tick`` hands the checks that are due (the catalog knows each one's
     interval) to a pool; an instance whose last probe still runs is skipped, not queued.
     """
@@ -63,6 +67,7 @@ class ActiveChecker:
         self.tick = tick
         self._pool = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="active-check")
         self._session = requests.Session()
+        self._session.trust_env = False  # no proxy or netrc from the environment: straight to the worker
         adapter = requests.adapters.HTTPAdapter(pool_connections=max_parallel, pool_maxsize=max_parallel)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
@@ -89,7 +94,10 @@ class ActiveChecker:
     def _probe(self, instance_id: str, url: str, timeout: float) -> None:
         try:
             try:
-                ok = self._session.get(url, timeout=timeout).status_code < 400
+                # Never follow a redirect: a worker must not point the registry at another host.
+                resp = self._session.get(url, timeout=timeout, allow_redirects=False, stream=True)
+                ok = resp.status_code < 400
+                resp.close()  # the body is not read: a check answers by its status alone
             except requests.RequestException:
                 ok = False
             self.catalog.record_check(instance_id, ok)

@@ -11,6 +11,13 @@ from prometheus_client.registry import Collector
 
 from services.common.instance import STATUSES, Instance
 
+# Label values come from a fixed set: a client sending made-up methods or paths must not grow
+# the metrics forever. Routes are Flask's rule templates (a path matching none is UNMATCHED);
+# a method outside this set is OTHER_METHOD.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+OTHER_METHOD = "other"
+UNMATCHED = "unmatched"
+
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0, 120.0)
 
 

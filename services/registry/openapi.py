@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from services.common.envelope import envelope_schema
+from services.common.instance import MIN_CHECK_INTERVAL_S
+from services.registry import history, nodes
+from services.registry.ownership import SECRET_HEADER
 
 _ID = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"}
 _NAME = {"type": "string", "pattern": "^[a-z0-9-]{1,63}$"}
@@ -42,10 +45,12 @@ _HOST = {
 
 
 def _links(operations: dict[str, str]) -> dict[str, Any]:
-    """OpenAPI links from a registration to the calls that take its id (drives stateful fuzzing)."""
+    """OpenAPI links from a registration to the calls that take its id and secret (drives stateful fuzzing)."""
+    params = {"instance_id": "$response.body#/data/instance_id"}
+    secret = {f"header.{SECRET_HEADER}": "$response.body#/data/instance_secret"}
     return {
-        name: {"operationId": op, "parameters": {param: "$response.body#/data/instance_id"}}
-        for name, (op, param) in {k: (v, "instance_id") for k, v in operations.items()}.items()
+        name: {"operationId": op, "parameters": {**params, **(secret if op != "getInstance" else {})}}
+        for name, op in operations.items()
     }
 
 
@@ -57,6 +62,33 @@ _AUTH = [{"bearer": []}, {}]
 
 def _id_param(name: str = "instance_id") -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": _ID}
+
+
+_SECRET_PARAM = {
+    "name": SECRET_HEADER,
+    "in": "header",
+    "required": False,
+    "description": "the instance's secret, answered at registration (or use the operator token)",
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,256}$"},
+}
+_TAKE_OVER_PARAM = {
+    "name": "take_over",
+    "in": "query",
+    "required": False,
+    "description": "operator only: replace a live instance of another registrant",
+    "schema": {"type": "string", "enum": ["true", "false", "1", "0"]},
+}
+_REGISTERED = {
+    "type": "object",
+    "required": ["instance_id", "instance_secret", "ttl_s", "heartbeat_interval_s"],
+    "properties": {
+        "instance_id": {"type": "string"},
+        "instance_secret": {"type": "string", "description": "send as X-Instance-Secret on this id's writes"},
+        "ttl_s": {"type": "number"},
+        "heartbeat_interval_s": {"type": "number"},
+    },
+}
+_CONFLICT = {"409": _json(_ref("ErrorEnvelope"), "the id (or address) is live and held by another registrant")}
 
 
 def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -110,8 +142,8 @@ def _schemas() -> dict[str, Any]:
             "additionalProperties": False,
             "properties": {
                 "path": {"type": "string", "pattern": "^/[A-Za-z0-9._~/-]{0,255}$"},
-                "interval_s": {"type": "number", "minimum": 0.05, "maximum": 3600},
-                "timeout_s": {"type": "number", "minimum": 0.05, "maximum": 3600},
+                "interval_s": {"type": "number", "minimum": MIN_CHECK_INTERVAL_S, "maximum": 3600},
+                "timeout_s": {"type": "number", "minimum": 0.05, "maximum": 60},
                 "failures_before_critical": {"type": "integer", "minimum": 1, "maximum": 100},
                 "successes_before_passing": {"type": "integer", "minimum": 1, "maximum": 100},
             },
@@ -231,11 +263,13 @@ def _native_paths() -> dict[str, Any]:
                 "operationId": "register",
                 "summary": "Register (idempotent: a stable id replaces, never duplicates)",
                 "security": _AUTH,
+                "parameters": [_SECRET_PARAM, _TAKE_OVER_PARAM],
                 "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("Registration")}}},
                 "responses": {
-                    "201": {**_json(_envelope(), "registered"), "links": _REGISTER_LINKS},
-                    "200": {**_json(_envelope(), "replaced"), "links": _REGISTER_LINKS},
+                    "201": {**_json(_envelope(_REGISTERED), "registered"), "links": _REGISTER_LINKS},
+                    "200": {**_json(_envelope(_REGISTERED), "replaced"), "links": _REGISTER_LINKS},
                     **_ERR,
+                    **_CONFLICT,
                 },
             }
         },
@@ -244,7 +278,7 @@ def _native_paths() -> dict[str, Any]:
                 "operationId": "heartbeat",
                 "summary": "Heartbeat with optional status and load; 404 means register again",
                 "security": _AUTH,
-                "parameters": [_id_param()],
+                "parameters": [_id_param(), _SECRET_PARAM],
                 "requestBody": {"required": False, "content": {"application/json": {"schema": _ref("Heartbeat")}}},
                 "responses": {"200": _json(_envelope(), "recorded"), **_ERR},
             }
@@ -254,7 +288,7 @@ def _native_paths() -> dict[str, Any]:
                 "operationId": "maintenance",
                 "summary": "Drain on or off",
                 "security": _AUTH,
-                "parameters": [_id_param()],
+                "parameters": [_id_param(), _SECRET_PARAM],
                 "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("Maintenance")}}},
                 "responses": {"200": _json(inst_env, "updated"), **_ERR},
             }
@@ -270,7 +304,7 @@ def _native_paths() -> dict[str, Any]:
                 "operationId": "deregister",
                 "summary": "Deregister",
                 "security": _AUTH,
-                "parameters": [_id_param()],
+                "parameters": [_id_param(), _SECRET_PARAM],
                 "responses": {"200": _json(_envelope(), "deregistered"), **_ERR},
             },
         },
@@ -302,6 +336,7 @@ def _compat_paths() -> dict[str, Any]:
             ("400", "invalid"),
             ("401", "token"),
             ("404", "unknown id"),
+            ("409", "the id is live and held by a native registrant"),
             ("413", "too large"),
             ("415", "media type"),
         )
@@ -372,6 +407,8 @@ def build_spec(version: str) -> dict[str, Any]:
             }
         }
     paths.update(_native_paths())
+    paths.update(history.OPENAPI_PATHS)
+    paths.update(nodes.OPENAPI_PATHS)
     paths.update(_compat_paths())
     return {
         "openapi": "3.0.3",

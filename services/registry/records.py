@@ -6,10 +6,13 @@ alone, and the SQLite and etcd catalogs visibly share one record and one set of 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from services.common.instance import Instance, worst
+from services.common.envelope import ApiError, ErrorCode
+from services.common.instance import Instance, default_base_url, worst
+from services.registry.ownership import Owner
 from services.registry.store import StoredInstance
 
 
@@ -27,9 +30,14 @@ class Entry:
     next_check: float = 0.0
     beat_dirty: bool = False
     state_dirty: bool = False  # health changed by a heartbeat: written with the next flush
+    owner: Owner | None = None  # who may change it (services.registry.ownership)
 
     def stored(self) -> StoredInstance:
-        return StoredInstance(self.inst, self.reported, self.ttl_critical, self.check_state)
+        return StoredInstance(self.inst, self.reported, self.ttl_critical, self.check_state, self.owner)
+
+    def live(self, now: float, ttl_s: float) -> bool:
+        """Heard from within the TTL: a re-registration of its id then needs its secret."""
+        return not self.ttl_critical and now - self.last_beat <= ttl_s
 
     def recompute(self) -> bool:
         """Refresh health/status from the three sources; True when the visible state changed."""
@@ -105,7 +113,7 @@ def next_check_state(entry: Entry, success: bool) -> str | None:
 
 
 def stored_copy(entry: Entry) -> StoredInstance:
-    return StoredInstance(copy_instance(entry.inst), entry.reported, entry.ttl_critical, entry.check_state)
+    return StoredInstance(copy_instance(entry.inst), entry.reported, entry.ttl_critical, entry.check_state, entry.owner)
 
 
 def copy_instance(inst: Instance) -> Instance:
@@ -118,3 +126,28 @@ def copy_instance(inst: Instance) -> Instance:
             "load": dict(inst.load),
         }
     )
+
+
+def require_serialisable(inst: Instance) -> None:
+    """400 unless the instance survives the store's own encoding and reads back the same.
+
+    Validation bounds every field; this is the last guard, so a record that could not be listed
+    or restored (a value JSON cannot carry, nesting past the interpreter's limit) is never committed.
+    """
+    try:
+        data = inst.to_dict()
+        same = json.loads(json.dumps(data, separators=(",", ":"), allow_nan=False)) == data
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ApiError(ErrorCode.INVALID_REQUEST, f"the registration cannot be stored as JSON: {exc}") from None
+    if not same:
+        raise ApiError(ErrorCode.INVALID_REQUEST, "the registration does not read back as it was sent")
+
+
+def check_url(inst: Instance) -> str:
+    """Where an active check probes: the instance's own host and port (never another netloc the
+    base URL might name), the base URL's scheme and path prefix, then the check's plain path."""
+    assert inst.check is not None
+    scheme, _, rest = inst.base_url.partition("://")
+    _, slash, prefix = rest.partition("/")
+    origin = default_base_url(inst.host, inst.port, scheme or "http")
+    return origin + (slash + prefix.rstrip("/") if prefix else "") + inst.check.path

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 from services.common.instance import Instance
+from services.registry.ownership import Owner
 
 
 class StoreUnavailable(RuntimeError):
@@ -23,12 +24,30 @@ class StoreUnavailable(RuntimeError):
 
 @dataclass
 class StoredInstance:
-    """What survives a restart: the instance and the inputs of its health."""
+    """What survives a restart: the instance, the inputs of its health, and who owns it."""
 
     instance: Instance
     reported: str = "passing"
     ttl_critical: bool = False
     check_state: str | None = None
+    owner: Owner | None = None
+
+    def state_json(self) -> str:
+        """The ``state`` column: everything but the instance itself."""
+        owner = self.owner.to_dict() if self.owner else None
+        state = {"reported": self.reported, "ttl_critical": self.ttl_critical, "check_state": self.check_state}
+        return json.dumps({**state, "owner": owner}, allow_nan=False)
+
+    @classmethod
+    def from_columns(cls, body: str, state: str, last_heartbeat: str | None) -> StoredInstance:
+        inst = Instance.from_dict(json.loads(body))
+        if last_heartbeat:
+            inst.last_heartbeat = last_heartbeat
+        fields = json.loads(state)
+        owner = Owner.from_dict(fields.pop("owner", None))
+        return cls(
+            inst, fields.get("reported", "passing"), bool(fields.get("ttl_critical")), fields.get("check_state"), owner
+        )
 
 
 class Store(Protocol):
@@ -66,6 +85,7 @@ CREATE TABLE IF NOT EXISTS instances (
 );
 CREATE INDEX IF NOT EXISTS instances_by_name ON instances(service_name);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS nodes (node TEXT PRIMARY KEY, secret_sha256 TEXT NOT NULL);
 """
 
 
@@ -92,12 +112,7 @@ class SQLiteStore:
         with self._lock:
             rows = self._db.execute("SELECT body, state, last_heartbeat FROM instances").fetchall()
             meta = self._db.execute("SELECT value FROM meta WHERE key = 'index'").fetchone()
-        items = []
-        for body, state, last_heartbeat in rows:
-            inst = Instance.from_dict(json.loads(body))
-            if last_heartbeat:
-                inst.last_heartbeat = last_heartbeat
-            items.append(StoredInstance(inst, **json.loads(state)))
+        items = [StoredInstance.from_columns(*row) for row in rows]
         return items, int(meta[0]) if meta else 0
 
     def put(self, item: StoredInstance, index: int) -> None:
@@ -108,8 +123,8 @@ class SQLiteStore:
             (
                 it.instance.instance_id,
                 it.instance.service_name,
-                json.dumps(it.instance.to_dict(), separators=(",", ":")),
-                json.dumps({"reported": it.reported, "ttl_critical": it.ttl_critical, "check_state": it.check_state}),
+                json.dumps(it.instance.to_dict(), separators=(",", ":"), allow_nan=False),
+                it.state_json(),
                 it.instance.last_heartbeat,
             )
             for it in items
@@ -131,6 +146,20 @@ class SQLiteStore:
                 "UPDATE instances SET last_heartbeat = ? WHERE instance_id = ?",
                 [(ts, iid) for iid, ts in heartbeats.items()],
             )
+
+    # ----- node agents' claims (services.registry.nodes) -----
+    def load_nodes(self) -> dict[str, str]:
+        """Every claimed node and the digest of its secret."""
+        with self._lock:
+            return dict(self._db.execute("SELECT node, secret_sha256 FROM nodes").fetchall())
+
+    def put_node(self, node: str, secret_sha256: str) -> None:
+        with self._lock, self._tx():
+            self._db.execute("INSERT OR REPLACE INTO nodes VALUES (?, ?)", (node, secret_sha256))
+
+    def delete_nodes(self, nodes: list[str]) -> None:
+        with self._lock, self._tx():
+            self._db.executemany("DELETE FROM nodes WHERE node = ?", [(n,) for n in nodes])
 
     def close(self) -> None:
         with self._lock:

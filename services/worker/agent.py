@@ -4,15 +4,24 @@ It runs in one background thread and never raises into the worker: a registry ou
 delays registration (jittered exponential backoff) while the worker keeps serving direct
 callers. All of its decisions live in :meth:`RegistryAgent.step`, which returns how long to
 wait, so tests drive it without threads or real time.
+
+The registry answers a registration with a per-instance secret that every later write of that
+instance carries (README_SERVICES.md "Security model"). The agent keeps it in a file of mode
+0600 named for the instance id, so a worker restarted on the same address (same id) proves the
+row is its own and replaces it at once instead of getting 409 until the old row's TTL runs out;
+a clean deregistration deletes the file.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -24,6 +33,50 @@ from services.common.envelope_read import error_text
 log = logging.getLogger(__name__)
 
 _DEFAULT_INTERVAL_S = 2.0
+_NODE_IDLE_S = 3600.0
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$")
+
+
+def default_secret_dir() -> Path:
+    """Where instance secrets live unless the worker names a folder: per user, never world-readable."""
+    return Path.home() / ".local" / "state" / "compass-mesh" / "instance-secrets"
+
+
+class SecretFile:
+    """The instance secrets of this user's workers, one file per instance id (mode 0600, folder 0700)."""
+
+    def __init__(self, folder: str | Path | None = None) -> None:
+        self.folder = Path(folder) if folder else default_secret_dir()
+
+    def _path(self, instance_id: str) -> Path | None:
+        return self.folder / f"{instance_id}.secret" if _SAFE_ID.match(instance_id) else None
+
+    def read(self, instance_id: str) -> str:
+        path = self._path(instance_id)
+        try:
+            return path.read_text().strip() if path else ""
+        except OSError:
+            return ""
+
+    def write(self, instance_id: str, secret: str) -> None:
+        """Atomically, created 0600 (never readable by others, not even for a moment)."""
+        path = self._path(instance_id)
+        if path is None:
+            return
+        try:
+            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(secret)
+            os.replace(tmp, path)
+        except OSError as exc:  # the worker still runs; a restart then waits out the old row's TTL
+            log.warning("could not keep the instance secret in %s: %s", path, exc)
+
+    def delete(self, instance_id: str) -> None:
+        path = self._path(instance_id)
+        if path is not None:
+            path.unlink(missing_ok=True)
 
 
 class RegistryAgent:
@@ -47,8 +100,15 @@ class RegistryAgent:
         rng: random.Random | None = None,
         session: requests.Session | None = None,
         on_registered: Callable[[str], None] | None = None,
+        secret_dir: str | Path | None = None,
+        beats_by_node: bool = False,
     ) -> None:
         self._api = RegistryApi(urls, token=token, timeout_s=timeout, session=session)
+        self._secrets = SecretFile(secret_dir)
+        # Launched under a node agent (services.worker.node_agent): it beats for us; we only register.
+        self.beats_by_node = beats_by_node
+        self._secret = ""  # of self._secret_id, sent on every write of it
+        self._secret_id: str | None = None
         self.urls = self._api.urls
         self._registration = registration
         self._status = status
@@ -94,6 +154,8 @@ class RegistryAgent:
             delay = self._register()
             self._refresh = self.registrations == before  # failed: try again at the next step
             return delay
+        if self.beats_by_node:
+            return _NODE_IDLE_S  # until refresh() wakes us: the node agent saw the registry lose us
         return self._heartbeat()
 
     def refresh(self) -> None:
@@ -101,18 +163,39 @@ class RegistryAgent:
         self._refresh = True
         self._wake.set()
 
+    def _secret_of(self, instance_id: str | None) -> str:
+        """The secret of ``instance_id``: the one in memory, else the one a previous life kept on disk."""
+        if instance_id and instance_id != self._secret_id:
+            self._secret_id, self._secret = instance_id, self._secrets.read(instance_id)
+        return self._secret if instance_id else ""
+
+    def _keep_secret(self, instance_id: str, secret: str) -> None:
+        if secret and (instance_id, secret) != (self._secret_id, self._secret):
+            self._secrets.write(instance_id, secret)
+        self._secret_id, self._secret = instance_id, secret or self._secret_of(instance_id)
+
     def _register(self) -> float:
-        resp = self._api.register(self._registration())
+        body = self._registration()
+        wanted = body.get("instance_id")
+        resp = self._api.register(body, secret=self._secret_of(wanted if isinstance(wanted, str) else None))
         if resp is None:
             return self._retry_delay("registration", f"no registry reachable at {', '.join(self.urls)}")
+        if resp.status_code == 409:
+            return self._retry_delay(
+                "registration",
+                f"HTTP 409: {error_text(resp)} (this worker has no secret for that id: it registers once the "
+                "other registrant's row misses its TTL, or an operator removes it)",
+            )
         if resp.status_code not in (200, 201):
             return self._retry_delay("registration", f"HTTP {resp.status_code}: {error_text(resp)}")
         try:
             data = resp.json()["data"]
             instance_id = str(data["instance_id"])
             interval = float(data.get("heartbeat_interval_s") or _DEFAULT_INTERVAL_S)
+            secret = str(data.get("instance_secret") or "")  # none from a registry without ownership
         except (ValueError, KeyError, TypeError) as exc:
             return self._retry_delay("registration", f"unexpected answer: {exc!r}")
+        self._keep_secret(instance_id, secret)
         self.instance_id = instance_id
         self.heartbeat_interval = max(0.05, interval)
         self.ttl_s = data.get("ttl_s")
@@ -128,7 +211,7 @@ class RegistryAgent:
 
     def _heartbeat(self) -> float:
         body = {"status": self._status(), "load": self._load()}
-        resp = self._api.heartbeat(self.instance_id, body)
+        resp = self._api.heartbeat(self.instance_id, body, secret=self._secret_of(self.instance_id))
         if resp is None:
             return self._retry_delay("heartbeat", "no registry reachable", cap=self.heartbeat_interval)
         if resp.status_code == 404:
@@ -137,6 +220,13 @@ class RegistryAgent:
             self.registered.clear()
             self._failures = 0
             return 0.0
+        if resp.status_code == 401:
+            # Our token or secret no longer holds the row (an operator took it over, or the token
+            # changed): stop keeping it alive and register again, with backoff.
+            log.warning("registry refused a heartbeat of %s: %s; registering again", self.instance_id, error_text(resp))
+            self.instance_id = None
+            self.registered.clear()
+            return self._retry_delay("heartbeat", "HTTP 401", cap=self.heartbeat_interval)
         if not resp.ok:
             return self._retry_delay(
                 "heartbeat", f"HTTP {resp.status_code}: {error_text(resp)}", cap=self.heartbeat_interval
@@ -183,7 +273,7 @@ class RegistryAgent:
         instance_id = self.instance_id
         if instance_id is None:
             return False
-        resp = self._api.set_maintenance(instance_id, enabled, reason)
+        resp = self._api.set_maintenance(instance_id, enabled, reason, secret=self._secret_of(instance_id))
         if resp is None or not resp.ok:
             log.warning("could not set maintenance=%s on %s: %s", enabled, instance_id, _describe(resp))
             return False
@@ -197,11 +287,12 @@ class RegistryAgent:
         instance_id = self.instance_id
         if instance_id is None:
             return False
-        resp = self._api.deregister(instance_id)
+        resp = self._api.deregister(instance_id, secret=self._secret_of(instance_id))
         if resp is None or not (resp.ok or resp.status_code == 404):
             log.warning("could not deregister %s: %s (the registry will expire it)", instance_id, _describe(resp))
             return False
         log.info("deregistered %s", instance_id)
+        self._secrets.delete(instance_id)
         self.instance_id = None
         self.registered.clear()
         return True

@@ -17,8 +17,10 @@ from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
 
+from services.common.client_tokens import ClientTokens
 from services.common.envelope import ApiError, ErrorCode, install_envelope, json_body, ok
 from services.common.settings import WorkerSettings
+from services.worker.admission import CostBudget, open_ticket
 from services.worker.limits import OVERLOADED_RETRY_AFTER_S, InflightLimiter, RateLimiter, client_key
 from services.worker.metrics import CONTENT_TYPE, WorkerMetrics
 from services.worker.model import UploadedFile, WorkerIdentity, WorkerModel, as_api_error, check_model, item_error
@@ -45,6 +47,8 @@ class WorkerState:
     rate_limiter: RateLimiter | None
     probe: ResourceProbe
     max_batch_items: int
+    budget: CostBudget | None = None
+    client_tokens: ClientTokens | None = None
     started: float = field(default_factory=time.monotonic)
     draining: threading.Event = field(default_factory=threading.Event)
     loaded: threading.Event = field(default_factory=threading.Event)
@@ -86,6 +90,14 @@ def effective_rate_limit(model: WorkerModel, settings: WorkerSettings, override:
     return settings.rate_limit_per_min if settings.rate_limit_per_min > 0 else model.rate_limit_per_min
 
 
+def cost_budget(model: WorkerModel, clock: Callable[[], float] = time.monotonic) -> CostBudget | None:
+    """The kind's cost limits (see :mod:`services.worker.admission`), None when it declares none."""
+    if model.max_request_cost <= 0:
+        return None
+    per_client = max(model.max_client_cost, model.max_request_cost)
+    return CostBudget(model.max_request_cost, per_client, model.cost_unit, clock=clock)
+
+
 def create_worker_app(
     model: WorkerModel,
     settings: WorkerSettings | None = None,
@@ -115,6 +127,8 @@ def create_worker_app(
         rate_limiter=RateLimiter(per_min, clock=clock) if per_min > 0 else None,
         probe=ResourceProbe(settings.device),
         max_batch_items=min(settings.max_batch_items, model.max_batch_items or settings.max_batch_items),
+        budget=cost_budget(model, clock),
+        client_tokens=ClientTokens(settings.client_tokens_file) if settings.client_tokens_file else None,
     )
     if loaded:
         state.loaded.set()
@@ -204,6 +218,8 @@ def _add_probe_routes(app: Flask, state: WorkerState, metrics: WorkerMetrics) ->
                     "max_body_bytes": state.settings.max_body_bytes,
                     "max_batch_items": state.max_batch_items,
                     "rate_limit_per_min": state.rate_limiter.per_minute if state.rate_limiter else 0,
+                    "rate_limit_key": "issued client token, else peer address",
+                    **(state.budget.info() if state.budget else {"max_request_cost": 0}),
                     "device": state.settings.device,
                 },
             }
@@ -325,9 +341,14 @@ def _guarded(state: WorkerState, view: Callable[..., Any]) -> Callable[..., Any]
             raise ApiError(
                 ErrorCode.OVERLOADED, "draining: this worker is shutting down", retry_after=OVERLOADED_RETRY_AFTER_S
             )
+        client = client_key(request, state.client_tokens)
         if state.rate_limiter is not None:
-            state.rate_limiter.acquire(client_key(request))
+            state.rate_limiter.acquire(client)
         with state.limiter.slot():
-            return view(*args, **kwargs)
+            if state.budget is None:
+                return view(*args, **kwargs)
+            with state.budget.ticket(client) as ticket:
+                open_ticket(ticket)
+                return view(*args, **kwargs)
 
     return guarded

@@ -160,7 +160,12 @@ class JobRunner:
         return read_json(self.job_type.progress_file(row, self.folder(row["id"])))
 
     def get(self, job_id: str) -> dict[str, Any]:
-        return self.store.require(self.table, job_id, f"{self.job_type.name} task")
+        """The record, settled first when its worker is gone (a read never shows a ghost ``running``)."""
+        row = self.store.require(self.table, job_id, f"{self.job_type.name} task")
+        if self._orphaned(row):
+            self._reconcile_row(row)
+            row = self.store.require(self.table, job_id, f"{self.job_type.name} task")
+        return row
 
     def public(self, row: dict[str, Any], detail: bool = False) -> dict[str, Any]:
         """The API view: live progress while running, the stop request, no internals."""
@@ -176,6 +181,9 @@ class JobRunner:
     def list(self, status: list[str] | None, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
         where = {"status": status} if status else None
         rows, total = self.store.list(self.table, where=where, limit=limit, offset=offset)
+        if any(self._orphaned(r) for r in rows):  # settle them, then read the page again
+            self.reconcile()
+            rows, total = self.store.list(self.table, where=where, limit=limit, offset=offset)
         return [self.public(r) for r in rows], total
 
     # -- start -------------------------------------------------------------------------------
@@ -333,22 +341,28 @@ class JobRunner:
         """Adopt running jobs whose worker is gone: watch a live process, fail (or resume) a dead one."""
         rows, _ = self.store.list(self.table, where={"status": "running"})
         for row in rows:
-            if row["owner"] == self.owner or owner_alive(row["owner"]):
-                continue
-            if not self.store.update_where(self.table, row["id"], {"owner": row["owner"]}, owner=self.owner):
-                continue  # another worker adopted it first
-            pid, started = row.get("pid"), row.get("pid_started")
-            if process_alive(pid, started):
-                log.info("job %s: adopting its live process %s", row["id"], pid)
-                threading.Thread(target=self._adopt, args=(row["id"], pid, started), daemon=True).start()
-            elif self._resumable(row):
-                self._resume(row)
-            else:
-                what = self.job_type.name
-                error = f"the {what} process was gone after its worker stopped (restart or crash while it ran)"
-                fields = {"status": "failed", "error": error, "finished_at": now_iso()}
-                self.store.update(self.table, row["id"], **fields, progress_json=self.progress(row))
-                log.warning("job %s marked failed: %s", row["id"], error)
+            if self._orphaned(row):
+                self._reconcile_row(row)
+
+    def _orphaned(self, row: dict[str, Any]) -> bool:
+        """A running job whose owner worker is gone (one psutil look-up: cheap enough for every read)."""
+        return row["status"] == "running" and row["owner"] != self.owner and not owner_alive(row["owner"])
+
+    def _reconcile_row(self, row: dict[str, Any]) -> None:
+        if not self.store.update_where(self.table, row["id"], {"owner": row["owner"]}, owner=self.owner):
+            return  # another worker adopted it first
+        pid, started = row.get("pid"), row.get("pid_started")
+        if process_alive(pid, started):
+            log.info("job %s: adopting its live process %s", row["id"], pid)
+            threading.Thread(target=self._adopt, args=(row["id"], pid, started), daemon=True).start()
+        elif self._resumable(row):
+            self._resume(row)
+        else:
+            what = self.job_type.name
+            error = f"the {what} process was gone after its worker stopped (restart or crash while it ran)"
+            fields = {"status": "failed", "error": error, "finished_at": now_iso()}
+            self.store.update(self.table, row["id"], **fields, progress_json=self.progress(row))
+            log.warning("job %s marked failed: %s", row["id"], error)
 
     def _resumable(self, row: dict[str, Any]) -> bool:
         """Restart an orphan when the policy says so, it was not being stopped and has attempts left."""

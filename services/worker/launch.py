@@ -24,6 +24,7 @@ from services.common.cli import command, env_settings, options, parse
 from services.common.parent_death import with_parent_death_signal
 from services.common.settings import WorkerSettings, child_environment
 from services.worker.cli import LOG_FORMAT
+from services.worker.node_agent import NodeAgent, NodeBinding, default_node_name, supervised, valid_node_name
 from services.worker.supervisor import RestartPolicy, Supervisor
 
 log = logging.getLogger("services.worker.launch")
@@ -37,6 +38,10 @@ KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "splice": ("seqmodels.splice", ()),
     "codon": ("seqmodels.codon", ()),
     "hf": ("seqmodels.hf", ()),
+    "dock": ("docking.worker", ()),
+    "variant": ("variants.service.worker", ()),
+    "vectors": ("vectors.worker", ()),
+    "gateway": ("gateway", ()),
 }
 
 
@@ -71,6 +76,13 @@ LAUNCHER_OPTIONS: list[click.Parameter] = [
     click.Option(
         ["--stable-after"], type=float, default=30.0, help="seconds of uptime after which a crash is not fast"
     ),
+    click.Option(
+        ["--node-agent/--no-node-agent"],
+        default=True,
+        show_default=True,
+        help="beat once per interval for every replica (PUT /nodes/{node}/heartbeat) instead of one heartbeat each",
+    ),
+    click.Option(["--node"], default="", help="node name for the node agent [default: <host>-<kind>-<pid>]"),
 ]
 
 
@@ -117,8 +129,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if not args.registry_urls:
         log.warning("no --registry given: the workers run standalone and nobody will find them")
-    # The token travels in the environment: a flag would show in every `ps` listing.
-    env = child_environment(REGISTRY_TOKEN=args.token) if args.token else None
+    # The token and the node secret travel in the environment: a flag would show in every `ps` listing.
+    beats_by_node = args.node_agent and bool(args.registry_urls)
+    binding = NodeBinding.new(args.node or default_node_name(args.kind)) if beats_by_node else None
+    if binding is not None and not valid_node_name(binding.node):
+        log.error("--node %r: node names are 1-128 characters of [A-Za-z0-9._-]", binding.node)
+        return 2
+    secrets = {**({"REGISTRY_TOKEN": args.token} if args.token else {}), **(binding.environment() if binding else {})}
+    env = child_environment(**secrets) if secrets else None
     supervisor = Supervisor(
         args.kind,
         with_parent_death_signal(child_command(args, extra)),
@@ -138,7 +156,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     log.info("starting %d %s replica(s): %s", args.replicas, args.kind, " ".join(child_command(args, extra)))
-    return supervisor.run()
+    agent = None
+    if binding is not None:
+        agent = NodeAgent(normalize_urls(args.registry_urls), binding, lambda: supervised(supervisor), token=args.token)
+        log.info("node agent for node %s: one beat per interval for all replicas", binding.node)
+        agent.start()
+    try:
+        return supervisor.run()
+    finally:
+        if agent is not None:
+            agent.stop()
 
 
 if __name__ == "__main__":

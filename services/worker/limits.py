@@ -6,7 +6,7 @@ while this one is busy: the request provably did not run.
 
 from __future__ import annotations
 
-import hashlib
+import ipaddress
 import threading
 import time
 from collections import OrderedDict
@@ -15,6 +15,8 @@ from contextlib import contextmanager
 
 from flask import Request
 
+from services.common.auth import bearer_from_header
+from services.common.client_tokens import ClientTokens
 from services.common.envelope import ApiError, ErrorCode
 
 # How long a refused client is told to wait before retrying an overloaded worker.
@@ -111,15 +113,30 @@ class RateLimiter:
                 self._buckets.popitem(last=False)
 
 
-def client_key(req: Request) -> str:
-    """Who a request counts against: bearer token, else ``X-Client-ID``, else the peer address.
+def client_key(req: Request, tokens: ClientTokens | None = None) -> str:
+    """Who a request counts against: a verified client, else the peer's network.
 
-    Tokens are hashed so the limiter never keeps a credential in memory.
+    A bearer token counts only when the operator issued it (``tokens``); its holder may name
+    sub-clients with ``X-Client-ID`` (FlashDock's users, a pipeline's jobs). Anyone else is keyed
+    on the address the connection came from, so rotating a header or a made-up token cannot
+    escape the limit, and spoofing another client's id cannot exhaust theirs. IPv6 peers count
+    per /64: one host usually holds a whole /64 and could rotate addresses inside it.
     """
-    auth = req.headers.get("Authorization", "")
-    if auth.lower().startswith("bearer ") and auth[7:].strip():
-        return "token:" + hashlib.sha256(auth[7:].strip().encode()).hexdigest()[:16]
-    client_id = req.headers.get("X-Client-ID", "").strip()
-    if client_id:
-        return "client:" + client_id[:128]
-    return "ip:" + (req.remote_addr or "unknown")
+    name = tokens.verify(bearer_from_header(req.headers.get("Authorization", ""))) if tokens is not None else None
+    if name is not None:
+        sub = req.headers.get("X-Client-ID", "").strip()[:128]
+        return f"client:{name}" + (f"/{sub}" if sub else "")
+    return "ip:" + peer_network(req.remote_addr or "")
+
+
+def peer_network(address: str) -> str:
+    """The peer as a rate-limit key: an IPv4 address (mapped ones unwrapped) or an IPv6 /64."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address or "unknown"
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)

@@ -98,6 +98,9 @@ class WorkerModel(ABC):
     * ``predict_schema`` – optional JSON Schema of the /predict body, shown in ``/openapi.json``.
     * ``max_upload_bytes`` – optional larger body limit for routes that accept uploads; the
       server's hard limit is raised to it, each such route raises Flask's per request.
+    * ``max_request_cost`` / ``max_client_cost`` / ``cost_unit`` – admission by cost
+      (:mod:`services.worker.admission`): what one request, and one client's requests in
+      flight, may cost in the kind's own unit; the kind calls ``admission.charge()``. 0: off.
 
     Errors: raise :class:`ApiError` with a specific code (``INVALID_SEQUENCE``...) for bad
     input; any other exception becomes ``PREDICTION_FAILED``.
@@ -112,6 +115,9 @@ class WorkerModel(ABC):
     max_batch_items: int | None = None
     predict_schema: dict[str, Any] | None = None
     max_upload_bytes: int | None = None
+    max_request_cost: float = 0.0
+    max_client_cost: float = 0.0
+    cost_unit: str = "cost units"
     identity: WorkerIdentity | None = None
     # Set by the server once it registers; :meth:`publish_metadata` calls it.
     metadata_listener: Callable[[], None] | None = None

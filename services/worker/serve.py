@@ -30,6 +30,7 @@ from services.worker.address import WILDCARDS, detect_advertise_host
 from services.worker.agent import RegistryAgent
 from services.worker.app import create_worker_app, worker_state
 from services.worker.model import WorkerIdentity, WorkerModel
+from services.worker.node_agent import REREGISTER_SIGNAL, NodeBinding, node_agent_options
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ class WorkerServer:
         self.identity: WorkerIdentity = self.state.identity
         self.registry_urls = normalize_urls(settings.registry_urls, allow_empty=True)
         self.agent: RegistryAgent | None = None
+        self.node = NodeBinding.from_env()  # set when a launcher's node agent beats for us
         self._out = out or sys.stdout
         self._lifecycle = threading.RLock()  # re-entrant: a second signal may arrive inside the handler
         self._drain_thread: threading.Thread | None = None
@@ -187,6 +189,7 @@ class WorkerServer:
                 token=self.settings.token,
                 timeout=self.settings.registry_timeout,
                 on_registered=self._on_registered,
+                **node_agent_options(self.node),
             )
             self.agent.start()
             self.model.metadata_listener = self.agent.refresh
@@ -200,6 +203,8 @@ class WorkerServer:
         if install_signals:  # only now: a drain needs the server it will close
             signal.signal(signal.SIGTERM, self._on_signal)
             signal.signal(signal.SIGINT, self._on_signal)
+            if self.node is not None:  # the node agent's "register again" (services.worker.node_agent)
+                signal.signal(REREGISTER_SIGNAL, self._on_reregister)
         self.announce()
         threading.Thread(target=self._load_then_register, name="model-load", daemon=True).start()
         try:
@@ -210,6 +215,10 @@ class WorkerServer:
             self._drain_thread.join(timeout=self.settings.registry_timeout * 3)
         log.info("worker exited (code %d)", self._exit_code)
         return self._exit_code
+
+    def _on_reregister(self, _signum: int, _frame: FrameType | None) -> None:
+        if self.agent is not None:  # None while loading: it registers once loaded anyway
+            self.agent.refresh()
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self.request_stop(f"received {signal.Signals(signum).name}")

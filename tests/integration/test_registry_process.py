@@ -26,11 +26,20 @@ def store(request) -> tuple[str, ...]:
     return ("--store", "etcd", "--etcd-endpoints", endpoints, "--etcd-prefix", unique_prefix())
 
 
-def register(base: str, port: int, name: str = "echo", headers: dict | None = None) -> str:
+def register(
+    base: str, port: int, name: str = "echo", headers: dict | None = None, secrets: dict[str, str] | None = None
+) -> str:
+    """Register; the instance's secret is kept in ``secrets`` by name:port, and sent from there next time."""
     body = {"service_name": name, "host": "127.0.0.1", "port": port, "metadata": {"capabilities": ["echo"]}}
-    resp = requests.post(f"{base}/api/v1/services/register", json=body, headers=headers or {}, timeout=5)
+    headers = dict(headers or {})
+    if secrets and f"{name}:{port}" in secrets:
+        headers["X-Instance-Secret"] = secrets[f"{name}:{port}"]
+    resp = requests.post(f"{base}/api/v1/services/register", json=body, headers=headers, timeout=5)
     assert resp.status_code in (200, 201), resp.text
-    return resp.json()["data"]["instance_id"]
+    data = resp.json()["data"]
+    if secrets is not None:
+        secrets[f"{name}:{port}"] = data["instance_secret"]
+    return data["instance_id"]
 
 
 def instances(base: str, **params) -> list[dict]:
@@ -43,7 +52,8 @@ def test_kill9_loses_no_registration_and_restart_gives_grace(tmp_path: Path, sto
     flags = ("--heartbeat-interval", "0.5", "--critical-after", "3", "--deregister-after", "30")
     reg = start_registry(tmp_path, *flags, *store, port=port, db=db)
     try:
-        ids = [register(reg.base_url, 10_000 + i) for i in range(40)]
+        secrets: dict[str, str] = {}
+        ids = [register(reg.base_url, 10_000 + i, secrets=secrets) for i in range(40)]
         dead = register(reg.base_url, 20_000, name="dead")
 
         # Let "dead" go critical while the 40 others keep beating.
@@ -68,8 +78,9 @@ def test_kill9_loses_no_registration_and_restart_gives_grace(tmp_path: Path, sto
             assert after[dead]["status"] == "critical", "a dead instance came back falsely passing"
             index_after = requests.get(f"{reg2.base_url}/api/v1/services", timeout=5).json()["data"]["index"]
             assert index_after > index_before, "the index went backwards across a restart"
-            # Workers re-register after the restart: replaced, never duplicated.
-            again = [register(reg2.base_url, 10_000 + i) for i in range(40)]
+            # Workers re-register after the restart with the secrets they kept: replaced, never
+            # duplicated; the secrets survived kill -9 with the rows.
+            again = [register(reg2.base_url, 10_000 + i, secrets=secrets) for i in range(40)]
             assert again == ids
             assert len(instances(reg2.base_url)) == 41
             # Nobody beats now: the grace period ends and they all turn critical on time.
@@ -177,7 +188,7 @@ def test_schemathesis_finds_no_server_error_or_contract_break(tmp_path: Path, st
 def test_active_check_marks_an_unreachable_instance_critical_despite_heartbeats(tmp_path: Path, store: tuple[str, ...]):
     reg = start_registry(tmp_path, "--heartbeat-interval", "0.5", *store)
     try:
-        check = {"interval_s": 0.1, "timeout_s": 0.5, "failures_before_critical": 2, "successes_before_passing": 1}
+        check = {"interval_s": 1.0, "timeout_s": 0.5, "failures_before_critical": 2, "successes_before_passing": 1}
         dead_port = free_port()  # nothing listens here
         body = {"service_name": "probe", "host": "127.0.0.1", "port": dead_port, "check": check}
         dead = requests.post(f"{reg.base_url}/api/v1/services/register", json=body, timeout=5).json()["data"]

@@ -34,7 +34,13 @@ def listed(app) -> list[dict]:
     return app.test_client().get("/api/v1/services").get_json()["data"]["instances"]
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.1.1", "::1", "localhost"])
+# Every spelling of loopback (and the wildcard, which reaches the caller's own machine): before
+# issue 18, 127.1, 2130706433, 0x7f000001 and 0177.0.0.1 passed as "host names" and dodged the rule.
+@pytest.mark.parametrize(
+    "host",
+    ["127.0.0.1", "127.0.1.1", "::1", "localhost", "127.1", "2130706433", "0x7f000001", "0177.0.0.1",
+     "::ffff:127.0.0.1", "0.0.0.0", "0"],
+)  # fmt: skip
 def test_loopback_from_another_machine_is_refused_with_the_fix_in_the_message(app, host: str) -> None:
     resp = register(client_from(app, AFAR), host=host)
     body = resp.get_json()
@@ -45,8 +51,9 @@ def test_loopback_from_another_machine_is_refused_with_the_fix_in_the_message(ap
     assert listed(app) == []
 
 
-def test_a_loopback_base_url_is_refused_too(app) -> None:
-    resp = register(client_from(app, AFAR), host="10.0.0.5", base_url="http://127.0.0.1:9001")
+@pytest.mark.parametrize("url_host", ["127.0.0.1", "0x7f000001", "2130706433", "[::ffff:127.0.0.1]"])
+def test_a_loopback_base_url_is_refused_too(app, url_host: str) -> None:
+    resp = register(client_from(app, AFAR), host="10.0.0.5", base_url=f"http://{url_host}:9001")
     assert resp.status_code == 400
     assert "base_url" in resp.get_json()["error"]["details"]
 

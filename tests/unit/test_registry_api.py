@@ -21,14 +21,19 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 @pytest.fixture(params=["sqlite", "etcd"])
 def make_app(request, tmp_path):
-    """Build registry apps over the SQLite store or a real etcd (the same tests run on both)."""
+    """Build registry apps over the SQLite store or a real etcd (the same tests run on both).
+
+    Apps built in one test share the data (one SQLite file, one etcd prefix): a second one is a
+    restarted registry.
+    """
     apps = []
+    prefix = unique_prefix()
 
     def build(**overrides):
         settings = RegistrySettings(db=str(tmp_path / "r.db"), heartbeat_interval=2.0, critical_after=3, **overrides)
         if request.param == "etcd":
             endpoints = request.getfixturevalue("etcd_server").endpoints
-            store = EtcdStore(endpoints, prefix=unique_prefix())
+            store = EtcdStore(endpoints, prefix=prefix)
         else:
             store = SQLiteStore(settings.db)
         clock = FakeClock()
@@ -73,9 +78,11 @@ def test_register_answers_contract_and_is_idempotent(client):
     assert first.status_code == 201
     data = first.get_json()["data"]
     assert data["ttl_s"] == 6.0 and data["heartbeat_interval_s"] == 2.0
-    again = register(client, metadata={"capabilities": ["echo"]})
+    secret = {"X-Instance-Secret": data["instance_secret"]}
+    again = register(client, headers=secret, metadata={"capabilities": ["echo"]})
     assert again.status_code == 200
     assert again.get_json()["data"]["instance_id"] == data["instance_id"]
+    assert again.get_json()["data"]["instance_secret"] == data["instance_secret"]
     listed = client.get("/api/v1/services").get_json()["data"]["instances"]
     assert len(listed) == 1
 

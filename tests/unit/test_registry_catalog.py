@@ -35,7 +35,7 @@ def make(db, clock) -> Catalog:
 
 def test_ttl_turns_critical_then_removes(db, clock):
     cat = make(db, clock)
-    inst, created = cat.register(reg())
+    inst, created, _ = cat.register(reg())
     assert created and inst.status == "passing"
     clock.advance(TTL - 0.1)
     assert cat.sweep() == ([], [])
@@ -52,7 +52,7 @@ def test_ttl_turns_critical_then_removes(db, clock):
 
 def test_heartbeat_revives_a_critical_instance_and_bumps_index(db, clock):
     cat = make(db, clock)
-    inst, _ = cat.register(reg())
+    inst, _, _ = cat.register(reg())
     clock.advance(TTL + 1)
     cat.sweep()
     before = cat.index
@@ -63,7 +63,7 @@ def test_heartbeat_revives_a_critical_instance_and_bumps_index(db, clock):
 
 def test_plain_heartbeat_does_not_move_the_index(db, clock):
     cat = make(db, clock)
-    inst, _ = cat.register(reg())
+    inst, _, _ = cat.register(reg())
     before = cat.index
     cat.heartbeat(inst.instance_id, None, {"inflight": 1})
     assert cat.index == before
@@ -74,8 +74,8 @@ def test_plain_heartbeat_does_not_move_the_index(db, clock):
 
 def test_reregistration_replaces_never_duplicates(db, clock):
     cat = make(db, clock)
-    first, created = cat.register(reg(version="1"))
-    second, created_again = cat.register(reg(version="2"))
+    first, created, _ = cat.register(reg(version="1"))
+    second, created_again, _ = cat.register(reg(version="2"))
     assert created and not created_again
     assert first.instance_id == second.instance_id
     items, _ = cat.query(Query(name="echo"))
@@ -92,8 +92,8 @@ def test_new_client_id_at_same_address_replaces_old_row(db, clock):
 
 def test_restart_gives_fresh_grace_and_keeps_critical_critical(db, clock):
     cat = make(db, clock)
-    alive, _ = cat.register(reg(port=1))
-    dead, _ = cat.register(reg(port=2))
+    alive, _, _ = cat.register(reg(port=1))
+    dead, _, _ = cat.register(reg(port=2))
     clock.advance(TTL - 1)
     cat.heartbeat(alive.instance_id, None, None)
     clock.advance(2)
@@ -116,7 +116,7 @@ def test_restart_gives_fresh_grace_and_keeps_critical_critical(db, clock):
 
 def test_flushed_heartbeat_timestamps_survive_restart(db, clock):
     cat = make(db, clock)
-    inst, _ = cat.register(reg())
+    inst, _, _ = cat.register(reg())
     clock.advance(1.5)
     beat = cat.heartbeat(inst.instance_id, None, None)
     assert cat.flush_heartbeats() == 1
@@ -126,7 +126,7 @@ def test_flushed_heartbeat_timestamps_survive_restart(db, clock):
 
 def test_maintenance_is_visible_and_survives_ttl_logic(db, clock):
     cat = make(db, clock)
-    inst, _ = cat.register(reg())
+    inst, _, _ = cat.register(reg())
     assert cat.set_maintenance(inst.instance_id, True, "drain").status == "maintenance"
     clock.advance(TTL + 1)
     cat.sweep()
@@ -170,7 +170,7 @@ def test_wait_returns_on_change_and_on_stale_index(db, clock):
 def test_active_check_thresholds_do_not_flap(db, clock):
     cat = make(db, clock)
     spec = {"path": "/health/ready", "failures_before_critical": 3, "successes_before_passing": 2}
-    inst, _ = cat.register(reg(check=spec))
+    inst, _, _ = cat.register(reg(check=spec))
     assert isinstance(cat.get(inst.instance_id).check, CheckSpec)
     assert [d[1] for d in cat.due_checks()] == ["http://127.0.0.1:9001/health/ready"]
     assert cat.due_checks() == []  # not due again until its interval passed
@@ -187,7 +187,7 @@ def test_active_check_thresholds_do_not_flap(db, clock):
 
 def test_active_check_critical_instance_is_not_removed_while_heartbeating(db, clock):
     cat = make(db, clock)
-    inst, _ = cat.register(reg(check={"failures_before_critical": 1}))
+    inst, _, _ = cat.register(reg(check={"failures_before_critical": 1}))
     cat.record_check(inst.instance_id, False)
     for _ in range(20):
         clock.advance(TTL / 2 + DEREGISTER_AFTER / 10)
@@ -198,7 +198,7 @@ def test_active_check_critical_instance_is_not_removed_while_heartbeating(db, cl
 
 def test_revival_by_heartbeat_reaches_disk_with_the_flush(db, clock):
     cat = make(db, clock)
-    inst, _ = cat.register(reg())
+    inst, _, _ = cat.register(reg())
     clock.advance(TTL + 1)
     cat.sweep()  # critical, written at once
     cat.heartbeat(inst.instance_id, None, None)  # passing again, written with the next flush

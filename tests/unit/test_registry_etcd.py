@@ -50,7 +50,7 @@ def ids(cat: EtcdCatalog, name: str = "echo") -> list[str]:
 
 def test_a_write_on_one_replica_is_seen_by_the_other_at_the_same_index(replicas):
     a, b = replicas(), replicas()
-    inst, created = a.register(reg())
+    inst, created, _ = a.register(reg())
     assert created
     wait_until(lambda: ids(b) == [inst.instance_id], timeout=5, what="replica b to see the registration")
     assert a.current_index(Query(name="echo")) == b.current_index(Query(name="echo"))
@@ -69,7 +69,7 @@ def test_a_write_on_one_replica_is_seen_by_the_other_at_the_same_index(replicas)
 
 def test_plain_heartbeat_does_not_move_the_index_but_a_state_change_does(replicas):
     a = replicas()
-    inst, _ = a.register(reg())
+    inst, _, _ = a.register(reg())
     before = a.current_index(Query(name="echo"))
     a.heartbeat(inst.instance_id, None, {"inflight": 1})
     assert a.current_index(Query(name="echo")) == before
@@ -80,7 +80,7 @@ def test_plain_heartbeat_does_not_move_the_index_but_a_state_change_does(replica
 def test_a_drain_on_one_replica_survives_a_heartbeat_on_the_other(replicas):
     """Compare-and-set: b's heartbeat must not write back the undrained copy it had cached."""
     a, b = replicas(), replicas()
-    inst, _ = a.register(reg())
+    inst, _, _ = a.register(reg())
     wait_until(lambda: b.get(inst.instance_id) is not None, timeout=5)
     a.set_maintenance(inst.instance_id, True, "drain")
     for _ in range(5):  # immediately, before b's mirror may have caught up
@@ -92,7 +92,7 @@ def test_a_drain_on_one_replica_survives_a_heartbeat_on_the_other(replicas):
 def test_ttl_sweep_on_one_replica_marks_critical_everywhere(replicas):
     clock = FakeClock()
     a, b = replicas(clock=clock), replicas()
-    inst, _ = a.register(reg())
+    inst, _, _ = a.register(reg())
     wait_until(lambda: b.get(inst.instance_id) is not None, timeout=5)
     clock.advance(5.0)
     assert a.sweep() == ([], [])
@@ -109,7 +109,7 @@ def test_etcd_expires_a_dead_instance_with_every_replica_down(replicas, etcd_ser
     """The lease spans TTL + deregister_after; etcd deletes the key itself."""
     a = replicas(ttl=1.0, deregister_after=1.0)
     assert a.lease_ttl == 3  # TTL + deregister_after + one refresh period (a TTL)
-    inst, _ = a.register(reg())
+    inst, _, _ = a.register(reg())
     probe = EtcdStore(etcd_server.endpoints, prefix=a.store.prefix.removesuffix("instances/"))
     assert probe.get(inst.instance_id) is not None
     a.close()
@@ -120,8 +120,8 @@ def test_etcd_expires_a_dead_instance_with_every_replica_down(replicas, etcd_ser
 
 def test_reregistration_at_one_address_replaces_never_duplicates(replicas):
     a, b = replicas(), replicas()
-    first, _ = a.register(reg())
-    again, created = b.register(reg())
+    first, _, _ = a.register(reg())
+    again, created, _ = b.register(reg())
     assert not created and again.instance_id == first.instance_id
     moved = parse_registration({"service_name": "echo", "host": "127.0.0.1", "port": 9001, "instance_id": "fresh-id"})
     a.register(moved)
@@ -203,7 +203,7 @@ def test_etcd_down_writes_answer_503_fast_and_reads_serve_the_mirror(tmp_path):
 def test_a_late_change_never_undoes_a_newer_one(replicas):
     """The mirror takes changes from two paths (our own writes, the watch), in either order."""
     cat = replicas()
-    inst, _ = cat.register(reg())
+    inst, _, _ = cat.register(reg())
     iid = inst.instance_id
     entry = cat._cached(iid)
     record = {"instance": inst.to_dict(), "reported": "passing", "ttl_critical": False, "check_state": None}

@@ -131,6 +131,8 @@ def test_model_info_lists_model_and_runtime_limits(client: FlaskClient) -> None:
         "max_body_bytes": 4096,
         "max_batch_items": 8,
         "rate_limit_per_min": 0,
+        "rate_limit_key": "issued client token, else peer address",
+        "max_request_cost": 0,
         "device": "cpu",
     }
 
@@ -262,8 +264,11 @@ def test_rate_limit_is_per_client_with_retry_after(model: ScriptedModel) -> None
     limited = client.post("/predict", json={}, headers=alice)
     assert_error(limited, 429, "RATE_LIMITED")
     assert limited.headers["Retry-After"] == "30"  # one token per 30 s at 2/min
-    assert client.post("/predict", json={}, headers={"X-Client-ID": "bob"}).status_code == 200
-    assert client.post("/predict", json={}, headers={**alice, "Authorization": "Bearer t1"}).status_code == 200
+    # Without an issued token the peer address is the client: a new id or a made-up token changes nothing.
+    assert client.post("/predict", json={}, headers={"X-Client-ID": "bob"}).status_code == 429
+    assert client.post("/predict", json={}, headers={**alice, "Authorization": "Bearer t1"}).status_code == 429
+    other_peer = client.post("/predict", json={}, environ_base={"REMOTE_ADDR": "10.9.9.9"})
+    assert other_peer.status_code == 200
     assert client.get("/health").status_code == 200  # probes are never limited
     clock.now += 30
     assert client.post("/predict", json={}, headers=alice).status_code == 200

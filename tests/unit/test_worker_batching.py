@@ -117,3 +117,91 @@ def test_timings_come_with_each_answer_and_inline_runs_in_the_caller() -> None:
     inline = MicroBatcher(run, max_batch=4, inline=True)
     assert [f.result().value for f in inline.submit_many([("a", 1), ("b", 2), ("a", 3)])] == [1, 2, 3]
     assert callers == [threading.current_thread().name] * 2 and not inline.enabled, "one pass per key, here"
+
+
+# -- cost-aware scheduling (issue 18: one request must never starve the queue) -----------------
+
+
+class Stepper:
+    """A batch function whose passes each wait for the test to release them, one at a time."""
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[object, list]] = []
+        self.steps = threading.Semaphore(0)
+        self.lock = threading.Lock()
+
+    def __call__(self, key, items):
+        with self.lock:
+            self.batches.append((key, list(items)))
+        if not self.steps.acquire(timeout=10):
+            raise TimeoutError("the test never released the pass")
+        return list(items)
+
+    def ran(self) -> int:
+        with self.lock:
+            return len(self.batches)
+
+
+def test_a_small_request_goes_before_the_rest_of_a_big_one() -> None:
+    """Start-time fair queueing by cost: a newcomer waits for the pass in progress, not for the whole queue."""
+    stepper = Stepper()
+    batcher = MicroBatcher(stepper, max_batch=4, max_wait_s=0.0, max_batch_cost=100)
+    big = batcher.submit_many([("pll", ("big", i)) for i in range(20)], costs=[50] * 20)
+    wait_until(lambda: stepper.ran() == 1, what="the first pass of the big request")
+    small = batcher.submit_many([("emb", "small")], costs=[5])
+    stepper.steps.release()  # the pass in progress ends; the next pass is the small request's...
+    wait_until(lambda: stepper.ran() == 2, what="the second pass")
+    stepper.steps.release()  # ...which ends too
+    assert small[0].result(timeout=5).value == "small"
+    assert stepper.batches[1] == ("emb", ["small"]) and stepper.batches[0] == ("pll", [("big", 0), ("big", 1)])
+    for _ in range(20):
+        stepper.steps.release()
+    assert [f.result(timeout=5).value for f in big] == [("big", i) for i in range(20)]
+    assert all(sum(50 for _ in items) <= 100 for key, items in stepper.batches if key == "pll")  # cost cap
+    batcher.close()
+
+
+def test_two_big_requests_take_turns() -> None:
+    stepper = Stepper()
+    batcher = MicroBatcher(stepper, max_batch=1, max_wait_s=0.0)
+    first = batcher.submit_many([("k", ("a", i)) for i in range(3)], costs=[10] * 3)
+    wait_until(lambda: stepper.ran() == 1, what="the first pass")
+    second = batcher.submit_many([("k", ("b", i)) for i in range(3)], costs=[10] * 3)
+    for _ in range(6):
+        stepper.steps.release()
+    for f in first + second:
+        f.result(timeout=5)
+    order = [items[0][0] for _, items in stepper.batches]
+    assert order == ["a", "b", "a", "b", "a", "b"]
+    batcher.close()
+
+
+def test_an_item_over_the_pass_cost_still_runs_alone() -> None:
+    recorder = Recorder()
+    batcher = MicroBatcher(recorder, max_batch=8, max_wait_s=0.01, max_batch_cost=10)
+    futures = batcher.submit_many([("k", 1), ("k", 2), ("k", 3)], costs=[25, 4, 4])
+    assert [f.result(timeout=5).value for f in futures] == [10, 20, 30]
+    assert [items for _, items in recorder.batches] == [[1], [2, 3]]
+    batcher.close()
+
+
+def test_the_express_lane_answers_small_items_while_a_long_pass_runs() -> None:
+    gate = threading.Event()
+    seen: list[list] = []
+
+    def run(key, items):
+        seen.append(list(items))
+        if key == "big" and not gate.wait(timeout=10):
+            raise TimeoutError
+        return list(items)
+
+    batcher = MicroBatcher(run, max_batch=4, max_wait_s=0.0, express_cost=10)
+    big = batcher.submit_many([("big", "B")], costs=[1000])
+    wait_until(lambda: seen == [["B"]], what="the long pass to start")
+    small = batcher.submit_many([("small", "s")], costs=[3])
+    assert small[0].result(timeout=5).value == "s" and not big[0].done()
+    gate.set()
+    assert big[0].result(timeout=5).value == "B"
+    with pytest.raises(ValueError):
+        MicroBatcher(run, max_batch_cost=0)
+    batcher.close()

@@ -84,7 +84,7 @@ def test_model_selecting_kinds_pass_their_model() -> None:
     assert command[1:5] == ["-m", "compass.service.worker", "--model", "compass-lite"]
     assert command[command.index("--device") + 1] == "cuda"
     assert command[command.index("--advertise-host") + 1] == "node-3"
-    assert set(KINDS) == {"echo", "compass", "compass-lite", "antiberty", "splice", "codon", "hf"}
+    assert {"echo", "compass", "compass-lite", "antiberty", "splice", "codon", "hf"} <= set(KINDS)  # others join
 
 
 def test_launcher_rejects_unknown_kind_and_zero_replicas() -> None:
@@ -112,3 +112,45 @@ def test_restart_delay_doubles_for_fast_crashes_then_gives_up() -> None:
 def test_a_long_lived_child_starts_its_crash_count_over() -> None:
     policy = RestartPolicy(max_fast_crashes=2)
     assert policy.after_crash(uptime_s=31.0, fast_crashes=2) == (1, 0.5)
+
+
+# -- secrets from a file (issue 18: a token on the command line is visible in ps) ------------------
+
+
+def _secret(tmp_path, text: str = "s3cret\n"):
+    path = tmp_path / "token"
+    path.write_text(text)
+    return path
+
+
+def test_a_token_is_read_from_a_file_given_by_flag_or_environment(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _secret(tmp_path)
+    assert parse("--token-file", str(path)).token == "s3cret"
+    monkeypatch.setenv("REGISTRY_TOKEN_FILE", str(path))
+    assert parse().token == "s3cret"
+    monkeypatch.setenv("REGISTRY_TOKEN", "from-env")
+    assert parse().token == "s3cret"  # a file named anywhere wins over the bare variable beside it
+    assert parse("--token", "flag").token == "flag"  # the command line still wins over the environment
+    args, _ = parse_args(["echo", "--token-file", str(path)])
+    assert args.token == "s3cret" and "token_file" not in vars(args)
+
+
+def test_every_cli_with_a_token_takes_a_token_file(tmp_path) -> None:
+    from compass.service.cli import COMPASS_OPTIONS
+    from services.common import cli
+    from services.common.settings import RegistrySettings
+
+    path = _secret(tmp_path, "reg-token")
+    registry = cli.command("registry", cli.options(RegistrySettings))  # what services.registry parses with
+    assert RegistrySettings(**cli.parse(registry, ["--token-file", str(path)]).params).token == "reg-token"
+    args = parse_worker_args(["--api-token-file", str(path)], "w", kind_options=COMPASS_OPTIONS)[0]
+    assert args.api_token == "reg-token" and "api_token_file" not in vars(args)
+
+
+@pytest.mark.parametrize("case", ["both", "empty", "missing"])
+def test_a_bad_token_file_is_a_usage_error(tmp_path, case: str, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _secret(tmp_path, "" if case == "empty" else "t")
+    argv = {"both": ["--token", "t", "--token-file", str(path)], "empty": ["--token-file", str(path)]}
+    with pytest.raises(SystemExit) as info:
+        parse(*argv.get(case, ["--token-file", str(tmp_path / "absent")]))
+    assert info.value.code == 2 and "token" in capsys.readouterr().err

@@ -102,3 +102,18 @@ def test_a_full_device_answers_overloaded(runner: JobRunner) -> None:
 def test_the_child_runs_only_python_names(capsys: pytest.CaptureFixture[str]) -> None:
     assert child.main(["1", "os; rm -rf /"]) == 2 and "usage" in capsys.readouterr().out
     assert child.main(["x", "json.tool"]) == 2, "the worker pid comes first"
+
+
+def test_a_dead_workers_job_reads_failed_at_once_not_running_until_a_sweep(tmp_path: Path) -> None:
+    """Issue 18: after a restart the first read already says failed (the sweep used to take ~12 s)."""
+    store = Store(tmp_path / "db.sqlite", jobs_table())
+    now = "2026-01-01T00:00:00Z"
+    dead = {"status": "running", "created_at": now, "updated_at": now, "attempts": 0, "pid": 2**22 + 7}
+    store.insert("jobs", {"id": "gone", **dead, "owner": "999999:1.000", "pid_started": 1.0})
+    store.insert("jobs", {"id": "listed", **dead, "owner": "999999:1.000", "pid_started": 1.0})
+    runner = JobRunner(store, tmp_path / "jobs", DemoJob(), owner=owner_token())  # no reconcile() call
+    row = runner.get("gone")
+    assert row["status"] == "failed" and "worker stopped" in row["error"]
+    items, total = runner.list(["running"], 10, 0)
+    assert (items, total) == ([], 0)
+    assert runner.get("listed")["status"] == "failed"
