@@ -36,11 +36,13 @@ def contact_protein_atoms(text: str) -> Atoms:
     """Protein atoms the rule counts, from PDB or PDBQT text (atom names are the same in both)."""
     elements: list[str] = []
     coords: list[tuple[float, float, float]] = []
-    for line in text.splitlines():
+    for number, line in enumerate(text.splitlines(), start=1):
         if line.startswith("ENDMDL"):
             break
         if not line.startswith("ATOM  ") or line[17:20].strip() not in STANDARD_RESIDUES:
             continue
+        if len(line) < 54:  # the coordinates are fixed columns 31-54
+            raise StructureError(f"line {number}: ATOM record of {len(line)} characters; coordinates need 54")
         if line[16] not in (" ", "A", "1"):
             continue
         name = line[12:16].strip().lstrip("0123456789")
@@ -50,7 +52,7 @@ def contact_protein_atoms(text: str) -> Atoms:
         try:
             coords.append((float(line[30:38]), float(line[38:46]), float(line[46:54])))
         except ValueError as exc:
-            raise StructureError(f"bad coordinates on line {line[:30]!r}") from exc
+            raise StructureError(f"line {number}: bad coordinates in {line[:54]!r}") from exc
         elements.append(element)
     if not elements:
         raise StructureError("no standard amino-acid ATOM records: is this a protein PDB/PDBQT file?")

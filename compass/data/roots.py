@@ -11,7 +11,8 @@ Three layouts (DESIGN "Data roots"):
   ``sample/`` or the root itself. Ids of the index without files are reported as missing.
 
 Rows that cannot become a complex (no label, no files) are returned as :class:`Skipped` with the
-reason, never dropped silently.
+reason, never dropped silently. So are rows whose paths lead outside the root (``..``, absolute
+paths, links): an uploaded index must never reach another dataset or the server's files.
 """
 
 from __future__ import annotations
@@ -102,6 +103,15 @@ def list_records(root: str | Path) -> tuple[str, list[ComplexRecord], list[Skipp
     return layout, records, skipped
 
 
+_OUTSIDE = "outside the dataset folder"
+
+
+def inside_root(root: Path, relative: str) -> Path | None:
+    """``root / relative`` with links and ``..`` resolved, or None when that is not under ``root``."""
+    path = (root / relative).resolve()
+    return path if path.is_relative_to(root) else None
+
+
 def _fep_records(root: Path) -> tuple[list[ComplexRecord], list[Skipped]]:
     records, skipped = [], []
     for row in _read_csv(root / "index.csv"):
@@ -110,13 +120,19 @@ def _fep_records(root: Path) -> tuple[list[ComplexRecord], list[Skipped]]:
         if pk is None:
             skipped.append(Skipped(key, "no experimental affinity in the index"))
             continue
+        protein_path = inside_root(root, row["protein_file"])
+        ligands_path = inside_root(root, row["ligands_file"])
+        if protein_path is None or ligands_path is None:
+            which = "protein_file" if protein_path is None else "ligands_file"
+            skipped.append(Skipped(key, f"{which} {row[which]!r} is {_OUTSIDE}"))
+            continue
         fep_dg = _float_or_none(row.get("fep_plus_dg_kcal_mol"))
         protein = (row.get("protein") or row.get("series") or "").strip()
         records.append(
             ComplexRecord(
                 key=key,
-                protein_path=str(root / row["protein_file"]),
-                ligand_paths=[str(root / row["ligands_file"])],
+                protein_path=str(protein_path),
+                ligand_paths=[str(ligands_path)],
                 pK=pk,
                 group=protein.lower(),
                 series=f"{row.get('group', '')}/{row.get('series', '')}",
@@ -146,6 +162,14 @@ def _missing_reason(protein: Path | None, ligands: list[Path]) -> str | None:
     return None
 
 
+def _escaping(root: Path, protein: Path | None, ligands: list[Path]) -> str | None:
+    """A reason when a structure file is a link leading out of the root."""
+    for path in [p for p in (protein, *ligands) if p is not None]:
+        if not path.resolve().is_relative_to(root):
+            return f"{path.name} links to a file {_OUTSIDE}"
+    return None
+
+
 def _complex_records(root: Path) -> tuple[list[ComplexRecord], list[Skipped]]:
     records, skipped = [], []
     for row in _read_csv(root / "index.csv"):
@@ -154,8 +178,12 @@ def _complex_records(root: Path) -> tuple[list[ComplexRecord], list[Skipped]]:
         if pk is None:
             skipped.append(Skipped(pdb_id, "no affinity label in the index"))
             continue
-        protein, ligands = find_complex_files(root / pdb_id, pdb_id)
-        reason = _missing_reason(protein, ligands)
+        folder = inside_root(root, pdb_id)
+        if folder is None or folder.parent != root:  # an id names one folder of the root, nothing else
+            skipped.append(Skipped(pdb_id, f"pdb_id {pdb_id!r} names a folder {_OUTSIDE}"))
+            continue
+        protein, ligands = find_complex_files(folder, pdb_id)
+        reason = _missing_reason(protein, ligands) or _escaping(root, protein, ligands)
         if reason:
             skipped.append(Skipped(pdb_id, reason))
             continue
@@ -216,7 +244,7 @@ def _pdbbind_records(root: Path) -> tuple[list[ComplexRecord], list[Skipped]]:
                 skipped.append(Skipped(pdb_id, "missing files: no folder for this id"))
                 continue
             protein, ligands = find_complex_files(folder, pdb_id)
-            reason = _missing_reason(protein, ligands)
+            reason = _missing_reason(protein, ligands) or _escaping(root, protein, ligands)
             if reason:
                 skipped.append(Skipped(pdb_id, reason))
                 continue

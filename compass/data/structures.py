@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 
 WATER_RESIDUES = frozenset({"HOH", "WAT", "H2O", "DOD", "TIP", "TIP3", "SOL"})
 HYDROGENS = frozenset({"H", "D"})
+# An ATOM/HETATM line ends its z coordinate at column 54; a shorter one cannot be read.
+_COORDS_END = 54
 # AutoDock 4 atom types that are not element symbols (aromatic carbon, acceptors, donors, glue atoms).
 AUTODOCK_TYPES = {
     "A": "C",
@@ -89,12 +91,16 @@ def parse_pdb_text(text: str, *, pdbqt: bool = False, keep_waters: bool = False)
     """Heavy atoms of a PDB or PDBQT text (first model, altloc blank or A, waters dropped unless asked)."""
     elements: list[str] = []
     coords: list[tuple[float, float, float]] = []
-    for line in text.splitlines():
+    for number, line in enumerate(text.splitlines(), start=1):
         record = line[:6]
         if record.startswith("ENDMDL"):
             break
         if record not in ("ATOM  ", "HETATM"):
             continue
+        if len(line) < _COORDS_END:  # the coordinates are fixed columns 31-54
+            raise StructureError(
+                f"line {number}: {record.strip()} record of {len(line)} characters; coordinates need {_COORDS_END}"
+            )
         if line[16] not in (" ", "A", "1"):
             continue
         if not keep_waters and line[17:20].strip() in WATER_RESIDUES:
@@ -105,7 +111,7 @@ def parse_pdb_text(text: str, *, pdbqt: bool = False, keep_waters: bool = False)
         try:
             xyz = (float(line[30:38]), float(line[38:46]), float(line[46:54]))
         except ValueError as exc:
-            raise StructureError(f"bad coordinates on line {line[:30]!r}") from exc
+            raise StructureError(f"line {number}: bad coordinates in {line[:54]!r}") from exc
         elements.append(element)
         coords.append(xyz)
     if not elements:

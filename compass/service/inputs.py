@@ -70,15 +70,21 @@ def _text(value: Any, field: str, max_bytes: int) -> tuple[str, str | None]:
 
 
 def _ligand_index(value: Any) -> int:
+    """A whole record number: an int, a whole float (JSON ``3.0``) or a string of digits (multipart).
+
+    Never rounded: ``1.9`` or ``"1e2"`` is refused rather than quietly read as another record.
+    """
     if value is None or value == "":
         return 0
-    try:
-        index = int(value)
-    except (TypeError, ValueError):
-        raise ApiError(ErrorCode.INVALID_REQUEST, f"ligand_index must be an integer, got {value!r}") from None
-    if isinstance(value, bool) or not 0 <= index <= MAX_LIGAND_INDEX:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ApiError(ErrorCode.INVALID_REQUEST, f"ligand_index must be a whole number, got {value!r}")
+    if not 0 <= value <= MAX_LIGAND_INDEX:
         raise ApiError(ErrorCode.INVALID_REQUEST, f"ligand_index must be between 0 and {MAX_LIGAND_INDEX}")
-    return index
+    return value
 
 
 def _choice(value: Any, choices: tuple[str, ...], field: str) -> str | None:
@@ -133,5 +139,5 @@ def featurize(inp: ComplexInput, settings: FeatureSettings) -> tuple[ComplexGrap
         )
     except StructureError as exc:
         raise ApiError(ErrorCode.INVALID_STRUCTURE, str(exc)) from None
-    except (ValueError, RuntimeError) as exc:  # an RDKit or numpy complaint about the file is still the file's fault
+    except (ValueError, RuntimeError, IndexError, KeyError) as exc:  # a parser's complaint is still the file's fault
         raise ApiError(ErrorCode.INVALID_STRUCTURE, f"unreadable structure: {type(exc).__name__}: {exc}") from None

@@ -23,7 +23,17 @@ log = logging.getLogger(__name__)
 
 SUFFIXES = {"compass": COMPASS_SUFFIX, "compass-lite": LITE_SUFFIX}
 # Meta keys kept in the record (the rest, e.g. the whole architecture, stays in the file).
-_META_KEYS = ("plan", "data_hash", "feature_settings", "code_version", "created", "arch", "config", "n_train")
+_META_KEYS = (
+    "plan",
+    "data_hash",
+    "feature_settings",
+    "code_version",
+    "created",
+    "arch",
+    "config",
+    "n_train",
+    "grouped_cv",
+)
 
 
 def _jsonable(value: Any) -> Any:

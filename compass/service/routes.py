@@ -187,9 +187,22 @@ def build_blueprint(serving: Serving, manage: Management, api_token: str) -> Blu
         registry.delete(model_id)
         return ok({"deleted": model_id}, "model deleted")
 
+    @bp.get("/models/<model_id>/activation")
+    def activation_preview(model_id: str) -> Response:
+        """What activating this model would change: its validation figure beside the active model's."""
+        return ok(serving.activation_preview(model_id))
+
     @bp.post("/models/<model_id>/activate")
     def activate_model(model_id: str) -> Response:
-        """Serve this model from now on (loaded first, then swapped in; no request is dropped)."""
-        return ok(serving.activate(model_id), "model activated")
+        """Serve this model from now on (loaded first, then swapped in; no request is dropped).
+
+        Body ``{"confirm": true, "override": false}``: without ``confirm`` the answer is a 409 naming the
+        candidate's and the active model's figures; a model without a validation figure needs ``override``.
+        """
+        body = json_body(4096)
+        if not all(isinstance(body.get(k, False), bool) for k in ("confirm", "override")):
+            raise ApiError(ErrorCode.INVALID_REQUEST, "confirm and override must be true or false")
+        done = serving.activate(model_id, confirm=body.get("confirm", False), override=body.get("override", False))
+        return ok(done, "model activated" + (" WITHOUT a validation figure (override)" if done["override"] else ""))
 
     return bp

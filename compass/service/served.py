@@ -28,6 +28,7 @@ class ServedModel:
     name: str
     kind: str
     predictor: Predictor = field(repr=False)
+    validation: dict[str, Any] | None = None  # compass.service.validation.validation_of: None = no figure
     loaded_at: float = field(default_factory=time.time)
 
     @property
@@ -35,7 +36,7 @@ class ServedModel:
         return self.predictor.feature_settings
 
     def describe(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "kind": self.kind}
+        return {"id": self.id, "name": self.name, "kind": self.kind, "validation": self.validation}
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,9 @@ from compass.service.models import ModelRegistry, checkpoint_error
 from compass.service.served import ForwardPasses, ServedModel
 from compass.service.settings import ServiceSettings
 from compass.service.store import Store
+from compass.service.validation import NO_FIGURE_WARNING, activation_check, validation_of
 from services.common.envelope import ApiError, ErrorCode
-from services.worker.model import item_error, item_ok
+from services.worker.model import as_api_error, item_error, item_ok
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -79,20 +80,46 @@ class Serving:
         served = self.served
         return served.describe() if served else None
 
-    def activate(self, model_id: str) -> dict[str, Any]:
-        """Load ``model_id`` fully, then swap it in: requests in flight finish on the old one."""
+    def _load(self, row: dict[str, Any]) -> ServedModel:
+        """The model of ``row`` loaded, with its validation figure (a file that cannot load: CheckpointError)."""
+        predictor = self.registry.load(row)
+        return ServedModel(row["id"], row["name"], row["kind"], predictor, validation_of(row, predictor.meta))
+
+    def activation_preview(self, model_id: str) -> dict[str, Any]:
+        """The candidate's figure beside the active model's, without loading anything (the page shows both)."""
+        row = self.registry.get(model_id)
+        served = self.served
+        figure = served.validation if served is not None and served.id == model_id else validation_of(row)
+        return {
+            "candidate": {"id": row["id"], "name": row["name"], "kind": row["kind"], "validation": figure},
+            "active": served.describe() if served else None,
+            "needs_override": figure is None,
+        }
+
+    def activate(self, model_id: str, *, confirm: bool = True, override: bool = True) -> dict[str, Any]:
+        """Load ``model_id`` fully, then swap it in: requests in flight finish on the old one.
+
+        The route passes the caller's ``confirm`` and ``override``; start-up (shipped weights, ``--weights``)
+        is the operator's own choice and keeps the defaults.
+        """
         row = self.registry.get(model_id)
         if row["kind"] != self.kind:
             raise ApiError(
                 ErrorCode.CONFLICT, f"model {model_id} is a {row['kind']} model; this worker serves {self.kind}"
             )
         try:
-            served = ServedModel(row["id"], row["name"], row["kind"], self.registry.load(row))
+            served = self._load(row)
         except CheckpointError as exc:
             raise checkpoint_error(exc) from exc
+        current = self.served
+        activation_check(served.validation, current.validation if current else None, confirm=confirm, override=override)
         previous = self._swap(served, lambda: self.store.set_active(self.kind, model_id))
         log.info("serving %s model %s (%s)", self.kind, model_id, row["name"])
-        return {"active": served.describe(), "previous": previous.describe() if previous else None}
+        return {
+            "active": served.describe(),
+            "previous": previous.describe() if previous else None,
+            "override": served.validation is None,
+        }
 
     def try_activate(self, model_id: str) -> bool:
         """Activate at start-up: a model that cannot be served is logged, and the next one is tried."""
@@ -109,8 +136,7 @@ class Serving:
         if not model_id or version == self._active_version:
             return
         try:
-            row = self.registry.get(model_id)
-            served = ServedModel(row["id"], row["name"], row["kind"], self.registry.load(row))
+            served = self._load(self.registry.get(model_id))
         except (ApiError, CheckpointError) as exc:
             self._active_version = version  # said once; the next activation is tried again
             log.error("cannot follow the activation of %s: %s (still serving the previous model)", model_id, exc)
@@ -170,6 +196,8 @@ class Serving:
             "ligand_atoms": graph.num_ligand_atoms,
             "pocket_atoms": graph.num_atoms - graph.num_ligand_atoms,
             "notes": notes,
+            "validation": served.validation,
+            **({} if served.validation else {"warning": NO_FIGURE_WARNING}),
             "batch_size": int(times.pop("batch_size")),
             "timings_ms": {k: round(v, 3) for k, v in times.items()},
             # Descriptor models (compass.model.pairs) say how far to trust the number: interval and domain.
@@ -208,7 +236,10 @@ class Serving:
                 inp = parse_complex(item, self.settings.max_structure_bytes)
                 with self._prep_slots:
                     graph, notes = featurize(inp, served.feature_settings)
-            except ApiError as err:
+            except Exception as exc:  # one unreadable pair fails only its own item
+                err = as_api_error(exc)
+                if err is not exc:
+                    log.warning("batch item %d could not be featurised", i, exc_info=True)
                 results[i] = item_error(err.code, err.details)
                 continue
             ready.append((i, graph, notes, (time.perf_counter() - t0) * 1e3))

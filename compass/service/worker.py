@@ -97,7 +97,13 @@ class CompassModel(WorkerModel):
         return self.serving.served is not None
 
     def metadata(self) -> dict[str, Any]:
-        return {"active_model": self.serving.describe(), "batching": self.serving.batcher.enabled}
+        served = self.serving.served
+        return {
+            "active_model": self.serving.describe(),
+            # What the page shows beside every number: how the active model did on held-out proteins.
+            "validation": served.validation if served else None,
+            "batching": self.serving.batcher.enabled,
+        }
 
     def limits(self) -> dict[str, Any]:
         s = self.settings

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
@@ -31,6 +32,13 @@ AMP_MODES = ("auto", "on", "off")
 GROUP_WEIGHTINGS = ("none", "inverse_sqrt")
 DEVICES = ("auto", "cpu", "cuda")
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+# Upper bounds: a plan from the API runs on a shared worker, so no number may ask for unbounded work.
+MAX_EPOCHS = 10_000
+MAX_WARMUP_STEPS = 10_000_000
+MAX_BATCH_SIZE = 4096
+MAX_SEED = 2**32 - 1
 
 
 class PlanError(ValueError):
@@ -53,8 +61,8 @@ def _num(
     section: str, key: str, value: Any, *, integer: bool = False, lo: float | None = None, hi: float | None = None
 ) -> Any:
     ok_type = isinstance(value, int) if integer else isinstance(value, int | float)
-    if isinstance(value, bool) or not ok_type:
-        raise PlanError(f"{section}.{key} must be {'an integer' if integer else 'a number'}, got {value!r}")
+    if isinstance(value, bool) or not ok_type or not math.isfinite(value):
+        raise PlanError(f"{section}.{key} must be a finite {'integer' if integer else 'number'}, got {value!r}")
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         raise PlanError(f"{section}.{key} must be in [{lo}, {hi}], got {value!r}")
     return int(value) if integer else float(value)
@@ -115,7 +123,7 @@ class SplitSpec:
         frac = _num("split", "val_fraction", d.get("val_fraction", cls.val_fraction), lo=0.0, hi=0.9)
         if kind == "group-holdout" and frac <= 0:
             raise PlanError("split.val_fraction must be > 0 for a group-holdout split (kind 'none': no validation)")
-        return cls(kind, frac, _num("split", "seed", d.get("seed", cls.seed), integer=True, lo=0))
+        return cls(kind, frac, _num("split", "seed", d.get("seed", cls.seed), integer=True, lo=0, hi=MAX_SEED))
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "val_fraction": self.val_fraction, "seed": self.seed}
@@ -180,14 +188,18 @@ class OptimSpec:
         warm = d.get("warmup_steps")
         return cls(
             lr=_num("optim", "lr", d.get("lr", cls.lr), lo=1e-12, hi=10.0),
-            weight_decay=_num("optim", "weight_decay", d.get("weight_decay", cls.weight_decay), lo=0.0),
-            warmup_steps=None if warm is None else _num("optim", "warmup_steps", warm, integer=True, lo=0),
+            weight_decay=_num("optim", "weight_decay", d.get("weight_decay", cls.weight_decay), lo=0.0, hi=10.0),
+            warmup_steps=None
+            if warm is None
+            else _num("optim", "warmup_steps", warm, integer=True, lo=0, hi=MAX_WARMUP_STEPS),
             warmup_fraction=_num("optim", "warmup_fraction", d.get("warmup_fraction", cls.warmup_fraction), lo=0, hi=1),
-            epochs=_num("optim", "epochs", d.get("epochs", cls.epochs), integer=True, lo=1),
-            batch_size=_num("optim", "batch_size", d.get("batch_size", cls.batch_size), integer=True, lo=1),
-            grad_clip=_num("optim", "grad_clip", d.get("grad_clip", cls.grad_clip), lo=0.0),
+            epochs=_num("optim", "epochs", d.get("epochs", cls.epochs), integer=True, lo=1, hi=MAX_EPOCHS),
+            batch_size=_num(
+                "optim", "batch_size", d.get("batch_size", cls.batch_size), integer=True, lo=1, hi=MAX_BATCH_SIZE
+            ),
+            grad_clip=_num("optim", "grad_clip", d.get("grad_clip", cls.grad_clip), lo=0.0, hi=1e6),
             amp=_choice("optim", "amp", d.get("amp", cls.amp), AMP_MODES),
-            patience=_num("optim", "patience", d.get("patience", cls.patience), integer=True, lo=0),
+            patience=_num("optim", "patience", d.get("patience", cls.patience), integer=True, lo=0, hi=MAX_EPOCHS),
             group_weighting=_choice(
                 "optim", "group_weighting", d.get("group_weighting", cls.group_weighting), GROUP_WEIGHTINGS
             ),
@@ -224,7 +236,7 @@ class ExperimentPlan:
             raise PlanError("plan.runs_dir must be a path string")
         return cls(
             data=DataSpec.from_dict(d["data"]),
-            seed=_num("plan", "seed", d.get("seed", 0), integer=True, lo=0),
+            seed=_num("plan", "seed", d.get("seed", 0), integer=True, lo=0, hi=MAX_SEED),
             run_id=run_id,
             split=SplitSpec.from_dict(d.get("split")),
             model=ModelSpec.from_dict(d.get("model")),

@@ -88,7 +88,7 @@ def test_missing_root_names_every_place_tried(tmp_path: Path, root: Path) -> Non
     [
         ({"epochz": 3}, "unknown keys"),
         ({"optim": {"lr": 1e-3, "momentum": 0.9}}, "optim: unknown keys"),
-        ({"optim": {"epochs": "ten"}}, "optim.epochs must be an integer"),
+        ({"optim": {"epochs": "ten"}}, "optim.epochs must be a finite integer"),
         ({"optim": {"amp": "maybe"}}, "optim.amp must be one of"),
         ({"optim": {"group_weighting": "log"}}, "optim.group_weighting must be one of"),
         ({"optim": {"position_noise": 2.0}}, "optim.position_noise"),
@@ -320,6 +320,7 @@ def test_cli_prints_progress_and_reports_plan_errors(
 def test_real_fep_series_train_end_to_end(tmp_path: Path) -> None:
     """Four FEP+ series of four proteins: featurise, split by protein, train one epoch, predict."""
     import csv
+    import shutil
 
     from compass.settings import data_dir
 
@@ -330,10 +331,11 @@ def test_real_fep_series_train_end_to_end(tmp_path: Path) -> None:
     wanted = {"chk1_set1", "wagner_brd4", "Fxa_2ei8", "MHT1_lig3_alpha05"}
     with (fep / "index.csv").open(newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r["series"] in wanted]
-    for r in rows:  # absolute paths: the small root lives in tmp_path, the structures stay where they are
-        r["protein_file"], r["ligands_file"] = str(fep / r["protein_file"]), str(fep / r["ligands_file"])
     root = tmp_path / "fep4"
-    root.mkdir()
+    for r in rows:  # a copy: an index may only name files inside its own folder
+        for name in (r["protein_file"], r["ligands_file"]):
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(fep / name, root / name)
     with (root / "index.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()

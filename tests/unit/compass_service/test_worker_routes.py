@@ -39,6 +39,9 @@ def lite_checkpoint(path: Path, seed: int) -> Path:
     return save_lite(train_lite(graphs, records, {"max_iter": 10, "min_samples_leaf": 2}, seed), path)
 
 
+OVERRIDE = {"confirm": True, "override": True}  # these tiny models have no validation figure
+
+
 def body() -> dict[str, str]:
     return {
         "protein_pdb": (EXAMPLE / "1a30_pocket.pdb").read_text(),
@@ -100,7 +103,7 @@ def test_predict_inputs_and_activation_without_dropping_requests(
 ) -> None:
     first = model.manage.registry.register(lite_checkpoint(tmp_path / "a.skops", 0), name="a", source="file")
     second = model.manage.registry.register(lite_checkpoint(tmp_path / "b.skops", 1), name="b", source="file")
-    assert client.post(f"/api/v1/models/{first['id']}/activate", headers=TOKEN).status_code == 200
+    assert client.post(f"/api/v1/models/{first['id']}/activate", headers=TOKEN, json=OVERRIDE).status_code == 200
     answer = client.post("/predict", json=body()).get_json()["data"]
     assert answer["model"] == "compass-lite" and answer["model_id"] == first["id"] and answer["ligand_atoms"] > 0
     mol2 = {
@@ -127,7 +130,7 @@ def test_predict_inputs_and_activation_without_dropping_requests(
     for t in threads:
         t.start()
     for target in [second, first, second]:
-        assert client.post(f"/api/v1/models/{target['id']}/activate", headers=TOKEN).status_code == 200
+        assert client.post(f"/api/v1/models/{target['id']}/activate", headers=TOKEN, json=OVERRIDE).status_code == 200
     stop.set()
     for t in threads:
         t.join()
