@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import logging
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 from seqmodels.cli import run_sequence_worker, seq_settings
 from seqmodels.lm_worker import EMBEDDING, PLL, MaskedLMWorker
 from seqmodels.sequences import PROTEIN, Alphabet
 from seqmodels.settings import SeqSettings
 from services.common.settings import WorkerSettings
+
+if TYPE_CHECKING:
+    from flask import Blueprint
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +50,12 @@ class AntibertyModel(MaskedLMWorker):
 
     def max_length(self, task_type: str) -> int:
         return min(MAX_RESIDUES, self.settings.max_length)
+
+    def blueprint(self) -> Blueprint:
+        """``/api/v1/antiberty/score`` and ``/api/v1/antiberty/infill`` (seqmodels.antiberty_infill)."""
+        from seqmodels.antiberty_infill import build_blueprint
+
+        return build_blueprint(self)
 
     def load_model(self) -> None:
         """The wheel's checkpoint and vocabulary, as ``AntiBERTyRunner`` loads them, on our device."""

@@ -11,7 +11,17 @@ from seqmodels.settings import SeqSettings
 from services.common.cli import from_params, options
 from services.worker.cli import ModelFactory, run_worker_cli
 
-_SHARED = ("max_length", "batch_size", "batch_wait_ms", "pll_chunk", "torch_threads")
+_SHARED = (
+    "max_length",
+    "batch_size",
+    "batch_wait_ms",
+    "pll_chunk",
+    "torch_threads",
+    "max_request_cost",
+    "max_client_cost",
+    "pass_residues",
+    "express_residues",
+)
 SEQUENCE_OPTIONS = options(SeqSettings, only=_SHARED)
 _FROM_FLAGS = (*_SHARED, "max_batch_items", "codon_host")
 # The sequence API takes up to 100 items per batch: the runtime's --max-batch-items rises to it.

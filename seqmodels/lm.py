@@ -96,16 +96,33 @@ class MaskedLMRunner:
         return enc, [states[i, enc.positions(i)] for i in range(len(sequences))]
 
     @torch.inference_mode()
-    def pseudo_log_likelihood(self, sequences: Sequence[str], chunk: int = 64) -> list[torch.Tensor]:
-        """Log-probability of each true token with that token masked, per sequence."""
+    def pseudo_log_likelihood(
+        self,
+        sequences: Sequence[str],
+        chunk: int = 64,
+        spans: Sequence[tuple[int, int] | None] | None = None,
+        max_tokens: int | None = None,
+    ) -> list[torch.Tensor]:
+        """Log-probability of each true token with that token masked, per sequence.
+
+        ``spans[i]`` = ``(start, stop)`` scores only those tokens of sequence ``i`` (a slice of a
+        long PLL the batcher schedules on its own); ``max_tokens`` caps rows × width per pass.
+        """
         if not self.has_lm_head:
             raise ValueError("this model has no masked-LM head: pseudo-log-likelihood is not available")
         enc = self.encode(sequences)
-        rows = [(i, int(p)) for i in range(len(sequences)) for p in enc.positions(i)]
+        spans = spans or [None] * len(sequences)
+        wanted = [
+            enc.positions(i) if span is None else enc.positions(i)[span[0] : span[1]] for i, span in enumerate(spans)
+        ]
+        rows = [(i, int(p)) for i in range(len(sequences)) for p in wanted[i]]
         scores = torch.empty(len(rows))
         lengths = enc.attention_mask.sum(dim=1)
-        for start in range(0, len(rows), chunk):
+        start = 0
+        while start < len(rows):
             part = rows[start : start + chunk]
+            if max_tokens:  # fewer rows when they are long: a pass never holds the model for long
+                part = part[: max(1, max_tokens // int(max(lengths[i] for i, _ in part)))]
             width = int(max(lengths[i] for i, _ in part))
             seq_idx = torch.tensor([i for i, _ in part])
             pos = torch.tensor([p for _, p in part])
@@ -117,10 +134,11 @@ class MaskedLMRunner:
             logits = getattr(out, self.logits_field)[at].float().cpu()  # [rows, vocab] at the masked spots
             logits[:, self.special_ids] = -float("inf")  # as AntiBERTy's runner: only real letters compete
             scores[start : start + len(part)] = torch.log_softmax(logits, dim=-1)[torch.arange(len(part)), truth]
+            start += len(part)
         out_scores: list[torch.Tensor] = []
         cursor = 0
         for i in range(len(sequences)):
-            n = len(enc.positions(i))
+            n = len(wanted[i])
             out_scores.append(scores[cursor : cursor + n])
             cursor += n
         return out_scores

@@ -14,6 +14,8 @@ from collections.abc import Hashable, Sequence
 from dataclasses import replace
 from typing import Any
 
+import torch
+
 from seqmodels.lm import MaskedLMRunner, embedding_result, pll_result
 from seqmodels.sequences import SeqRequest, opt_bool, opt_int
 from seqmodels.worker import Result, SequenceModel
@@ -27,6 +29,7 @@ class MaskedLMWorker(SequenceModel):
 
     tasks: tuple[str, ...] = (EMBEDDING, PLL)
     runner: MaskedLMRunner | None = None
+    cost_aware = True  # a PLL costs one pass per residue: minutes on a CPU at the limits
     # Whether a token is always one letter (AntiBERTy, ESM); if not, answers list the tokens.
     letter_tokens: bool = True
 
@@ -54,7 +57,28 @@ class MaskedLMWorker(SequenceModel):
             return (EMBEDDING, request.options["layer"])
         return (request.task_type,)
 
-    def run(self, requests: Sequence[SeqRequest]) -> Sequence[Result | Exception]:
+    def cost(self, request: SeqRequest) -> float:
+        """Residues × forward passes: L for an embedding, L per masked position for a PLL (L² whole)."""
+        length = len(request.sequence)
+        if request.task_type == EMBEDDING:
+            return float(length)
+        start, stop = request.span or (0, length)
+        return float(length * (stop - start))
+
+    def pieces(self, request: SeqRequest) -> list[SeqRequest]:
+        """A PLL in slices of positions, each about one forward pass (:meth:`pass_residues`)."""
+        if request.task_type == EMBEDDING:
+            return [request]
+        length = len(request.sequence)
+        step = max(1, self.pass_residues() // length)
+        return [replace(request, span=(at, min(length, at + step))) for at in range(0, length, step)]
+
+    def join(self, request: SeqRequest, parts: list[Any]) -> Result:
+        if request.task_type == EMBEDDING:
+            return parts[0]
+        return pll_result(torch.cat(parts), request.options["per_residue"])
+
+    def run(self, requests: Sequence[SeqRequest]) -> Sequence[Any]:
         runner = self._runner()
         sequences = [r.sequence for r in requests]
         if requests[0].task_type == EMBEDDING:
@@ -65,8 +89,10 @@ class MaskedLMWorker(SequenceModel):
                 tokens = runner.tokens(enc.input_ids[i, enc.positions(i)]) if request.options["tokens"] else None
                 results.append(embedding_result(vecs, request.options["per_residue"], layer, tokens))
             return results
-        scores = runner.pseudo_log_likelihood(sequences, chunk=self.settings.pll_chunk)
-        return [pll_result(s, r.options["per_residue"]) for r, s in zip(requests, scores, strict=True)]
+        # PLL pieces: each a span of one sequence's positions; their scores are joined per request.
+        return runner.pseudo_log_likelihood(
+            sequences, chunk=self.settings.pll_chunk, spans=[r.span for r in requests], max_tokens=self.pass_residues()
+        )
 
     def model_details(self) -> dict[str, Any]:
         """What ``/model/info`` says about the network itself."""

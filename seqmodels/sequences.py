@@ -47,6 +47,8 @@ class SeqRequest:
     sequence: str
     task_type: str
     options: Mapping[str, Any] = field(default_factory=dict)
+    # A piece of a request that is computed in parts: residues [start, stop) (see SequenceModel.pieces).
+    span: tuple[int, int] | None = None
 
 
 def clean_sequence(value: Any, alphabet: Alphabet, max_length: int, what: str = "sequence") -> str:
@@ -55,7 +57,16 @@ def clean_sequence(value: Any, alphabet: Alphabet, max_length: int, what: str = 
         raise ApiError(ErrorCode.INVALID_SEQUENCE, f"'{what}' must be a string of {alphabet.name} letters")
     if len(value) > _RAW_SLACK * max_length:
         raise ApiError(ErrorCode.SEQUENCE_TOO_LONG, f"{what} of {len(value)} characters; the limit is {max_length}")
-    seq = "".join(value.split()).upper()
+    raw = "".join(value.split())
+    if not raw.isascii():
+        # Checked before upper-casing: "ß".upper() is "SS" and "ı".upper() is "I", letters nobody sent.
+        first = next(i for i, c in enumerate(raw) if not c.isascii())
+        raise ApiError(
+            ErrorCode.INVALID_SEQUENCE,
+            f"{what} has a non-ASCII character {raw[first]!r} at position {first + 1}: "
+            f"use the ASCII letters {alphabet.letters}",
+        )
+    seq = raw.upper()
     if not seq:
         raise ApiError(ErrorCode.INVALID_SEQUENCE, f"'{what}' is empty")
     if len(seq) > max_length:

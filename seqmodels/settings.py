@@ -46,6 +46,33 @@ class SeqSettings:
         env="SEQMODELS_PLL_CHUNK",
         type=_AT_LEAST_1,
     )
+    # Admission by cost (masked-LM kinds): residues × forward passes; an embedding of L residues
+    # costs L, a pseudo-log-likelihood L² (one masked pass per residue).
+    max_request_cost: int = setting(
+        512 * 512,
+        "most residue-passes one request may cost (413 past it); default: one 512-residue PLL",
+        env="SEQMODELS_MAX_REQUEST_COST",
+        type=_AT_LEAST_1,
+    )
+    max_client_cost: int = setting(
+        4 * 512 * 512,
+        "most residue-passes one client may have in flight (429 past it)",
+        env="SEQMODELS_MAX_CLIENT_COST",
+        type=_AT_LEAST_1,
+    )
+    pass_residues: int = setting(
+        0,
+        "most residues per forward pass (rows × length), so a short request waits at most one pass; "
+        "0: 1024 on a CPU, 16384 on CUDA",
+        env="SEQMODELS_PASS_RESIDUES",
+        type=click.IntRange(min=0),
+    )
+    express_residues: int = setting(
+        256,
+        "requests of at most this many residue-passes get their own thread (never wait for a long pass); 0: off",
+        env="SEQMODELS_EXPRESS_RESIDUES",
+        type=click.IntRange(min=0),
+    )
     # Default per-client limit of sequence workers (DESIGN: 100/min); --rate-limit-per-min still wins.
     rate_limit_per_min: int = setting(
         100, "the kind's requests per minute per client", env="SEQMODELS_RATE_LIMIT_PER_MIN"

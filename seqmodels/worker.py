@@ -5,6 +5,12 @@ weights in :meth:`SequenceModel.load_model` and answers a homogeneous batch in
 :meth:`SequenceModel.run`. Requests arriving at the same time on different server threads are
 merged into one :meth:`~SequenceModel.run` call by :class:`~services.worker.batching.MicroBatcher`;
 a ``/predict/batch`` call feeds the same batcher, so its sequences share forward passes too.
+
+A kind whose requests can cost minutes sets ``cost_aware``: each request then has a cost
+(:meth:`SequenceModel.cost`, residues × forward passes) that the runtime's admission checks
+against the request's and the client's budget (413/429), and is cut into pieces of bounded cost
+(:meth:`SequenceModel.pieces`, joined again by :meth:`SequenceModel.join`) that the batcher
+schedules fairly, so a short request is never stuck behind a long one.
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ from seqmodels.metrics import TaskMetrics
 from seqmodels.sequences import Alphabet, SeqRequest, clean_sequence, request_options, resolve_task_type
 from seqmodels.settings import SeqSettings
 from services.common.envelope import ApiError, ErrorCode
-from services.worker.batching import MicroBatcher
+from services.worker.admission import charge
+from services.worker.batching import Batched, MicroBatcher
 from services.worker.model import WorkerModel, as_api_error, item_error, item_ok
 
 if TYPE_CHECKING:
@@ -47,11 +54,17 @@ class SequenceModel(WorkerModel):
     has_default_task: bool = True
     # False for CPU-bound libraries that gain nothing from a shared pass (DNA Chisel): run inline.
     batched: bool = True
+    # True where one request can cost minutes (masked LMs): admission by cost and bounded passes.
+    cost_aware: bool = False
+    cost_unit = "residue-passes"
 
     def __init__(self, settings: SeqSettings | None = None) -> None:
         self.settings = settings or SeqSettings()
         self.rate_limit_per_min = self.settings.rate_limit_per_min
         self.max_batch_items = self.settings.max_batch_items
+        if self.cost_aware:
+            self.max_request_cost = float(self.settings.max_request_cost)
+            self.max_client_cost = float(max(self.settings.max_client_cost, self.settings.max_request_cost))
         self.task_types = [*self.tasks, *self.task_aliases]
         self.metrics = TaskMetrics(self.service_name, queued=lambda: self.batcher.queued)
         self.batcher: MicroBatcher[SeqRequest, Result] = MicroBatcher(
@@ -87,13 +100,34 @@ class SequenceModel(WorkerModel):
         return (request.task_type,)
 
     @abstractmethod
-    def run(self, requests: Sequence[SeqRequest]) -> Sequence[Result | Exception]:
-        """Answer a batch of requests with equal :meth:`batch_key`; an Exception fails only its item."""
+    def run(self, requests: Sequence[SeqRequest]) -> Sequence[Any]:
+        """Answer a batch of requests (or pieces) with equal :meth:`batch_key`; an Exception fails only its item."""
+
+    def cost(self, request: SeqRequest) -> float:
+        """What ``request`` costs in :attr:`cost_unit`: one pass over its residues unless the kind says more."""
+        return float(len(request.sequence))
+
+    def pieces(self, request: SeqRequest) -> list[SeqRequest]:
+        """The parts the batcher schedules separately (each of bounded cost); one by default."""
+        return [request]
+
+    def join(self, request: SeqRequest, parts: list[Any]) -> Result:
+        """The answer to ``request`` from its pieces' results, in order."""
+        return parts[0]
+
+    def pass_residues(self) -> int:
+        """Most residues per forward pass (the batcher's cost cap) for a cost-aware kind."""
+        if self.settings.pass_residues > 0:
+            return self.settings.pass_residues
+        return 16384 if str(getattr(self, "device", "cpu")).startswith("cuda") else 1024
 
     # -- the WorkerModel interface -------------------------------------------------------------------
 
     def load(self) -> None:
         self.load_model()
+        if self.cost_aware and self.batched:
+            self.batcher.max_batch_cost = float(self.pass_residues())
+            self.batcher.express_cost = float(self.settings.express_residues)
         self._loaded.set()
 
     def ready(self) -> bool:
@@ -117,6 +151,10 @@ class SequenceModel(WorkerModel):
             "max_batch_size": self.batcher.max_batch,
             "max_wait_ms": self.batcher.max_wait_s * 1000.0,
         }
+        if self.cost_aware:
+            info["dynamic_batching"].update(
+                pass_residues=self.batcher.max_batch_cost, express_residues=self.batcher.express_cost
+            )
         return info
 
     def add_metrics(self, registry: CollectorRegistry) -> None:
@@ -152,6 +190,7 @@ class SequenceModel(WorkerModel):
         try:
             request = self.parse(payload)
             task = request.task_type
+            charge(self.cost(request), f"this {task} of {len(request.sequence)} residues")
             result = self._submit([request])[0].result().value
         except Exception as exc:
             err = as_api_error(exc)
@@ -175,6 +214,8 @@ class SequenceModel(WorkerModel):
                 err = as_api_error(exc)
                 self.metrics.observe(self._label(payload), err.code.value, 0.0)
                 answers[i] = item_error(err.code, err.details)
+        if requests:  # the whole call is admitted or refused (413/429) before any of it runs
+            charge(sum(self.cost(r) for _, r in requests), f"this batch of {len(requests)} sequences")
         futures = self._submit([r for _, r in requests]) if requests else []
         for (i, request), future in zip(requests, futures, strict=True):
             try:
@@ -198,14 +239,40 @@ class SequenceModel(WorkerModel):
         task = self.task_aliases.get(task, task) if isinstance(task, str) else None
         return task if task in self.tasks else "invalid"
 
-    def _submit(self, requests: list[SeqRequest]) -> list[Future]:
-        return self.batcher.submit_many([(self.batch_key(r), r) for r in requests])
+    def _submit(self, requests: list[SeqRequest]) -> list[_Joined]:
+        """Queue every piece of ``requests`` as one flow; one handle per request joins its pieces."""
+        split = [self.pieces(r) for r in requests]
+        flat = [p for parts in split for p in parts]
+        futures = self.batcher.submit_many([(self.batch_key(p), p) for p in flat], costs=[self.cost(p) for p in flat])
+        handles, at = [], 0
+        for request, parts in zip(requests, split, strict=True):
+            handles.append(_Joined(self, request, futures[at : at + len(parts)]))
+            at += len(parts)
+        return handles
 
-    def _run_batch(self, _key: Hashable, requests: Sequence[SeqRequest]) -> Sequence[Result | Exception]:
-        results = list(self.run(requests))
-        for request, result in zip(requests, results, strict=True):
-            if isinstance(result, dict):
-                result.setdefault("model", self.models[0])
-                result.setdefault("task_type", request.task_type)
-                result.setdefault("length", len(request.sequence))
-        return results
+    def _finish(self, request: SeqRequest, parts: list[Any]) -> Result:
+        result = self.join(request, parts)
+        result.setdefault("model", self.models[0])
+        result.setdefault("task_type", request.task_type)
+        result.setdefault("length", len(request.sequence))
+        return result
+
+    def _run_batch(self, _key: Hashable, requests: Sequence[SeqRequest]) -> Sequence[Any]:
+        return list(self.run(requests))
+
+
+class _Joined:
+    """A request's answer once all its pieces are done (a Future-like ``result()``)."""
+
+    def __init__(self, model: SequenceModel, request: SeqRequest, futures: list[Future]) -> None:
+        self.model, self.request, self.futures = model, request, futures
+
+    def result(self) -> Batched[Result]:
+        done = [f.result() for f in self.futures]  # the first failed piece raises its error
+        value = self.model._finish(self.request, [b.value for b in done])
+        return Batched(
+            value,
+            max(b.batch_size for b in done),
+            min(b.queue_ms for b in done),
+            sum(b.model_ms for b in done),
+        )

@@ -92,3 +92,21 @@ def test_configuration_errors_stop_the_worker_at_start(tmp_path) -> None:
     args.model_dir = tmp_path
     with pytest.raises(SystemExit, match=r"config\.json"):
         make_hf_model(args, WorkerSettings())
+
+
+def test_a_pll_cut_into_slices_scores_exactly_as_one_pass(model_dir) -> None:
+    """Issue 18: the batcher schedules a PLL in pieces of bounded cost; the answer must not change."""
+    body = {"sequence": "MKTAYIAKQRQISFVKSHFSRQ", "task_type": "pseudo_log_likelihood"}
+    body["options"] = {"per_residue": True}
+    whole = HFModel(model_dir, SeqSettings(pass_residues=10_000), capabilities=["protein-likelihood"])
+    sliced = HFModel(model_dir, SeqSettings(pass_residues=50), capabilities=["protein-likelihood"])
+    for m in (whole, sliced):
+        m.load()
+    request = sliced.parse(body)
+    assert len(sliced.pieces(request)) == 11 and len(whole.pieces(request)) == 1  # 50 // 22 = 2 positions a piece
+    assert sliced.cost(request) == 22 * 22 == sum(sliced.cost(p) for p in sliced.pieces(request))
+    a, b = whole.predict(body), sliced.predict(body)
+    assert b["per_residue"] == pytest.approx(a["per_residue"], abs=1e-5)
+    assert b["pseudo_log_likelihood"] == pytest.approx(a["pseudo_log_likelihood"], abs=1e-6)
+    for m in (whole, sliced):
+        m.batcher.close()

@@ -74,3 +74,10 @@ def test_options_must_be_an_object_and_each_reader_checks_its_type_and_range() -
     assert code_of(opt_choice, {"s": "?"}, "s", "+", ("+", "-")) == "INVALID_REQUEST"
     assert opt_str_list({"e": "EcoRI"}, "e") == ["EcoRI"]
     assert code_of(opt_str_list, {"e": [1]}, "e") == "INVALID_REQUEST"
+
+
+@pytest.mark.parametrize("value", ["ßEVQ", "EVQ\ufb00", "ıEVQ", "EVQ\u0131", "ＡＣＤ", "EV\u017fQ"])
+def test_non_ascii_letters_that_upper_case_into_amino_acids_are_refused(value: str) -> None:
+    with pytest.raises(ApiError) as err:
+        clean_sequence(value, PROTEIN, 100)
+    assert err.value.code.value == "INVALID_SEQUENCE" and "ASCII" in err.value.details

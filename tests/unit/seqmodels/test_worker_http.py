@@ -147,7 +147,9 @@ def test_a_burst_over_the_rate_limit_is_429_with_retry_after(client, clock) -> N
     assert codes[:100] == [200] * 100 and codes[100] == 429
     limited = client.post("/predict", json={"sequence": "MK"}, headers=headers)
     assert error_code(limited) == "RATE_LIMITED" and float(limited.headers["Retry-After"]) >= 1
-    assert client.post("/predict", json={"sequence": "MK"}, headers={"X-Client-ID": "other"}).status_code == 200
+    assert client.post("/predict", json={"sequence": "MK"}, headers={"X-Client-ID": "other"}).status_code == 429
+    other = client.post("/predict", json={"sequence": "MK"}, environ_base={"REMOTE_ADDR": "10.0.0.2"})
+    assert other.status_code == 200, "the limit is per peer address without an issued token"
     assert client.get("/model/info").status_code == 200, "probes are never rate limited"
     clock.now += 60.0
     assert client.post("/predict", json={"sequence": "MK"}, headers=headers).status_code == 200
