@@ -1,0 +1,1 @@
+"""The variant worker (kind ``variant``, capability ``variant-effect``): scoring, design, training jobs."""
