@@ -1,0 +1,188 @@
+"""The VectorService: every call as a Python method on plain dicts, shared by REST and gRPC.
+
+The REST blueprint (:mod:`vectors.api`) and the gRPC servicer (:mod:`vectors.grpc_vectors`)
+only translate their wire format to these dicts and back, so the two can never disagree on
+what a call means, what it checks or what it answers.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from services.common.envelope import ApiError, ErrorCode
+from vectors import search as searching
+from vectors.filters import build_filter
+from vectors.settings import VectorSettings
+from vectors.store import CollectionConfig, MilvusStore
+from vectors.validate import (
+    bad,
+    check_id,
+    check_ids,
+    check_name,
+    check_top_k,
+    index_params,
+    parse_items,
+    parse_queries,
+    parse_spec,
+)
+
+log = logging.getLogger(__name__)
+
+SEARCH_FIELDS = frozenset({"vectors", "vector", "smiles", "top_k", "filter", "include_vector"})
+
+
+class VectorService:
+    """Collections, indexes, rows and search over one :class:`MilvusStore`."""
+
+    def __init__(self, store: MilvusStore, settings: VectorSettings | None = None, *, ef: int = 128) -> None:
+        self.store = store
+        self.settings = settings or VectorSettings()
+        self.ef = ef
+
+    # -- collections ------------------------------------------------------------------------------
+
+    def info(self, name: str) -> dict[str, Any]:
+        cfg = self.store.config(check_name(name))
+        return {
+            **self._public(cfg),
+            "row_count": self.store.row_count(cfg.name),
+            "index_info": self.store.describe_index(cfg.name) or {},
+        }
+
+    def _public(self, cfg: CollectionConfig) -> dict[str, Any]:
+        return {
+            "name": cfg.name,
+            "dim": cfg.dim,
+            "metric": cfg.metric,
+            "vector_type": cfg.vector_type,
+            "index": cfg.index,
+            "description": cfg.description,
+            "storage": self.store.storage(cfg.vector_type),
+        }
+
+    def create_collection(self, body: dict[str, Any]) -> dict[str, Any]:
+        cfg, params = parse_spec(body, self.settings)
+        self.store.index_type(cfg, cfg.index)  # an index this backend lacks is a 400 before anything exists
+        self.store.create(cfg, params)
+        log.info(
+            "created collection %s (%s, dim %d, %s, %s index)",
+            cfg.name,
+            cfg.vector_type,
+            cfg.dim,
+            cfg.metric,
+            cfg.index,
+        )
+        return self.info(cfg.name)
+
+    def list_collections(self) -> dict[str, Any]:
+        out = []
+        for name in self.store.names():
+            try:
+                out.append(self.info(name))
+            except ApiError as err:  # a collection some other program made: listed, not described
+                out.append({"name": name, "error": err.details})
+        return {"collections": out}
+
+    def has_collection(self, name: str) -> dict[str, Any]:
+        return {"exists": self.store.exists(check_name(name))}
+
+    def drop_collection(self, name: str) -> dict[str, Any]:
+        self.store.drop(check_name(name))
+        return {"name": name, "message": "dropped"}
+
+    # -- indexes ----------------------------------------------------------------------------------
+
+    def describe_index(self, name: str) -> dict[str, Any]:
+        cfg = self.store.config(check_name(name))
+        info = self.store.describe_index(cfg.name)
+        if info is None:
+            raise ApiError(ErrorCode.NOT_FOUND, f"collection {name!r} has no index")
+        return {"name": cfg.name, "index": cfg.index, "info": info}
+
+    def has_index(self, name: str) -> dict[str, Any]:
+        cfg = self.store.config(check_name(name))
+        return {"exists": self.store.describe_index(cfg.name) is not None}
+
+    def create_index(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        kind = body.get("index")
+        if kind not in ("exact", "approximate"):
+            raise bad("index must be exact or approximate")
+        params = index_params(body.get("index_params", body.get("params")))
+        cfg = self.store.set_index(check_name(name), kind, params)
+        return self.describe_index(cfg.name)
+
+    def drop_index(self, name: str) -> dict[str, Any]:
+        dropped = self.store.drop_index(check_name(name))
+        return {"name": name, "message": "index dropped" if dropped else "no index to drop"}
+
+    # -- rows -------------------------------------------------------------------------------------
+
+    def _rows(self, name: str, body: dict[str, Any]) -> tuple[CollectionConfig, list[dict[str, Any]]]:
+        cfg = self.store.config(check_name(name))
+        rows = parse_items(body, cfg, self.settings)
+        for row in rows:
+            row["vector"] = searching.stored(self.store, cfg, row["vector"])
+        return cfg, rows
+
+    def insert(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        cfg, rows = self._rows(name, body)
+        ids = [r["id"] for r in rows]
+        taken = self.store.existing_ids(cfg.name, ids)
+        if taken:
+            shown = ", ".join(repr(t) for t in taken[:5])
+            raise ApiError(ErrorCode.CONFLICT, f"{len(taken)} id(s) already exist ({shown}); use upsert to replace")
+        self.store.insert(cfg.name, rows)
+        return {"name": cfg.name, "count": len(rows), "ids": ids}
+
+    def upsert(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        cfg, rows = self._rows(name, body)
+        self.store.upsert(cfg.name, rows)
+        return {"name": cfg.name, "count": len(rows), "ids": [r["id"] for r in rows]}
+
+    def delete(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        cfg = self.store.config(check_name(name))
+        ids = check_ids(body.get("ids"), self.settings)
+        return {"name": cfg.name, "count": self.store.delete(cfg.name, ids), "ids": ids}
+
+    def get(self, name: str, item_id: str) -> dict[str, Any]:
+        cfg = self.store.config(check_name(name))
+        item_id = check_id(item_id, "id")
+        rows = self.store.get(cfg.name, [item_id])
+        if not rows:
+            raise ApiError(ErrorCode.NOT_FOUND, f"no item {item_id!r} in collection {cfg.name!r}")
+        row = rows[0]
+        return {
+            "id": str(row["id"]),
+            "vector": searching.public(self.store, cfg, row["vector"]),
+            "metadata": row.get("metadata") or {},
+        }
+
+    def search(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        cfg = self.store.config(check_name(name))
+        unknown = set(body) - SEARCH_FIELDS
+        if unknown:
+            raise bad(f"unknown field(s): {', '.join(sorted(unknown))}")
+        if cfg.index == "none":
+            raise ApiError(ErrorCode.CONFLICT, f"collection {cfg.name!r} has no index: PUT one before searching")
+        top_k = check_top_k(body, self.settings)
+        expr = build_filter(body.get("filter"))
+        include = body.get("include_vector", False)
+        if not isinstance(include, bool):
+            raise bad("include_vector must be true or false")
+        queries = parse_queries(body, cfg, self.settings)
+        results, exact = searching.search(self.store, cfg, queries, top_k, expr, include, self.ef)
+        return {
+            "name": cfg.name,
+            "metric": cfg.metric,
+            "higher_is_closer": searching.higher_is_closer(cfg),
+            "exact": exact,
+            "results": results,
+        }
+
+    def compact(self, name: str) -> dict[str, Any]:
+        self.store.compact(check_name(name))
+        return {"name": name, "message": "compaction requested"}
+
+    def health(self) -> dict[str, Any]:
+        return {"status": "healthy", "backend": self.store.backend, "collections": len(self.store.names())}
