@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -68,11 +69,17 @@ class Serving:
         self._forward_hist: Any = None
 
     def limit_threads(self) -> None:
-        """Cap torch's own threads before any model runs (``model_threads`` > 0)."""
-        if self.model_threads > 0:
-            import torch
+        """Cap torch's own threads before any model runs (``model_threads`` > 0).
 
-            torch.set_num_threads(self.model_threads)
+        A descriptor model never imports torch (it would cost ~180 MB per worker), so until something has,
+        the cap goes where torch reads it when a ViSNet model first imports it.
+        """
+        if self.model_threads <= 0:
+            return
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(self.model_threads)
+        else:
+            os.environ["OMP_NUM_THREADS"] = str(self.model_threads)
 
     # -- the served model ----------------------------------------------------------------------
 
