@@ -28,8 +28,12 @@ def services_up(mesh: Mesh) -> list[str]:
     return [s for s in COMPASS_SERVICES if s in names]
 
 
-def build_plan(kind: str, size: str, epochs: int, lr: float, seed: int) -> dict[str, Any]:
-    """An experiment plan from the form; the worker fills in data roots, run folder and device."""
+def build_plan(kind: str, size: str, epochs: int, lr: float, seed: int, val_fraction: float = 0.2) -> dict[str, Any]:
+    """An experiment plan from the form; the worker fills in data roots, run folder and device.
+
+    ``val_fraction`` of the proteins (never of the complexes: a series must not straddle the split) is held
+    out for validation; 0 trains on everything and leaves the model without a validation figure.
+    """
     if kind == "compass-lite":
         model: dict[str, Any] = {"kind": "compass-lite", "config": dict(LITE_CONFIG)}
     else:
@@ -37,7 +41,10 @@ def build_plan(kind: str, size: str, epochs: int, lr: float, seed: int) -> dict[
     optim: dict[str, Any] = {"epochs": epochs, "lr": lr, "batch_size": 2}
     if kind != "compass-lite":  # as the shipped plan: many ligands of one protein do not outvote the rest
         optim["group_weighting"] = "inverse_sqrt"
-    return {"seed": seed, "split": {"kind": "none"}, "model": model, "optim": optim}
+    split: dict[str, Any] = {"kind": "none"}
+    if val_fraction > 0:
+        split = {"kind": "group-holdout", "val_fraction": val_fraction, "seed": seed}
+    return {"seed": seed, "split": split, "model": model, "optim": optim}
 
 
 def _read(mesh: Mesh, service: str, path: str, **kwargs: Any) -> CallResult:
@@ -51,7 +58,8 @@ def list_jobs(mesh: Mesh, service: str) -> list[dict[str, Any]]:
 
 def create_job(mesh: Mesh, service: str, plan: dict[str, Any], dataset_id: str, name: str) -> dict[str, Any]:
     body = {"plan": plan, "dataset_id": dataset_id, "name": name}
-    return mesh.compass_api(service, "POST", "/training/tasks", json=body, deadline=15).data
+    # The worker starts the trainer process before it answers: allow for a busy host.
+    return mesh.compass_api(service, "POST", "/training/tasks", json=body, deadline=45).data
 
 
 def job(mesh: Mesh, service: str, job_id: str) -> dict[str, Any]:
@@ -102,11 +110,29 @@ def model(mesh: Mesh, service: str, model_id: str) -> dict[str, Any]:
     return _read(mesh, service, f"/models/{model_id}").data
 
 
-def activate_model(mesh: Mesh, service: str, model_id: str) -> dict[str, Any]:
-    return mesh.compass_api(service, "POST", f"/models/{model_id}/activate", deadline=30).data
+def activate_model(mesh: Mesh, service: str, model_id: str, override: bool = False) -> dict[str, Any]:
+    """Activate after the user confirmed; ``override`` serves a model that has no validation figure."""
+    body = {"confirm": True, "override": override}
+    return mesh.compass_api(service, "POST", f"/models/{model_id}/activate", json=body, deadline=30).data
 
 
 def download_model(mesh: Mesh, service: str, model_id: str) -> tuple[bytes, str]:
     """The checkpoint bytes, from an instance the Router picks (its address comes from the registry)."""
     found = _read(mesh, service, f"/models/{model_id}")
     return mesh.download(found.base_url, f"/models/{model_id}/download"), found.instance
+
+
+def validations(mesh: Mesh) -> dict[str, dict[str, Any] | None]:
+    """Each COMPASS service's advertised ``validation`` of its active model (from the registry, no worker call)."""
+    out: dict[str, dict[str, Any] | None] = {}
+    for inst in mesh.fleet().instances:
+        if inst.service_name in COMPASS_SERVICES and inst.status in ("passing", "warning"):
+            found = inst.metadata.get("validation")
+            if out.get(inst.service_name) is None:
+                out[inst.service_name] = found if isinstance(found, dict) else None
+    return out
+
+
+def activation_preview(mesh: Mesh, service: str, model_id: str) -> dict[str, Any]:
+    """The candidate's and the active model's validation figures, as the worker reports them (changes nothing)."""
+    return _read(mesh, service, f"/models/{model_id}/activation").data

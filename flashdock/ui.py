@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import streamlit as st
 
+from flashdock.text import code_span
 from services.client import (
     AllAttemptsFailed,
     ClientError,
@@ -20,9 +21,7 @@ from services.client.call import CallResult
 
 T = TypeVar("T")
 
-NO_COMPASS = (
-    "No COMPASS worker is registered: start one with `python -m services.worker.launch compass-lite --registry URL`."
-)
+NO_COMPASS = "No COMPASS worker is running. Ask your operator to start the fleet (scripts/run.sh starts all of it)."
 # Capability → the launcher kind that serves it, so the hint names a command that works.
 KIND_OF = {
     "compass": "compass",
@@ -33,7 +32,7 @@ KIND_OF = {
     "codon-optimization": "codon",
     "codon-verification": "codon",
 }
-START_HINT = "start one with `python -m services.worker.launch {kind} --registry URL` (or scripts/run.sh)"
+START_HINT = "ask your operator to start one (kind `{kind}`; scripts/run.sh starts the whole fleet)"
 
 
 def explain(exc: BaseException) -> str:
@@ -83,9 +82,18 @@ def attempt_all(*calls: tuple[Callable[[], Any], str]) -> list[Any]:
 
 
 def served_by(result: CallResult) -> str:
-    """One line saying who answered, flagging a fallback plainly."""
-    line = f"served by **{result.service}** · instance `{result.instance}` · {result.attempts} attempt(s)"
+    """One line saying who answered, flagging a fallback plainly (registry strings as code spans: never links)."""
+    line = f"served by **{result.service}** · instance {code_span(result.instance)} · {result.attempts} attempt(s)"
     return line + (" · fallback used" if result.fallback_used else "")
+
+
+def validation_text(validation: dict[str, Any] | None) -> str:
+    """A model's advertised validation figure in one line (strings from the worker as code spans)."""
+    if not validation or not isinstance(validation.get("value"), int | float):
+        return "no validation figure"
+    n = f", n={validation['n']}" if isinstance(validation.get("n"), int) else ""
+    metric, split = code_span(validation.get("metric", "?"), 40), code_span(validation.get("split", "?"), 80)
+    return f"{metric} {validation['value']:.2f} on {split}{n}"
 
 
 def compass_page(title: str) -> tuple[Any, str]:

@@ -1,95 +1,212 @@
-"""An offline 3D view of a complex: atoms parsed here, drawn on a canvas by ~40 lines of inline JS.
+"""An offline 3D view of a protein–ligand complex: 3Dmol.js (installed locally, never a CDN).
 
-No CDN and no library: the page must work on an air-gapped cluster. Drag to rotate, wheel to zoom.
+The protein is cropped here, in Python, to the whole residues near the ligand (never the first N
+atoms of the file), drawn as cartoon with the contact residues as thin sticks and labelled; the
+ligand as sticks with green carbons; a surface on request. :func:`show_complex` is the one call a
+page makes (Predict, Series and the Dock page's poses use the same one).
+
+The uploaded text reaches the page only as JSON inside a script, with ``<``, ``>`` and ``&`` escaped,
+so a file cannot close the script tag or inject markup.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
+from pathlib import PurePosixPath
 
-COLORS = {"C": "#909090", "N": "#3050f8", "O": "#ff0d0d", "S": "#e0c000", "P": "#ff8000", "H": "#dddddd"}
-LIGAND_CARBON = "#22cc66"
-MAX_PROTEIN_ATOMS = 3000
+import streamlit as st
 
+from flashdock import assets
 
-def pdb_atoms(text: str) -> list[tuple[float, float, float, str]]:
-    """Heavy atoms of ATOM/HETATM records (waters skipped), as (x, y, z, element)."""
-    atoms = []
-    for line in text.splitlines():
-        if line.startswith(("ATOM", "HETATM")) and len(line) >= 54 and line[17:20] != "HOH":
-            try:
-                x, y, z = float(line[30:38]), float(line[38:46]), float(line[46:54])
-            except ValueError:
-                continue
-            element = (line[76:78].strip() or line[12:16].strip().lstrip("0123456789")[:1]).capitalize()
-            if element != "H":
-                atoms.append((x, y, z, element))
-    return atoms[:MAX_PROTEIN_ATOMS]
+CROP_A = 12.0  # residues with an atom this close to the ligand are drawn
+CONTACT_A = 5.0  # residues with an atom this close are labelled
+MAX_PROTEIN_ATOMS = 6000  # a cap after cropping: the nearest residues are kept
+LIGAND_FORMATS = {".sdf": "sdf", ".mol": "sdf", ".mol2": "mol2", ".pdbqt": "pdbqt", ".pdb": "pdb"}
+
+Atom = tuple[float, float, float]
 
 
-def sdf_molecule(text: str) -> tuple[list[tuple[float, float, float, str]], list[tuple[int, int]]]:
-    """Atoms and bonds of the first record of a V2000 SDF/MOL block (empty when unreadable)."""
-    lines = text.splitlines()
-    if len(lines) < 4:
-        return [], []
+@dataclass(frozen=True)
+class Residue:
+    chain: str
+    name: str
+    number: str
+    lines: tuple[str, ...]
+    coords: tuple[Atom, ...]
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}{self.number.strip()}" + (f":{self.chain}" if self.chain.strip() else "")
+
+
+@dataclass(frozen=True)
+class View:
+    """What the page draws: the cropped pocket (PDB text), the ligand, and the residues in contact."""
+
+    pocket_pdb: str
+    ligand: str
+    ligand_format: str
+    contacts: tuple[str, ...]
+    label_positions: tuple[tuple[str, Atom], ...]
+    n_protein_atoms: int
+    n_kept_atoms: int
+    n_ligand_atoms: int
+
+
+def ligand_format(filename: str) -> str:
+    """The 3Dmol format of a ligand file by its suffix (SDF when unknown: what the worker assumes)."""
+    return LIGAND_FORMATS.get(PurePosixPath(filename.lower()).suffix, "sdf")
+
+
+def _pdb_coords(line: str) -> Atom | None:
     try:
-        n_atoms, n_bonds = int(lines[3][0:3]), int(lines[3][3:6])
-        atoms = [
-            (float(ln[0:10]), float(ln[10:20]), float(ln[20:30]), ln[31:34].strip().capitalize())
-            for ln in lines[4 : 4 + n_atoms]
-        ]
-        bonds = [(int(ln[0:3]) - 1, int(ln[3:6]) - 1) for ln in lines[4 + n_atoms : 4 + n_atoms + n_bonds]]
-    except (ValueError, IndexError):
-        return [], []
-    return atoms, bonds
+        return float(line[30:38]), float(line[38:46]), float(line[46:54])
+    except ValueError:
+        return None
 
 
-def complex_html(protein_pdb: str, ligand_sdf: str, height: int = 420) -> str:
-    """Self-contained HTML drawing the pocket (grey-ish, small) and the ligand (green carbons, bonds)."""
-    protein = pdb_atoms(protein_pdb)
-    lig_atoms, bonds = sdf_molecule(ligand_sdf)
-    center_src = lig_atoms or protein
-    if not center_src:
-        return "<p>No atoms could be read from these files.</p>"
-    cx, cy, cz = (sum(a[i] for a in center_src) / len(center_src) for i in range(3))
-    points = [
-        [round(x - cx, 2), round(y - cy, 2), round(z - cz, 2), COLORS.get(e, "#b070ff"), 0] for x, y, z, e in protein
-    ]
-    points += [
-        [
-            round(x - cx, 2),
-            round(y - cy, 2),
-            round(z - cz, 2),
-            LIGAND_CARBON if e == "C" else COLORS.get(e, "#b070ff"),
-            1,
-        ]
-        for x, y, z, e in lig_atoms
-    ]
-    offset = len(protein)
-    edges = [[a + offset, b + offset] for a, b in bonds]
-    radius = max(math.sqrt(p[0] ** 2 + p[1] ** 2 + p[2] ** 2) for p in points) or 1.0
-    data = json.dumps({"p": points, "e": edges, "r": radius})
-    return f"""<div style="font:12px sans-serif;color:#666">{len(protein)} pocket atoms · {len(lig_atoms)} ligand atoms
-· drag to rotate, wheel to zoom</div>
-<canvas id="fdview" width="640" height="{height - 30}" style="width:100%;max-width:640px;background:#fff;
-border:1px solid #ddd;border-radius:6px;cursor:grab"></canvas>
+def residues(pdb_text: str) -> list[Residue]:
+    """Protein residues of ATOM/HETATM records in file order (waters skipped, unreadable lines too)."""
+    found: dict[tuple[str, str, str], tuple[list[str], list[Atom]]] = {}
+    for line in pdb_text.splitlines():
+        if not line.startswith(("ATOM", "HETATM")) or len(line) < 54 or line[17:20] == "HOH":
+            continue
+        xyz = _pdb_coords(line)
+        if xyz is None:
+            continue
+        lines, coords = found.setdefault((line[21], line[17:20].strip(), line[22:27]), ([], []))
+        lines.append(line)
+        coords.append(xyz)
+    return [Residue(c, n, num, tuple(ls), tuple(xs)) for (c, n, num), (ls, xs) in found.items()]
+
+
+def ligand_coords(text: str, fmt: str) -> list[Atom]:
+    """Heavy-atom coordinates of the ligand's first record (empty when unreadable)."""
+    if fmt in ("pdbqt", "pdb"):
+        rows = [ln for ln in text.splitlines() if ln.startswith(("ATOM", "HETATM")) and len(ln) >= 54]
+        return [xyz for ln in rows if (xyz := _pdb_coords(ln)) is not None and not ln[12:16].strip().startswith("H")]
+    from rdkit import Chem
+
+    mol = (
+        Chem.MolFromMol2Block(text, sanitize=False, removeHs=False)
+        if fmt == "mol2"
+        else Chem.MolFromMolBlock(text.split("$$$$")[0], sanitize=False, removeHs=False)
+    )
+    if mol is None or mol.GetNumConformers() == 0:
+        return []
+    pos = mol.GetConformer().GetPositions()
+    return [tuple(map(float, pos[a.GetIdx()])) for a in mol.GetAtoms() if a.GetAtomicNum() != 1]  # type: ignore[misc]
+
+
+def _min_distance(coords: tuple[Atom, ...], ligand: list[Atom]) -> float:
+    return min(math.dist(a, b) for a in coords for b in ligand)
+
+
+def build_view(protein_pdb: str, ligand: str, fmt: str) -> View:
+    """Crop the protein to whole residues within :data:`CROP_A` of the ligand, nearest first, and find contacts."""
+    every = residues(protein_pdb)
+    lig = ligand_coords(ligand, fmt)
+    n_atoms = sum(len(r.coords) for r in every)
+    if not lig:  # nothing to crop around: the start of the file, said plainly by the caller
+        kept, contacts = [], []
+        for res in every:
+            if sum(len(r.coords) for r in kept) + len(res.coords) > MAX_PROTEIN_ATOMS:
+                break
+            kept.append(res)
+    else:
+        cx, cy, cz = (sum(a[i] for a in lig) / len(lig) for i in range(3))
+        reach = max(math.dist((cx, cy, cz), a) for a in lig) + CROP_A
+        near = [r for r in every if any(math.dist((cx, cy, cz), a) <= reach for a in r.coords)]  # cheap pre-filter
+        scored = sorted(((d, r) for r in near if (d := _min_distance(r.coords, lig)) <= CROP_A), key=lambda x: x[0])
+        kept, total = [], 0
+        for _, res in scored:
+            if total + len(res.coords) > MAX_PROTEIN_ATOMS:
+                break
+            kept.append(res)
+            total += len(res.coords)
+        contacts = [r for d, r in scored if d <= CONTACT_A]
+        order = {id(r): i for i, r in enumerate(every)}
+        kept.sort(key=lambda r: order[id(r)])  # file order again: the cartoon follows the chain
+    labels = [(r.label, tuple(sum(a[i] for a in r.coords) / len(r.coords) for i in range(3))) for r in contacts]
+    return View(
+        pocket_pdb="\n".join(line for r in kept for line in r.lines) + "\nEND\n",
+        ligand=ligand,
+        ligand_format=fmt,
+        contacts=tuple(r.label for r in contacts),
+        label_positions=tuple(labels),  # type: ignore[arg-type]
+        n_protein_atoms=n_atoms,
+        n_kept_atoms=sum(len(r.coords) for r in kept),
+        n_ligand_atoms=len(lig),
+    )
+
+
+def _safe_json(value: object) -> str:
+    """JSON that cannot end a <script> element or open markup, whatever the file held."""
+    text = json.dumps(value)
+    for char in "<>&\u2028\u2029":
+        text = text.replace(char, f"\\u{ord(char):04x}")
+    return text
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _script() -> str:
+    return assets.SCRIPT.read_text() if assets.installed() else ""
+
+
+def view_html(view: View, surface: bool = False, height: int = 460) -> str:
+    """A self-contained page: 3Dmol.js inline (no network), the data as escaped JSON, a few lines of set-up."""
+    script = _script()
+    if not script:
+        return (
+            "<p style='font:14px sans-serif'>The 3D viewer is not installed: run "
+            "<code>python -m flashdock.assets</code> (scripts/bootstrap.sh does).</p>"
+        )
+    data = _safe_json(
+        {
+            "protein": view.pocket_pdb,
+            "ligand": view.ligand,
+            "format": view.ligand_format,
+            "labels": [[name, list(pos)] for name, pos in view.label_positions],
+            "surface": surface,
+        }
+    )
+    return f"""<style>html, body {{ margin: 0; overflow: hidden; }}</style>
+<div id="fdv" style="width:100%;height:{height - 8}px;position:relative"></div>
+<script>{script}</script>
 <script>
-const D={data};const c=document.getElementById('fdview'),g=c.getContext('2d');
-let ax=0.4,ay=0.6,zoom=1,drag=null;
-function draw(){{const W=c.width,H=c.height,s=zoom*Math.min(W,H)/(2.2*D.r);
-const ca=Math.cos(ax),sa=Math.sin(ax),cb=Math.cos(ay),sb=Math.sin(ay);
-const q=D.p.map(p=>{{const x=p[0]*cb+p[2]*sb,z0=-p[0]*sb+p[2]*cb,y=p[1]*ca-z0*sa,z=p[1]*sa+z0*ca;
-return [W/2+x*s,H/2-y*s,z,p[3],p[4]];}});
-g.clearRect(0,0,W,H);g.lineWidth=3;g.strokeStyle='#22aa55';
-for(const [a,b] of D.e){{g.beginPath();g.moveTo(q[a][0],q[a][1]);g.lineTo(q[b][0],q[b][1]);g.stroke();}}
-const order=q.map((v,i)=>i).sort((i,j)=>q[i][2]-q[j][2]);
-for(const i of order){{const v=q[i];g.globalAlpha=v[4]?1:0.55;g.fillStyle=v[3];g.beginPath();
-g.arc(v[0],v[1],(v[4]?4:2.2)*Math.max(0.6,zoom),0,6.283);g.fill();}}g.globalAlpha=1;}}
-c.onmousedown=e=>{{drag=[e.clientX,e.clientY];c.style.cursor='grabbing';}};
-window.onmouseup=()=>{{drag=null;c.style.cursor='grab';}};
-window.onmousemove=e=>{{if(!drag)return;ay+=(e.clientX-drag[0])*0.01;ax+=(e.clientY-drag[1])*0.01;
-drag=[e.clientX,e.clientY];draw();}};
-c.onwheel=e=>{{e.preventDefault();zoom*=e.deltaY<0?1.1:0.9;draw();}};
-draw();
+const D = {data};
+const v = $3Dmol.createViewer(document.getElementById("fdv"), {{backgroundColor: "white"}});
+const p = v.addModel(D.protein, "pdb");
+const l = v.addModel(D.ligand, D.format);
+v.setStyle({{model: p}}, {{cartoon: {{color: "spectrum", opacity: 0.85}}}});
+const contact = {{model: p, within: {{distance: {CONTACT_A}, sel: {{model: l}}}}, byres: true}};
+v.addStyle(contact, {{stick: {{radius: 0.12, colorscheme: "grayCarbon"}}}});
+v.setStyle({{model: l}}, {{stick: {{radius: 0.22, colorscheme: "greenCarbon"}}}});
+for (const [name, pos] of D.labels) {{
+  v.addLabel(name, {{position: {{x: pos[0], y: pos[1], z: pos[2]}}, fontSize: 11, fontColor: "black",
+    backgroundColor: "white", backgroundOpacity: 0.7, inFront: true}});
+}}
+if (D.surface) v.addSurface($3Dmol.SurfaceType.VDW, {{opacity: 0.6, color: "white"}}, {{model: p}});
+v.zoomTo({{model: l}});
+v.zoom(0.6);
+v.render();
+window.fdViewerReady = true;
 </script>"""
+
+
+def show_complex(protein_pdb: str, ligand: str, fmt: str, *, key: str, height: int = 460) -> View:
+    """The complex in 3D with a surface toggle and the contact residues listed; returns what was drawn."""
+    view = build_view(protein_pdb, ligand, fmt)
+    surface = st.toggle("Protein surface", key=f"{key}-surface")
+    if not view.n_ligand_atoms:
+        st.warning("No ligand atoms could be read from this file, so the whole protein's start is shown.")
+    st.iframe(view_html(view, surface, height), height=height)
+    st.caption(
+        f"{view.n_kept_atoms} of {view.n_protein_atoms} protein atoms shown (whole residues within {CROP_A:g} Å "
+        f"of the ligand) · {view.n_ligand_atoms} ligand heavy atoms · drag to rotate, scroll to zoom"
+    )
+    if view.contacts:
+        st.text(f"Residues within {CONTACT_A:g} Å: " + ", ".join(view.contacts))
+    return view

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Run the whole product on its embedded defaults: the registry (SQLite), the workers, a compass-lite
-# worker (the shipped compass/weights/compass-lite.skops), a COMPASS worker (compass/weights/compass.skops)
-# and FlashDock on :8501.
+# Run the whole product on its embedded defaults: the registry (SQLite), one worker of every kind
+# (COMPASS, compass-lite, antiberty, splice, codon and each kind added to services/worker/launch.py)
+# and FlashDock on 127.0.0.1:8501. FLASHDOCK_PROFILE=small: compass-lite and codon only.
 # Ctrl-C stops everything (workers drain and deregister first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,9 +32,20 @@ while time.monotonic() < deadline:
 else:
     sys.exit("registry did not come up within 30 s")
 PY
-.venv/bin/python -m services.worker.launch echo --replicas "${ECHO_REPLICAS:-2}" --registry "$REGISTRY" &
-pids+=($!)
-# compass-lite: the shipped checkpoint if compass/weights/ has one, else a tiny model trained once from examples/.
+# The fleet: every kind services/worker/launch.py knows (echo, the internal test service, and hf, a template for
+# any Hugging Face model, left out), one replica each. FLASHDOCK_PROFILE=small starts compass-lite and codon only
+# (README: memory). FLEET_KINDS="compass-lite splice" picks any set.
+if [ -z "${FLEET_KINDS:-}" ]; then
+  FLEET_KINDS="$(.venv/bin/python - "${FLASHDOCK_PROFILE:-full}" <<'PY'
+import sys
+from services.worker.launch import KINDS, module_available
+small = ("compass-lite", "codon")
+kinds = [k for k, (module, _) in KINDS.items() if k not in ("echo", "hf") and module_available(module)]
+print(" ".join(k for k in kinds if sys.argv[1] != "small" or k in small))
+PY
+)"
+fi
+# compass-lite without shipped weights: a tiny model trained once from examples/ (a fresh checkout keeps them).
 LITE_ARGS=()
 if ! ls compass/weights/*.skops >/dev/null 2>&1; then
   LITE=.data/runs/flashdock-lite/best.skops
@@ -45,19 +56,20 @@ if ! ls compass/weights/*.skops >/dev/null 2>&1; then
       --run-id flashdock-lite --no-progress >.data/flashdock-lite-train.log 2>&1 \
       || { echo "tiny compass-lite training failed: see .data/flashdock-lite-train.log"; exit 1; }
   fi
-  LITE_ARGS=(--weights "$LITE")
+  LITE_ARGS=(-- --weights "$LITE")
 fi
-OMP_NUM_THREADS=1 .venv/bin/python -m compass.service.worker --model compass-lite --port 0 --registry "$REGISTRY" \
-  "${LITE_ARGS[@]}" &
-pids+=($!)
-# COMPASS: the shipped descriptor stack (compass/weights/compass.skops); the Router falls back to compass-lite.
-if [ -f compass/weights/compass.skops ]; then
-  OMP_NUM_THREADS=1 .venv/bin/python -m compass.service.worker --model compass --port 0 --registry "$REGISTRY" &
+for kind in $FLEET_KINDS; do
+  extra=()
+  [ "$kind" = compass-lite ] && extra=("${LITE_ARGS[@]}")
+  OMP_NUM_THREADS=1 .venv/bin/python -m services.worker.launch "$kind" --registry "$REGISTRY" "${extra[@]}" \
+    >".data/$kind.log" 2>&1 &
   pids+=($!)
-fi
-FLASHDOCK_REGISTRY_URL="$REGISTRY" .venv/bin/python -m streamlit run flashdock/Home.py --server.headless true \
-  --server.port "${FLASHDOCK_PORT:-8501}" --browser.gatherUsageStats false &
+done
+# FlashDock on loopback (python -m flashdock refuses another address unless a login is configured).
+FLASHDOCK_REGISTRY_URL="$REGISTRY" .venv/bin/python -m flashdock --host "${FLASHDOCK_HOST:-127.0.0.1}" \
+  --port "${FLASHDOCK_PORT:-8501}" &
 pids+=($!)
+echo "workers: $FLEET_KINDS (logs in .data/<kind>.log; they register within a minute)"
 echo "registry: $REGISTRY  (catalog: $REGISTRY/api/v1/catalog)"
 echo "FlashDock: http://127.0.0.1:${FLASHDOCK_PORT:-8501}  Ctrl-C to stop"
 wait -n

@@ -20,16 +20,16 @@ if send:
     if archive is None:
         st.error("Choose an archive first.")
     else:
-        with st.status(f"Uploading {archive.name} ({archive.size / 1e6:.1f} MB)…", expanded=True) as status:
-            created = attempt(
+        with st.spinner(f"Uploading {archive.name} ({archive.size / 1e6:.1f} MB)…"):
+            created = attempt(  # a refusal is an error on the page itself, never inside a collapsed box
                 lambda: api.upload_dataset(mesh, service, name, archive.name, archive.getvalue()), "Upload"
             )
-            if created is None:
-                status.update(label="Upload failed", state="error")
-            else:
-                st.session_state["data_selected"] = created["id"]
-                status.update(label=f"Uploaded as {created['id']}: validating on the worker", state="complete")
+        if created is not None:
+            st.session_state["data_selected"] = created["id"]
+            st.success(f"Uploaded as {created['id']}: validating on the worker.")
 
+if deleted := st.session_state.pop("data_deleted", None):
+    st.success(f"Deleted {deleted}.")
 items = attempt(lambda: api.list_datasets(mesh, service), "Listing datasets")
 if items is None:
     st.stop()  # the reason is on the page already
@@ -50,21 +50,24 @@ def report() -> None:
     if d is None:
         return
     if d["status"] == "validating":
-        st.progress(0.5, text="validating: featurising every complex…")
+        with st.spinner(f"Validating {chosen}: featurising every complex (the report appears when it is done)…"):
+            pass  # the worker reports no fraction done: a spinner, not a made-up bar
     elif d["status"] == "ready":
         counts = f"{d.get('n_complexes')} usable, {d.get('n_failed')} failed, {d.get('n_skipped')} skipped"
         st.success(f"{chosen} is ready: {counts}.")
     else:
         st.error(f"{chosen} is {d['status']}: {d.get('error') or 'no usable complex'}")
-    reasons = d.get("reasons") or {}
+    report = d.get("report") or {}
     for kind in ("failed", "skipped"):
-        if reasons.get(kind):
-            st.markdown(f"**{kind.capitalize()}**")
-            st.dataframe(pd.DataFrame(list(reasons[kind].items()), columns=["complex", "reason"]), hide_index=True)
+        rows = report.get(kind) or []  # one row per complex: its id and the reason, as the worker wrote them
+        if rows:
+            st.markdown(f"**{kind.capitalize()}** ({report.get(f'n_{kind}', len(rows))})")
+            st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
 
 report()
 deleting = st.button("Delete dataset", key=f"del-{chosen}")
 if deleting and attempt(lambda: api.delete_dataset(mesh, service, chosen) or True, "Delete"):
     st.session_state.pop("data_selected", None)
-    st.success(f"Deleted {chosen}.")
+    st.session_state["data_deleted"] = chosen
+    st.rerun()  # list again: the deleted row must not stay beside the others

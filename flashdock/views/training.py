@@ -34,14 +34,22 @@ with st.expander("New training job", expanded=False):
         ds_label = st.selectbox("Dataset", list(ready) or ["(none)"])
         kind = st.radio("Model", ["compass", "compass-lite"], horizontal=True)
         size = st.selectbox("Model size (COMPASS)", list(api.SIZES))
-        c1, c2, c3 = st.columns(3)
+        c1, c2, c3, c4 = st.columns(4)
         epochs = c1.number_input("Epochs", 1, 1000, 20)
         lr = c2.number_input("Learning rate", 1e-6, 1.0, 5e-4, format="%.6f")
         seed = c3.number_input("Seed", 0, 2**31 - 1, 0)
+        held_out = c4.number_input(
+            "Validation: % of proteins held out",
+            0,
+            50,
+            20,
+            help="Whole proteins are held out, so a series never sits on both sides. 0: no validation figure, "
+            "and the model can only be activated with an override.",
+        )
         plan_file = st.file_uploader("…or an experiment plan (JSON) instead of the fields above", type=["json"])
         submitted = st.form_submit_button("Start job", type="primary", disabled=not ready)
     if submitted and ready:
-        plan = api.build_plan(kind, size, int(epochs), float(lr), int(seed))
+        plan = api.build_plan(kind, size, int(epochs), float(lr), int(seed), held_out / 100)
         if plan_file is not None:
             try:
                 plan = json.loads(plan_file.getvalue())
@@ -64,8 +72,13 @@ if not jobs:
 def job_row(j: dict) -> dict:
     p = j.get("progress") or {}
     return {"id": j["id"], "name": j.get("name"), "status": j["status"], "model": j.get("model_kind"),
-            "epoch": f"{p.get('epoch', '–')}/{p.get('total_epochs', '–')}", "loss": p.get("loss"),
+            "epoch": f"{p.get('epoch', '–')}/{p.get('total_epochs', '–')}", "train RMSE": rmse(p.get("loss")),
             "created": j.get("created_at"), "model_id": j.get("model_id") or ""}  # fmt: skip
+
+
+def rmse(mse: object) -> float | None:
+    """The one loss shown everywhere: RMSE in pK units (the trainer logs the mean squared error)."""
+    return round(float(mse) ** 0.5, 4) if isinstance(mse, int | float) and mse >= 0 else None
 
 
 st.subheader("Jobs")
@@ -83,6 +96,17 @@ ids = [j["id"] for j in jobs]
 current = st.session_state.get("train_job")
 job_id = st.selectbox("Job", ids, index=ids.index(current) if current in ids else 0)
 st.session_state["train_job"] = job_id
+
+
+def curves(rows: list[dict]) -> pd.DataFrame:
+    """Per-epoch train and validation RMSE in pK (train_loss is the MSE)."""
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    frame["train RMSE"] = frame["train_loss"].map(rmse) if "train_loss" in frame else None
+    if "val_rmse" in frame:
+        frame["validation RMSE"] = frame["val_rmse"]
+    return frame
 
 
 @st.fragment(run_every=2.0)
@@ -103,18 +127,21 @@ def detail() -> None:
     if p.get("total_steps"):
         frac = min(1.0, p.get("step", 0) / p["total_steps"])
         eta = f" · ETA {p['eta_s']:.0f} s" if isinstance(p.get("eta_s"), (int, float)) else ""
-        loss = f" · loss {p['loss']:.4f}" if isinstance(p.get("loss"), (int, float)) else ""
+        loss = f" · train RMSE {rmse(p['loss']):.3f} pK" if rmse(p.get("loss")) is not None else ""
         st.progress(frac, text=f"epoch {p.get('epoch')}/{p.get('total_epochs')}{loss}{eta}")
     if status == "running" and st.button("Stop job", type="primary", key=f"stop-{job_id}"):
         res = attempt(lambda: api.stop_job(mesh, service, job_id), "Stopping the job")
         if res is not None:
             st.success(f"Stop requested: {res['status']} → cancelled once the trainer has saved and exited.")
     metrics = attempt(lambda: api.job_metrics(mesh, service, job_id), "Reading metrics") or {}
-    epochs = pd.DataFrame(metrics.get("epochs") or [])
+    epochs = curves(metrics.get("epochs") or [])
     if not epochs.empty:
-        cols = [c for c in ("train_loss", "val_rmse") if c in epochs and epochs[c].notna().any()]
-        long = epochs.melt(id_vars="epoch", value_vars=cols, var_name="series", value_name="value")
-        st.altair_chart(alt.Chart(long).mark_line().encode(x="epoch:Q", y="value:Q", color="series:N"), width="stretch")
+        cols = [c for c in ("train RMSE", "validation RMSE") if c in epochs and epochs[c].notna().any()]
+        long = epochs.melt(id_vars="epoch", value_vars=cols, var_name="series", value_name="RMSE (pK)")
+        chart = alt.Chart(long).mark_line(point=True).encode(x="epoch:Q", y="RMSE (pK):Q", color="series:N")
+        st.altair_chart(chart, width="stretch")
+        if "validation RMSE" not in cols:
+            st.caption("No validation curve: this job holds out no proteins.")
     st.code(attempt(lambda: api.log_tail(mesh, service, job_id), "Reading the log") or "(no log yet)", language="log")
 
 
@@ -122,15 +149,27 @@ detail()
 
 st.subheader("Compare runs")
 chosen = st.multiselect("Runs", ids, default=ids[: min(2, len(ids))])
-frames = []
-for jid in chosen:
-    rows = (attempt(lambda jid=jid: api.job_metrics(mesh, service, jid), f"Metrics of {jid}") or {}).get("epochs") or []
-    frames += [{**r, "run": jid} for r in rows]
-if frames:
-    frame = pd.DataFrame(frames)
-    summary = frame.groupby("run").agg(
-        epochs=("epoch", "max"), final_loss=("train_loss", "last"), best_loss=("train_loss", "min")
-    )
-    st.dataframe(summary, width="stretch")
-    chart = alt.Chart(frame).mark_line().encode(x="epoch:Q", y="train_loss:Q", color="run:N")
+
+
+@st.fragment(run_every=5.0)
+def compare() -> None:
+    """Live: running jobs add epochs while the page is open."""
+    frames = []
+    for jid in chosen:
+        rows = (attempt(lambda jid=jid: api.job_metrics(mesh, service, jid), f"Metrics of {jid}") or {}).get("epochs")
+        frames += [{**r, "run": jid} for r in rows or []]
+    if not frames:
+        return
+    frame = curves(frames)
+    agg: dict = {"epochs": ("epoch", "max"), "final_train_RMSE": ("train RMSE", "last")}
+    if "validation RMSE" in frame:
+        agg["best_validation_RMSE"] = ("validation RMSE", "min")
+        agg["final_validation_RMSE"] = ("validation RMSE", "last")
+    st.dataframe(frame.groupby("run").agg(**agg), width="stretch")
+    series = [c for c in ("train RMSE", "validation RMSE") if c in frame]
+    long = frame.melt(id_vars=["epoch", "run"], value_vars=series, var_name="series", value_name="RMSE (pK)")
+    chart = alt.Chart(long).mark_line().encode(x="epoch:Q", y="RMSE (pK):Q", color="run:N", strokeDash="series:N")
     st.altair_chart(chart, width="stretch")
+
+
+compare()

@@ -14,9 +14,10 @@ import pytest
 import requests
 
 from tests.flashdock.apptest import by_label, open_page, texts
-from tests.flashdock.fleet import instances
+from tests.flashdock.fleet import EXAMPLES, instances
 from tests.support import AUTH, wait_until
 
+PDB, SDF = EXAMPLES / "1a30" / "1a30_pocket.pdb", EXAMPLES / "1a30" / "1a30_ligand.sdf"
 PLAN_LABEL = "…or an experiment plan (JSON) instead of the fields above"
 # What the form cannot express (its compass-lite settings are fixed): proof that the file was used.
 PLAN = {
@@ -108,20 +109,28 @@ def restore_active(fleet: dict[str, Any]) -> Iterator[str]:
     before = api(fleet, "/models/active")["id"]
     yield before
     url = f"{fleet['lite'].base_url}/api/v1/models/{before}/activate"
-    requests.post(url, headers=AUTH, timeout=30).raise_for_status()
+    requests.post(url, headers=AUTH, json={"confirm": True, "override": True}, timeout=30).raise_for_status()
 
 
 def test_models_activate_makes_the_worker_serve_it(
     fleet: dict[str, Any], inactive_model: str, restore_active: str
 ) -> None:
     at = open_page("models")
-    assert by_label(at.button, "Activate").disabled, "the active model cannot be activated again"
+    assert by_label(at.button, "Activate…").disabled, "the active model cannot be activated again"
     by_label(at.selectbox, "Model").set_value(inactive_model).run()
-    assert not by_label(at.button, "Activate").disabled
-    assert at.expander and at.markdown, "the model card is missing"
-    by_label(at.button, "Activate").click().run()
+    assert at.expander and at.get("html"), "the model card is missing"
+    by_label(at.button, "Activate…").click().run()
+    said = texts(at)
+    assert "Candidate: no validation figure" in said and "This model has no validation figure" in said
+    assert by_label(at.button, "Confirm activation").disabled, "no activation of an unvalidated model by one click"
+    assert api(fleet, "/models/active")["id"] == restore_active
+    override = next(c for c in at.checkbox if c.label.startswith("Serve it anyway (override)"))
+    override.check().run()
+    by_label(at.button, "Confirm activation").click().run()
     assert not at.exception
-    assert f"{inactive_model} is now served by compass-lite." in texts(at)
+    assert f"{inactive_model} is now served by compass-lite without a validation figure (override)." in texts(at)
+    table = at.dataframe[0].value.set_index("id")
+    assert table.loc[inactive_model, "active"] == "✓", "the page must mark the new model active at once"
 
     # The worker's own API, its predictions and its registry entry all say so.
     assert api(fleet, "/models/active")["id"] == inactive_model
@@ -135,6 +144,10 @@ def test_models_activate_makes_the_worker_serve_it(
         timeout=10,
         what="the registry to list the newly served model",
     )
+    answer = requests.post(
+        f"{lite}/predict", json={"protein_pdb": PDB.read_text(), "ligand_sdf": SDF.read_text()}, timeout=30
+    ).json()["data"]
+    assert answer["model_id"] == inactive_model and "no validation figure" in answer["warning"]
     at = open_page("models")
     assert f"Active on **compass-lite**: `{inactive_model}`" in texts(at)
     table = at.dataframe[0].value.set_index("id")

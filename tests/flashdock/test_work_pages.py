@@ -55,7 +55,7 @@ def test_data_report_and_delete(fleet: dict[str, Any], dataset_id: str) -> None:
     # A second dataset uploaded through the page's form, then deleted from it.
     at = open_page("data")
     archive = by_label(at.file_uploader, "Dataset archive (.zip, .tar.gz) of any data-root layout")
-    archive.set_value(("to-delete.zip", examples_zip(), "application/zip"))
+    archive.set_value(("to-delete.zip", with_a_broken_complex(), "application/zip"))
     by_label(at.text_input, "Name").input("to-delete")
     by_label(at.button, "Upload").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
@@ -65,10 +65,35 @@ def test_data_report_and_delete(fleet: dict[str, Any], dataset_id: str) -> None:
     wait_until(lambda: job_like_ready(fleet, extra), timeout=60, what="second dataset")
     at.run()
     assert by_label(at.selectbox, "Dataset").value == extra
-    assert f"{extra} is ready: 3 usable, 0 failed" in texts(at)
+    assert f"{extra} is ready: 3 usable, 1 failed" in texts(at)
+    failed = at.dataframe[1].value  # one row per complex that failed, with the worker's reason
+    assert "9bad" in failed.to_string() and len(failed) == 1, failed
     by_label(at.button, "Delete dataset").click().run()
     assert f"Deleted {extra}" in texts(at)
+    assert extra not in set(at.dataframe[0].value["id"]), "the deleted dataset is still listed"
     assert requests.get(f"{fleet['lite'].base_url}/api/v1/data/datasets/{extra}", timeout=2).status_code == 404
+
+
+def with_a_broken_complex() -> bytes:
+    """The examples archive plus one complex whose pocket is not a structure (and its index row)."""
+    import io
+    import zipfile
+
+    from tests.flashdock.fleet import EXAMPLES
+
+    buf = io.BytesIO(examples_zip())
+    with zipfile.ZipFile(buf, "a") as zf:
+        zf.writestr("examples/9bad/9bad_pocket.pdb", "this is not a structure\n")
+        zf.writestr("examples/9bad/9bad_ligand.sdf", (EXAMPLES / "1a30" / "1a30_ligand.sdf").read_text())
+    original = zipfile.ZipFile(io.BytesIO(examples_zip()))
+    index = original.read("examples/index.csv").decode().rstrip("\n") + "\n9bad,6.0,,,,,,\n"
+    out = io.BytesIO()
+    with zipfile.ZipFile(buf) as src, zipfile.ZipFile(out, "w") as dst:
+        for item in src.infolist():
+            if item.filename != "examples/index.csv":
+                dst.writestr(item, src.read(item))
+        dst.writestr("examples/index.csv", index)
+    return out.getvalue()
 
 
 def job_like_ready(fleet: dict[str, Any], ds: str) -> bool:
