@@ -2,8 +2,9 @@
 
 The protein is cropped here, in Python, to the whole residues near the ligand (never the first N
 atoms of the file), drawn as cartoon with the contact residues as thin sticks and labelled; the
-ligand as sticks with green carbons; a surface on request. :func:`show_complex` is the one call a
-page makes (Predict, Series and the Dock page's poses use the same one).
+ligand as sticks with green carbons; a surface on request; a docking box as a wireframe (a box alone,
+with no ligand yet, crops around the box). :func:`show_complex` is the one call a page makes (Predict,
+Series and the Dock page's poses and pockets use the same one).
 
 The uploaded text reaches the page only as JSON inside a script, with ``<``, ``>`` and ``&`` escaped,
 so a file cannot close the script tag or inject markup.
@@ -26,6 +27,7 @@ MAX_PROTEIN_ATOMS = 6000  # a cap after cropping: the nearest residues are kept
 LIGAND_FORMATS = {".sdf": "sdf", ".mol": "sdf", ".mol2": "mol2", ".pdbqt": "pdbqt", ".pdb": "pdb"}
 
 Atom = tuple[float, float, float]
+Box = tuple[tuple[float, float, float], tuple[float, float, float]]  # centre, size (Å)
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class View:
     n_protein_atoms: int
     n_kept_atoms: int
     n_ligand_atoms: int
+    box: Box | None = None
 
 
 def ligand_format(filename: str) -> str:
@@ -104,29 +107,38 @@ def _min_distance(coords: tuple[Atom, ...], ligand: list[Atom]) -> float:
     return min(math.dist(a, b) for a in coords for b in ligand)
 
 
-def build_view(protein_pdb: str, ligand: str, fmt: str) -> View:
-    """Crop the protein to whole residues within :data:`CROP_A` of the ligand, nearest first, and find contacts."""
+def box_points(box: Box) -> list[Atom]:
+    """The centre and the eight corners: what the crop keeps residues near when there is no ligand yet."""
+    (cx, cy, cz), (sx, sy, sz) = box
+    signs = [(dx, dy, dz) for dx in (-1, 1) for dy in (-1, 1) for dz in (-1, 1)]
+    return [(cx, cy, cz), *((cx + dx * sx / 2, cy + dy * sy / 2, cz + dz * sz / 2) for dx, dy, dz in signs)]
+
+
+def build_view(protein_pdb: str, ligand: str, fmt: str, box: Box | None = None) -> View:
+    """Crop the protein to whole residues within :data:`CROP_A` of the ligand (else of the box), nearest first,
+    and find contacts."""
     every = residues(protein_pdb)
-    lig = ligand_coords(ligand, fmt)
+    lig = ligand_coords(ligand, fmt) if ligand else []
+    anchors = lig or (box_points(box) if box else [])
     n_atoms = sum(len(r.coords) for r in every)
-    if not lig:  # nothing to crop around: the start of the file, said plainly by the caller
+    if not anchors:  # nothing to crop around: the start of the file, said plainly by the caller
         kept, contacts = [], []
         for res in every:
             if sum(len(r.coords) for r in kept) + len(res.coords) > MAX_PROTEIN_ATOMS:
                 break
             kept.append(res)
     else:
-        cx, cy, cz = (sum(a[i] for a in lig) / len(lig) for i in range(3))
-        reach = max(math.dist((cx, cy, cz), a) for a in lig) + CROP_A
+        cx, cy, cz = (sum(a[i] for a in anchors) / len(anchors) for i in range(3))
+        reach = max(math.dist((cx, cy, cz), a) for a in anchors) + CROP_A
         near = [r for r in every if any(math.dist((cx, cy, cz), a) <= reach for a in r.coords)]  # cheap pre-filter
-        scored = sorted(((d, r) for r in near if (d := _min_distance(r.coords, lig)) <= CROP_A), key=lambda x: x[0])
+        scored = sorted(((d, r) for r in near if (d := _min_distance(r.coords, anchors)) <= CROP_A), key=lambda x: x[0])
         kept, total = [], 0
         for _, res in scored:
             if total + len(res.coords) > MAX_PROTEIN_ATOMS:
                 break
             kept.append(res)
             total += len(res.coords)
-        contacts = [r for d, r in scored if d <= CONTACT_A]
+        contacts = [r for d, r in scored if d <= CONTACT_A] if lig else []
         order = {id(r): i for i, r in enumerate(every)}
         kept.sort(key=lambda r: order[id(r)])  # file order again: the cartoon follows the chain
     labels = [(r.label, tuple(sum(a[i] for a in r.coords) / len(r.coords) for i in range(3))) for r in contacts]
@@ -139,6 +151,7 @@ def build_view(protein_pdb: str, ligand: str, fmt: str) -> View:
         n_protein_atoms=n_atoms,
         n_kept_atoms=sum(len(r.coords) for r in kept),
         n_ligand_atoms=len(lig),
+        box=box,
     )
 
 
@@ -170,6 +183,7 @@ def view_html(view: View, surface: bool = False, height: int = 460) -> str:
             "format": view.ligand_format,
             "labels": [[name, list(pos)] for name, pos in view.label_positions],
             "surface": surface,
+            "box": [list(view.box[0]), list(view.box[1])] if view.box else None,
         }
     )
     return f"""<style>html, body {{ margin: 0; overflow: hidden; }}</style>
@@ -179,33 +193,47 @@ def view_html(view: View, surface: bool = False, height: int = 460) -> str:
 const D = {data};
 const v = $3Dmol.createViewer(document.getElementById("fdv"), {{backgroundColor: "white"}});
 const p = v.addModel(D.protein, "pdb");
-const l = v.addModel(D.ligand, D.format);
 v.setStyle({{model: p}}, {{cartoon: {{color: "spectrum", opacity: 0.85}}}});
-const contact = {{model: p, within: {{distance: {CONTACT_A}, sel: {{model: l}}}}, byres: true}};
-v.addStyle(contact, {{stick: {{radius: 0.12, colorscheme: "grayCarbon"}}}});
-v.setStyle({{model: l}}, {{stick: {{radius: 0.22, colorscheme: "greenCarbon"}}}});
+const l = D.ligand ? v.addModel(D.ligand, D.format) : null;
+if (l) {{
+  const contact = {{model: p, within: {{distance: {CONTACT_A}, sel: {{model: l}}}}, byres: true}};
+  v.addStyle(contact, {{stick: {{radius: 0.12, colorscheme: "grayCarbon"}}}});
+  v.setStyle({{model: l}}, {{stick: {{radius: 0.22, colorscheme: "greenCarbon"}}}});
+}}
+if (D.box) {{
+  const [c, s] = D.box;
+  v.addBox({{center: {{x: c[0], y: c[1], z: c[2]}}, dimensions: {{w: s[0], h: s[1], d: s[2]}},
+    color: "magenta", wireframe: true}});
+}}
 for (const [name, pos] of D.labels) {{
   v.addLabel(name, {{position: {{x: pos[0], y: pos[1], z: pos[2]}}, fontSize: 11, fontColor: "black",
     backgroundColor: "white", backgroundOpacity: 0.7, inFront: true}});
 }}
 if (D.surface) v.addSurface($3Dmol.SurfaceType.VDW, {{opacity: 0.6, color: "white"}}, {{model: p}});
-v.zoomTo({{model: l}});
+v.zoomTo(l ? {{model: l}} : {{}});
 v.zoom(0.6);
 v.render();
 window.fdViewerReady = true;
 </script>"""
 
 
-def show_complex(protein_pdb: str, ligand: str, fmt: str, *, key: str, height: int = 460) -> View:
-    """The complex in 3D with a surface toggle and the contact residues listed; returns what was drawn."""
-    view = build_view(protein_pdb, ligand, fmt)
+def show_complex(
+    protein_pdb: str, ligand: str, fmt: str, *, key: str, height: int = 460, box: Box | None = None
+) -> View:
+    """The complex in 3D with a surface toggle and the contact residues listed; returns what was drawn.
+
+    ``box`` (centre, size) is drawn as a magenta wireframe; with ``ligand`` empty the view crops around it.
+    """
+    view = build_view(protein_pdb, ligand, fmt, box)
     surface = st.toggle("Protein surface", key=f"{key}-surface")
-    if not view.n_ligand_atoms:
+    if ligand and not view.n_ligand_atoms:
         st.warning("No ligand atoms could be read from this file, so the whole protein's start is shown.")
     st.iframe(view_html(view, surface, height), height=height)
     st.caption(
         f"{view.n_kept_atoms} of {view.n_protein_atoms} protein atoms shown (whole residues within {CROP_A:g} Å "
-        f"of the ligand) · {view.n_ligand_atoms} ligand heavy atoms · drag to rotate, scroll to zoom"
+        f"of the {'ligand' if view.n_ligand_atoms else 'box'}) · {view.n_ligand_atoms} ligand heavy atoms"
+        + (" · the box in magenta" if box else "")
+        + " · drag to rotate, scroll to zoom"
     )
     if view.contacts:
         st.text(f"Residues within {CONTACT_A:g} Å: " + ", ".join(view.contacts))

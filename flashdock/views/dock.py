@@ -4,7 +4,7 @@ One ligand is one ``POST /dock`` call; several become a docking job on a dock wo
 (``/api/v1/docking/jobs``), followed with a progress bar and cancellable. The box comes from a
 reference ligand, listed residues, an explicit centre and size, or a pocket the worker detects.
 Poses are drawn with the same 3D viewer as the Predict page; SDF and CSV downloads; a pose can be
-handed to the Predict page (``st.session_state["dock_to_predict"]``).
+handed to the Predict page (``st.session_state["predict_handoff"]``).
 """
 
 from __future__ import annotations
@@ -119,6 +119,9 @@ else:
         box = {"center": chosen["center"], "size": [min(s, 40.0) for s in chosen["size"]]}
 if box:
     st.caption("Box: " + ", ".join(f"{k} {v}" for k, v in box.items() if k != "reference_ligand_sdf"))
+if box and protein_text and "center" in box and "size" in box:  # a pocket or an explicit box, drawn where it sits
+    with st.expander("The box in 3D", expanded=box_kind != "Centre and size"):
+        show_complex(protein_text, "", "sdf", key="dock-box-view", box=(tuple(box["center"]), tuple(box["size"])))
 
 with st.expander("Docking settings"):
     cols = st.columns(4)
@@ -233,7 +236,14 @@ if state:
             ),
         )
         pose = poses[rank]
-        show_complex(protein_text, pose["sdf"], "sdf", key="dock-view")
+        drawn = docked[pick].get("box") or {}
+        show_complex(
+            protein_text,
+            pose["sdf"],
+            "sdf",
+            key="dock-view",
+            box=(tuple(drawn["center"]), tuple(drawn["size"])) if "center" in drawn and "size" in drawn else None,
+        )
         cols = st.columns(3)
         all_best = "".join(r["poses"][0]["sdf"] for r in docked)
         cols[0].download_button("Best poses (SDF)", all_best, "docked_poses.sdf", key="dock_dl_sdf")
@@ -241,7 +251,7 @@ if state:
         frame.to_csv(buf, index=False)
         cols[1].download_button("Table (CSV)", buf.getvalue(), "docking.csv", key="dock_dl_csv")
         if cols[2].button("Send this pose to Predict", key="dock_to_predict"):
-            st.session_state["dock_to_predict"] = {
+            st.session_state["predict_handoff"] = {
                 "protein": ("docked_protein.pdb", protein_text.encode()),
                 "ligand": (f"{labels[pick]}_pose{pose['rank']}.sdf", pose["sdf"].encode()),
             }

@@ -220,10 +220,16 @@ def series_view(inputs: Inputs, rows: list[dict[str, Any]]) -> None:
 
 
 with single:
-    source = st.radio("Complex", ["Example", "Upload"], horizontal=True)
+    handoff = st.session_state.get("predict_handoff")  # a pose the Dock page sent: {protein, ligand} (name, bytes)
+    choices = ["Example", "Upload", *(["Docked pose"] if handoff else [])]
+    source = st.radio("Complex", choices, horizontal=True, index=len(choices) - 1 if handoff else 0)
     inputs: Inputs | None = None
     try:
-        if source == "Example":
+        if source == "Docked pose" and handoff:
+            pose = handoff["ligand"]
+            inputs = Inputs(pose[0], handoff["protein"], pose, tuple(read_ligands(*pose)))
+            st.caption(f"The pose {code_span(pose[0])} from the Dock page, in its docked protein.")
+        elif source == "Example":
             shipped = examples()
             if shipped:
                 name = st.selectbox("Example complex", list(shipped))

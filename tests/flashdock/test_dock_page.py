@@ -5,10 +5,13 @@ Vina runs at exhaustiveness 1 on benzamidine in the 1o3f example pocket, so a do
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from rdkit import Chem
 
 from tests.flashdock.apptest import by_label, open_page, texts
 from tests.flashdock.fleet import instances, spawn_worker, wait_ready
@@ -55,6 +58,24 @@ def test_dock_one_smiles_shows_poses_scores_and_the_3d_view(dock_worker: Proc) -
     assert '"format": "sdf"' in view.proto.srcdoc and "benzamidine" in view.proto.srcdoc
     assert {b.label for b in at.get("download_button")} >= {"Best poses (SDF)", "Table (CSV)"}
     assert "served by **dock**" in texts(at)
+    # The box is drawn with the pose, and the pose lies inside it.
+    drawn = json.loads(re.search(r"const D = (\{.*?\});\n", view.proto.srcdoc).group(1))
+    (centre, size), pose = drawn["box"], Chem.MolFromMolBlock(drawn["ligand"])
+    assert all(
+        abs(x - c) <= s / 2 + 0.5
+        for xyz in pose.GetConformer().GetPositions()
+        for x, c, s in zip(xyz, centre, size, strict=True)
+    )
+    assert "addBox" in view.proto.srcdoc
+
+    # "Send this pose to Predict": the Predict page opens on that pose in its docked protein and scores it.
+    by_label(at.button, "Send this pose to Predict").click().run(timeout=60)
+    at.switch_page("views/predict.py").run(timeout=60)
+    assert not at.exception, [e.value for e in at.exception]
+    assert by_label(at.radio, "Complex").value == "Docked pose"
+    by_label(at.button, "Predict").click().run(timeout=120)
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.metric and "Prediction failed" not in texts(at) and "benzamidine_pose1.sdf" in texts(at)
 
 
 def test_several_smiles_run_as_a_job_with_a_bad_one_refused(dock_worker: Proc) -> None:
