@@ -251,6 +251,8 @@ def json_body(max_bytes: int | None = None) -> dict[str, Any]:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(ErrorCode.INVALID_REQUEST, f"malformed JSON body: {exc}") from None
+    except RecursionError:  # the decoder recursed past Python's limit: a 400, not a 500
+        raise ApiError(ErrorCode.INVALID_REQUEST, "the JSON body nests too deeply") from None
     if not isinstance(body, dict):
         raise ApiError(ErrorCode.INVALID_REQUEST, "the JSON body must be an object")
     return body
