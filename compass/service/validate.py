@@ -7,17 +7,25 @@ worker. Featurising also fills the tensor cache that training on the dataset the
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
 from pathlib import Path
 from typing import Any
 
+import click
+
+from services.common.cli import command, parse
 from services.common.files import atomic_path
 
 # Survival lists are cut to this many entries in the record; the counts stay exact.
 MAX_LISTED = 200
+PATH = click.Path(path_type=Path)
+PARAMS = [
+    click.Argument(["root"], type=PATH),
+    click.Option(["--cache-dir"], type=PATH, required=True, help="the tensor cache training reuses"),
+    click.Option(["--out"], type=PATH, required=True, help="where the JSON report goes (written atomically)"),
+]
 
 
 def _write(path: Path, data: dict[str, Any]) -> None:
@@ -37,20 +45,17 @@ def validate(root: Path, cache_dir: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m compass.service.validate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("root", type=Path)
-    parser.add_argument("--cache-dir", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args(argv)
+    params = parse(command("python -m compass.service.validate", PARAMS, __doc__.split("\n\n")[0]), argv).params
+    root, cache_dir, out = params["root"], params["cache_dir"], params["out"]
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     from compass.data import LayoutError
 
     try:
-        result = validate(args.root, args.cache_dir)
+        result = validate(root, cache_dir)
     except LayoutError as exc:
-        _write(args.out, {"error": str(exc)})
+        _write(out, {"error": str(exc)})
         return 3
-    _write(args.out, result)
+    _write(out, result)
     return 0
 
 
