@@ -86,7 +86,7 @@ def test_idle_and_half_sent_connections_are_cut_but_a_waiting_query_is_not(tmp_p
             trickle.sendall(bytes([byte]))
         except OSError:
             break
-        time.sleep(0.2)
+        time.sleep(0.2)  # the attack's own pacing (a byte every 0.2 s), not a wait for a condition
     assert closed_within(half, 3) is not None, "a half-sent request head was held open"
     assert closed_within(idle, 3) == b"", "an idle connection was held open"
     assert closed_within(trickle, 3) is not None, "a request head trickled byte by byte was held open"
