@@ -172,6 +172,8 @@ ids = st.session_state.get("monitor_ids", [])
 if not ids:
     st.caption("Nothing to drain.")
     st.stop()
+if done := st.session_state.pop("monitor_done", None):
+    st.success(done)
 choice = st.selectbox("Instance", [i for i, _ in ids], key="monitor_instance")  # keyed: kept when the fleet changes
 reason = st.text_input("Reason (shown to other operators)", placeholder="e.g. kernel update on gpu-3")
 left, right = st.columns(2)
@@ -198,7 +200,8 @@ if pending and pending[0] == choice:
             st.session_state.pop("monitor_drain", None)
             try:
                 mesh.set_maintenance(pending[0], True, pending[1])
-                st.success(f"{pending[0]}: maintenance (drained).")
+                st.session_state["monitor_done"] = f"{pending[0]}: maintenance (drained)."
+                st.rerun()  # drawn again without the confirmation box it answered
             except Exception as exc:
                 st.error(f"Drain failed: {explain(exc)}")
         if cancel.button("Cancel"):
