@@ -20,7 +20,6 @@ import hashlib
 import json
 import logging
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -30,22 +29,13 @@ from typing import Any
 import click
 
 from docking import ligand as lig
-from services.client.batch import (
-    call_metadata,
-    folder_router,
-    load_task,
-    record_failure,
-    record_success,
-    routing_params,
-    run_folder,
-    write_atomic,
-)
-from services.client.router import Router
+from services.client.batch import folder_router, routing_params, run_folder, run_task, write_atomic
 from services.common.cli import comma_list, command, env_settings, parse
 from services.common.settings import ClientSettings
 
 log = logging.getLogger("docking.screen")
 SERVICE = "docking"
+KEEP = ("index", "name")  # task metadata each result carries, for results.csv
 CSV_FIELDS = [
     "rank",
     "index",
@@ -106,26 +96,6 @@ def prepare_folder(out: Path, manifest: dict[str, Any], library: list[dict[str, 
         task = out / "tasks" / f"{i:06d}.json"
         if not task.is_file():
             write_atomic(task, {"task": "dock", "input": entry, "metadata": {"index": i, "name": entry["name"]}})
-
-
-def dock_one(router: Router, common: dict[str, Any], deadline: float, task_path: Path, result_path: Path) -> bool:
-    """One ligand through the mesh; its result file in the batch runner's format. True on success."""
-    started = time.monotonic()
-    meta = call_metadata(SERVICE)
-    try:
-        task = load_task(task_path)
-        meta.update(index=task["metadata"].get("index"), name=task["metadata"].get("name"))
-        body = {**common, **task["input"], "task_type": task["task"]}
-        result = router.call(SERVICE, "POST", "/dock", json=body, deadline=deadline, idempotent=True)
-    except Exception as exc:  # the ligand's failure is its result; the screen goes on
-        error = record_failure(meta, exc, task_path.name)
-        meta["processing_time_ms"] = round((time.monotonic() - started) * 1000, 1)
-        write_atomic(result_path, {"status": "error", "output": None, "error": error, "metadata": meta})
-        return False
-    record_success(meta, result)
-    meta["processing_time_ms"] = round((time.monotonic() - started) * 1000, 1)
-    write_atomic(result_path, {"status": "success", "output": result.data, "error": None, "metadata": meta})
-    return True
 
 
 def _row(result: dict[str, Any]) -> dict[str, Any]:
@@ -283,7 +253,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary = run_folder(
             args.out / "tasks",
             args.out / "results",
-            lambda task, result: dock_one(router, common, args.deadline, task, result),
+            lambda task, result: run_task(
+                router, task, result, SERVICE, None, args.deadline, path="/dock", common=common, keep=KEEP
+            ),
             concurrency=args.concurrency,
             progress=args.progress,
         )

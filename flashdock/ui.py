@@ -18,20 +18,11 @@ from services.client import (
     RequestFailed,
 )
 from services.client.call import CallResult
+from services.common.kinds import KIND_FOR_CAPABILITY
 
 T = TypeVar("T")
 
 NO_COMPASS = "No COMPASS worker is running. Ask your operator to start the fleet (scripts/run.sh starts all of it)."
-# Capability → the launcher kind that serves it, so the hint names a command that works.
-KIND_OF = {
-    "compass": "compass",
-    "affinity": "compass-lite",
-    "protein-embedding": "antiberty",
-    "antibody-likelihood": "antiberty",
-    "splice-site": "splice",
-    "codon-optimization": "codon",
-    "codon-verification": "codon",
-}
 START_HINT = "ask your operator to start one (kind `{kind}`; scripts/run.sh starts the whole fleet)"
 
 
@@ -41,7 +32,7 @@ def explain(exc: BaseException) -> str:
         return f"The registry is not reachable ({exc}). Start it (scripts/run.sh) or set FLASHDOCK_REGISTRY_URL."
     if isinstance(exc, NoInstanceAvailable):
         chain = " → ".join(exc.services) or exc.target
-        kind = KIND_OF.get(exc.target, exc.target)
+        kind = KIND_FOR_CAPABILITY.get(exc.target, exc.target)
         return f"No usable worker for {chain}: {START_HINT.format(kind=kind)}."
     if isinstance(exc, RequestFailed):
         return f"The worker refused the request ({exc.code or exc.status}): {exc.details}"

@@ -16,9 +16,9 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from services.common.kinds import KINDS
 from services.common.parent_death import with_parent_death_signal
 from services.common.settings import child_environment
-from services.worker.launch import KINDS
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from gateway.tasks import (
 from services.client import CallResult, ClientError, RegistryClient, RegistryUnavailable, Router
 from services.common.envelope import ApiError, ErrorCode
 from services.common.instance import SERVICE_NAME_RE
-from services.worker.launch import KINDS
+from services.common.kinds import KINDS
 
 _JOB_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 _MODEL_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")

@@ -19,19 +19,7 @@ from services.client import (
     RequestFailed,
 )
 from services.common.envelope import ApiError, ErrorCode
-
-# Launcher kind that serves each capability, for "start one" hints.
-KIND_FOR = {
-    "docking": "dock",
-    "variant-effect": "variant",
-    "vector-search": "vectors",
-    "affinity": "compass-lite",
-    "protein-embedding": "antiberty",
-    "antibody-likelihood": "antiberty",
-    "splice-site": "splice",
-    "codon-optimization": "codon",
-    "codon-verification": "codon",
-}
+from services.common.kinds import KIND_FOR_CAPABILITY
 
 
 def forwarded(authorization: str | None) -> dict[str, str]:
@@ -94,5 +82,5 @@ def _code_for_status(status: int) -> ErrorCode:
 
 
 def start_hint(capability: str) -> str:
-    kind = KIND_FOR.get(capability)
+    kind = KIND_FOR_CAPABILITY.get(capability)
     return f" (start one: python -m services.worker.launch {kind} --registry URL)" if kind else ""

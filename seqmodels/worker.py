@@ -133,6 +133,9 @@ class SequenceModel(WorkerModel):
     def ready(self) -> bool:
         return self._loaded.is_set()
 
+    def queued_items(self) -> int:
+        return self.batcher.queued
+
     def limits(self) -> dict[str, Any]:
         return {
             "max_sequence_length": {task: self.max_length(task) for task in self.tasks},

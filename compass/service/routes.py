@@ -1,67 +1,29 @@
 """The COMPASS worker's own routes under ``/api/v1``: training tasks, datasets, models.
 
 Reads are open; every mutating call needs ``Authorization: Bearer <token>`` when the worker has
-a token. Lists page with ``limit``/``offset`` and answer ``{items, total, limit, offset}``.
+a token. Lists page with ``limit``/``offset`` and answer ``{items, total, limit, offset}``
+(:mod:`services.worker.paging`). The training task routes are the job runtime's
+(:mod:`services.worker.job_routes`); this module gives them the plan checks, the ``train`` log
+and the run's metrics.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from flask import Blueprint, Response, request, send_file
 
 from compass.service import runfiles
 from compass.service.datasets import STATUSES as DATASET_STATUSES
-from compass.service.jobs import STATUSES as JOB_STATUSES
 from compass.service.models import SUFFIXES
-from services.common.auth import require_token
+from services.common.auth import guard_writes
 from services.common.envelope import ApiError, ErrorCode, json_body, ok
-from services.worker import jobfiles
+from services.worker.job_routes import job_blueprint
+from services.worker.paging import listing, page, paging
 
 if TYPE_CHECKING:
     from compass.service.manage import Management
     from compass.service.serving import Serving
-
-_MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-MAX_LIMIT = 500
-
-
-def _int_arg(name: str, default: int, lo: int, hi: int) -> int:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(ErrorCode.INVALID_REQUEST, f"{name} must be an integer, got {raw!r}") from None
-    if not lo <= value <= hi:
-        raise ApiError(ErrorCode.INVALID_REQUEST, f"{name} must be between {lo} and {hi}")
-    return value
-
-
-def _paging() -> tuple[int, int]:
-    return _int_arg("limit", 50, 1, MAX_LIMIT), _int_arg("offset", 0, 0, 10**9)
-
-
-def _status_filter(allowed: tuple[str, ...]) -> list[str] | None:
-    raw = request.args.get("status", "")
-    wanted = [s.strip() for s in raw.split(",") if s.strip()]
-    bad = [s for s in wanted if s not in allowed]
-    if bad:
-        raise ApiError(ErrorCode.INVALID_REQUEST, f"unknown status {bad[0]!r}; use {', '.join(allowed)}")
-    return wanted or None
-
-
-def _page(items: list[dict[str, Any]], total: int, limit: int, offset: int) -> dict[str, Any]:
-    return {"items": items, "total": total, "limit": limit, "offset": offset}
-
-
-def _listing(lister: Callable[..., tuple[list[dict[str, Any]], int]], statuses: tuple[str, ...]) -> Response:
-    """One page of jobs or datasets filtered by ``?status=``: both list routes answer alike."""
-    limit, offset = _paging()
-    items, total = lister(_status_filter(statuses), limit, offset)
-    return ok(_page(items, total, limit, offset))
 
 
 def build_blueprint(serving: Serving, manage: Management, api_token: str) -> Blueprint:
@@ -69,59 +31,11 @@ def build_blueprint(serving: Serving, manage: Management, api_token: str) -> Blu
     bp = Blueprint("compass", __name__)
     jobs, datasets, registry = manage.jobs, manage.datasets, manage.registry
 
-    @bp.before_request
-    def _auth() -> None:
-        if request.method in _MUTATING:
-            require_token(api_token)
-
-    # -- training tasks ----------------------------------------------------------------------
-
-    @bp.post("/training/tasks")
-    def create_task() -> Response:
-        """Start a training job: ``{plan, dataset_id, name?}``; 503 OVERLOADED when every device is busy."""
-        task = jobs.create(json_body())
-        return ok(jobs.public(task, detail=True), "training task started", status=201)
-
-    @bp.get("/training/tasks")
-    def list_tasks() -> Response:
-        return _listing(jobs.list, JOB_STATUSES)
-
-    @bp.get("/training/tasks/<task_id>")
-    def get_task(task_id: str) -> Response:
-        return ok(jobs.public(jobs.get(task_id), detail=True))
-
-    @bp.post("/training/tasks/<task_id>/stop")
-    def stop_task(task_id: str) -> Response:
-        """SIGTERM now, SIGKILL after the grace period; the status turns ``cancelled`` once the process is gone."""
-        return ok(jobs.public(jobs.stop(task_id)), "stop requested", status=202)
-
-    @bp.delete("/training/tasks/<task_id>")
-    def delete_task(task_id: str) -> Response:
-        jobs.delete(task_id)
-        return ok({"deleted": task_id}, "training task deleted")
-
-    @bp.get("/training/tasks/<task_id>/logs")
-    def task_logs(task_id: str) -> Response:
-        """The process output (``stream=output``, default) or ``train.log`` from byte ``offset``."""
-        row = jobs.get(task_id)
-        stream = request.args.get("stream", "output")
-        if stream not in ("output", "train"):
-            raise ApiError(ErrorCode.INVALID_REQUEST, "stream must be 'output' or 'train'")
-        path = jobs.output_log(task_id) if stream == "output" else jobs.run_dir(task_id) / "train.log"
-        chunk = jobfiles.read_log(path, _int_arg("offset", 0, 0, 2**62), _int_arg("limit", 65536, 1, 2**20))
-        return ok({**chunk, "stream": stream, "status": row["status"]})
-
-    @bp.get("/training/tasks/<task_id>/metrics")
-    def task_metrics(task_id: str) -> Response:
-        row = jobs.get(task_id)
-        return ok({"status": row["status"], **runfiles.metrics(jobs.run_dir(task_id))})
-
-    @bp.get("/training/tasks/<task_id>/resources")
-    def task_resources(task_id: str) -> Response:
-        row = jobs.get(task_id)
-        alive = row["status"] == "running"
-        usage = jobfiles.resources(row.get("pid") if alive else None, row.get("pid_started"), row.get("device"))
-        return ok({"status": row["status"], **usage})
+    guard_writes(bp, api_token)
+    train_logs = {"output": jobs.output_log, "train": lambda job_id: jobs.run_dir(job_id) / "train.log"}
+    bp.register_blueprint(
+        job_blueprint(jobs, api_token, logs=train_logs, metrics=lambda job_id: runfiles.metrics(jobs.run_dir(job_id)))
+    )
 
     # -- datasets ----------------------------------------------------------------------------
 
@@ -137,7 +51,7 @@ def build_blueprint(serving: Serving, manage: Management, api_token: str) -> Blu
 
     @bp.get("/data/datasets")
     def list_datasets() -> Response:
-        return _listing(datasets.list, DATASET_STATUSES)
+        return listing(datasets.list, DATASET_STATUSES)
 
     @bp.get("/data/datasets/<dataset_id>")
     def get_dataset(dataset_id: str) -> Response:
@@ -152,13 +66,13 @@ def build_blueprint(serving: Serving, manage: Management, api_token: str) -> Blu
 
     @bp.get("/models")
     def list_models() -> Response:
-        limit, offset = _paging()
+        limit, offset = paging()
         kind = request.args.get("kind") or None
         if kind is not None and kind not in SUFFIXES:
             raise ApiError(ErrorCode.INVALID_REQUEST, f"kind must be one of {', '.join(SUFFIXES)}")
         rows, total = registry.list(kind, limit, offset)
         served = serving.served
-        data = _page([registry.public(r) for r in rows], total, limit, offset)
+        data = page([registry.public(r) for r in rows], total, limit, offset)
         data["active"] = served.describe() if served else None
         return ok(data)
 

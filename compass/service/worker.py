@@ -96,6 +96,9 @@ class CompassModel(WorkerModel):
     def ready(self) -> bool:
         return self.serving.served is not None
 
+    def queued_items(self) -> int:
+        return self.serving.batcher.queued
+
     def metadata(self) -> dict[str, Any]:
         served = self.serving.served
         return {

@@ -148,18 +148,27 @@ def run_task(
     service: str,
     fallbacks: Sequence[str] | None,
     deadline: float | None,
+    *,
+    path: str = "/predict",
+    common: dict[str, Any] | None = None,
+    keep: Sequence[str] = (),
 ) -> bool:
-    """Run one task and write its result; True on success. Never raises for a task's own failure."""
+    """Run one task and write its result; True on success. Never raises for a task's own failure.
+
+    A runner with its own route (``path``, e.g. the docking screen's ``/dock``) sends ``common``
+    fields with every task, and copies the task's ``keep`` metadata keys into the result's.
+    """
     started = time.monotonic()
     meta = call_metadata(service)
     try:
         task = load_task(task_path)
         meta["request_id"] = task_request_id(task)
-        body = {**task["input"], "task_type": task["task"]}
+        meta.update({k: task.get("metadata", {}).get(k) for k in keep})
+        body = {**(common or {}), **task["input"], "task_type": task["task"]}
         result = router.call(
             service,
             "POST",
-            "/predict",
+            path,
             json=body,
             fallbacks=fallbacks,
             deadline=deadline,

@@ -9,7 +9,7 @@ import hmac
 from dataclasses import dataclass
 from enum import IntEnum
 
-from flask import request
+from flask import Blueprint, request
 
 from services.common.envelope import ApiError, ErrorCode
 
@@ -38,6 +38,18 @@ def require_token(expected: str) -> None:
         raise ApiError(ErrorCode.UNAUTHORIZED, "this call needs 'Authorization: Bearer <token>'")
     if not token_matches(expected, given):
         raise ApiError(ErrorCode.UNAUTHORIZED, "invalid token")
+
+
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def guard_writes(bp: Blueprint, expected: str, *, open_endpoints: frozenset[str] = frozenset()) -> None:
+    """Every mutating call on ``bp`` needs ``expected`` (reads, and ``open_endpoints``, stay open to all)."""
+
+    @bp.before_request
+    def _writes_need_the_token() -> None:
+        if request.method in WRITE_METHODS and request.endpoint not in open_endpoints:
+            require_token(expected)
 
 
 class Role(IntEnum):

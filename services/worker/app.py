@@ -53,7 +53,7 @@ class WorkerState:
     draining: threading.Event = field(default_factory=threading.Event)
     loaded: threading.Event = field(default_factory=threading.Event)
     load_error: str | None = None
-    queued: Callable[[], int] = lambda: 0
+    queued: Callable[[], int] = lambda: 0  # requests waiting for a server thread (set by the server)
 
     def is_ready(self) -> bool:
         """Loaded, healthy by the model's own account, and not on its way out."""
@@ -67,7 +67,7 @@ class WorkerState:
         """The ``load`` a heartbeat carries: what a balancer needs to pick the least busy worker."""
         load: dict[str, float | int] = {
             "inflight": self.limiter.inflight,
-            "queued": self.queued(),
+            "queued": self.queued() + self.model.queued_items(),
             "max_inflight": self.limiter.limit,
             "cpu_percent": self.probe.cpu_percent(),
             "rss_mb": self.probe.rss_mb(),

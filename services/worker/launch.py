@@ -21,6 +21,7 @@ import click
 
 from services.client.registry_api import normalize_urls
 from services.common.cli import command, env_settings, options, parse
+from services.common.kinds import KINDS
 from services.common.parent_death import with_parent_death_signal
 from services.common.settings import WorkerSettings, child_environment
 from services.worker.cli import LOG_FORMAT
@@ -28,21 +29,6 @@ from services.worker.node_agent import NodeAgent, NodeBinding, default_node_name
 from services.worker.supervisor import RestartPolicy, Supervisor
 
 log = logging.getLogger("services.worker.launch")
-
-# kind → (module run with ``python -m``, arguments that select the model inside it)
-KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "echo": ("services.worker.echo", ()),
-    "compass": ("compass.service.worker", ("--model", "compass")),
-    "compass-lite": ("compass.service.worker", ("--model", "compass-lite")),
-    "antiberty": ("seqmodels.antiberty", ()),
-    "splice": ("seqmodels.splice", ()),
-    "codon": ("seqmodels.codon", ()),
-    "hf": ("seqmodels.hf", ()),
-    "dock": ("docking.worker", ()),
-    "variant": ("variants.service.worker", ()),
-    "vectors": ("vectors.worker", ()),
-    "gateway": ("gateway", ()),
-}
 
 
 def module_available(module: str) -> bool:

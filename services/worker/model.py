@@ -167,6 +167,14 @@ class WorkerModel(ABC):
         """
         return body.get("items")
 
+    def queued_items(self) -> int:
+        """Items waiting inside the kind, e.g. in its micro-batcher; the heartbeat's ``queued`` counts them.
+
+        Requests waiting for a server thread are counted by the runtime; a request already handed to a
+        batcher is not in that queue, yet it is waiting all the same, so a balancer must see it.
+        """
+        return 0
+
     def limits(self) -> dict[str, Any]:
         """Input limits of this model (e.g. ``max_sequence_length``), listed in ``/model/info``."""
         return {}

@@ -10,7 +10,7 @@ import pytest
 import responses
 
 from services.client import Router, StaticDiscovery
-from services.client.batch import is_done, main, run_batch, write_atomic
+from services.client.batch import is_done, main, run_batch, run_task, write_atomic
 from services.common.instance import Instance
 
 
@@ -114,3 +114,18 @@ def test_main_prints_the_summary_and_exits_non_zero_when_a_task_failed(mock, tmp
     (tmp_path / "in" / "zz.json").write_text("[]")
     assert main(args) == 1
     assert "total=4 succeeded=0 failed=1 skipped=3" in capsys.readouterr().out
+
+
+def test_a_runner_with_its_own_route_sends_common_fields_and_keeps_task_metadata(tmp_path: Path) -> None:
+    """The docking screen's call: ``/dock`` with the screen's shared fields, index and name in the result."""
+    with responses.RequestsMock() as rsps:
+        rsps.add_callback("POST", "http://echo-0.test/dock", callback=echo)
+        task = {"task": "dock", "input": {"smiles": "C"}, "metadata": {"index": 7, "name": "methane", "x": 1}}
+        (tmp_path / "t.json").write_text(json.dumps(task))
+        router = Router(StaticDiscovery([inst(0)]))
+        common = {"protein_pdb": "P", "smiles": "overridden"}
+        assert run_task(router, tmp_path / "t.json", tmp_path / "r.json", "echo", None, 5.0, path="/dock",
+                        common=common, keep=("index", "name"))  # fmt: skip
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["output"]["echo"] == {"protein_pdb": "P", "smiles": "C", "task_type": "dock"}
+    assert doc["metadata"]["index"] == 7 and doc["metadata"]["name"] == "methane" and "x" not in doc["metadata"]

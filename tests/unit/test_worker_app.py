@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 from services.common.envelope import ApiError, ErrorCode, ok
 from services.common.settings import WorkerSettings
 from services.worker.app import create_worker_app, worker_state
+from services.worker.batching import MicroBatcher
 from services.worker.echo import EchoModel
 from services.worker.model import WorkerModel
 from tests.support import wait_until
@@ -368,3 +369,40 @@ def test_misdeclared_model_fails_at_construction() -> None:
     model.capabilities = "echo"  # type: ignore[assignment]
     with pytest.raises(TypeError, match="capabilities"):
         create_worker_app(model, settings())
+
+
+class BatchedModel(WorkerModel):
+    """Answers through a one-item-per-pass micro-batcher whose passes wait for the test."""
+
+    service_name = "batched"
+
+    def __init__(self) -> None:
+        self.capabilities = ["testing"]
+        self.models = ["batched-1"]
+        self.release = threading.Event()
+        self.batcher: MicroBatcher[int, int] = MicroBatcher(self._run, max_batch=1, max_wait_s=0)
+
+    def _run(self, key: Any, items: Any) -> list[int]:
+        self.release.wait(10)
+        return list(items)
+
+    def predict(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return {"x": self.batcher.submit("k", payload["x"])}
+
+    def queued_items(self) -> int:
+        return self.batcher.queued
+
+
+def test_heartbeat_queued_counts_items_waiting_in_the_batcher() -> None:
+    model = BatchedModel()
+    state = worker_state(create_worker_app(model, settings()))
+    state.queued = lambda: 1  # one request waiting for a server thread
+    futures = model.batcher.submit_many([("k", i) for i in range(4)])
+    try:
+        wait_until(lambda: model.batcher.queued == 3, timeout=5, what="one item in the pass, three queued")
+        assert state.load_snapshot()["queued"] == 1 + 3
+    finally:
+        model.release.set()
+        assert [f.result(timeout=5).value for f in futures] == [0, 1, 2, 3]
+        model.batcher.close()
+    assert state.load_snapshot()["queued"] == 1

@@ -1,27 +1,27 @@
 """The variant worker's routes under ``/api/v1``: design, training tasks, models, the mutation store.
 
 Reads are open; mutating calls need ``Authorization: Bearer <token>`` when the worker has one.
-Training task routes answer as COMPASS's do (same job runtime).
+Training task routes are the job runtime's (:mod:`services.worker.job_routes`), as COMPASS's are;
+this module gives them the run's metrics and curves.
 """
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, request
 
-from services.common.auth import require_token
+from services.common.auth import guard_writes
 from services.common.envelope import ApiError, ErrorCode, json_body, ok
 from services.worker import jobfiles
-from services.worker.jobs import STATUSES
+from services.worker.job_routes import job_blueprint
 from variants.db import StoreError, VariantStore
 from variants.importer import ImportOptions, import_table
 
 if TYPE_CHECKING:
     from variants.service.worker import VariantWorker
 
-_MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _IMPORT_FIELDS = (
     "template",
     "mutant_column",
@@ -34,76 +34,24 @@ _IMPORT_FIELDS = (
 )
 
 
-def _int_arg(name: str, default: int, lo: int, hi: int) -> int:
-    raw = request.args.get(name, "")
-    try:
-        value = int(raw) if raw else default
-    except ValueError:
-        raise ApiError(ErrorCode.INVALID_REQUEST, f"{name} must be an integer") from None
-    if not lo <= value <= hi:
-        raise ApiError(ErrorCode.INVALID_REQUEST, f"{name} must be between {lo} and {hi}")
-    return value
-
-
 def build_blueprint(worker: VariantWorker) -> Blueprint:
     bp = Blueprint("variants", __name__)
     jobs, serving = worker.jobs, worker.serving
 
-    @bp.before_request
-    def _auth() -> None:
-        if request.method in _MUTATING and request.endpoint != "variants.design":
-            require_token(worker.api_token)
+    guard_writes(bp, worker.api_token, open_endpoints=frozenset({"variants.design"}))
+
+    def run_metrics(task_id: str) -> dict[str, Any]:
+        """The run's ``metrics.json`` (ROC-AUC, AP, confusion matrix) once it exists, and its curves' data."""
+        run = jobs.runs_dir / task_id
+        metrics = jobfiles.read_json(run / "metrics.json")
+        return {"metrics": metrics, "curves": worker.curves(run) if metrics else None}
+
+    bp.register_blueprint(job_blueprint(jobs, worker.api_token, metrics=run_metrics))
 
     @bp.post("/design")
     def design() -> Response:
         """Top-``n`` variants of a region from an in-silico library, ranked by the active model."""
         return ok(serving.design(json_body()), "design library ranked")
-
-    # -- training tasks ----------------------------------------------------------------------
-
-    @bp.post("/training/tasks")
-    def create_task() -> Response:
-        task = jobs.create(json_body())
-        return ok(jobs.public(task, detail=True), "training task started", status=201)
-
-    @bp.get("/training/tasks")
-    def list_tasks() -> Response:
-        limit, offset = _int_arg("limit", 50, 1, 500), _int_arg("offset", 0, 0, 10**9)
-        raw = [s for s in request.args.get("status", "").split(",") if s]
-        if any(s not in STATUSES for s in raw):
-            raise ApiError(ErrorCode.INVALID_REQUEST, f"status must be among {', '.join(STATUSES)}")
-        items, total = jobs.list(raw or None, limit, offset)
-        return ok({"items": items, "total": total, "limit": limit, "offset": offset})
-
-    @bp.get("/training/tasks/<task_id>")
-    def get_task(task_id: str) -> Response:
-        return ok(jobs.public(jobs.get(task_id), detail=True))
-
-    @bp.post("/training/tasks/<task_id>/stop")
-    def stop_task(task_id: str) -> Response:
-        return ok(jobs.public(jobs.stop(task_id)), "stop requested", status=202)
-
-    @bp.delete("/training/tasks/<task_id>")
-    def delete_task(task_id: str) -> Response:
-        jobs.delete(task_id)
-        return ok({"deleted": task_id}, "training task deleted")
-
-    @bp.get("/training/tasks/<task_id>/logs")
-    def task_logs(task_id: str) -> Response:
-        row = jobs.get(task_id)
-        chunk = jobfiles.read_log(
-            jobs.output_log(task_id), _int_arg("offset", 0, 0, 2**62), _int_arg("limit", 65536, 1, 2**20)
-        )
-        return ok({**chunk, "status": row["status"]})
-
-    @bp.get("/training/tasks/<task_id>/metrics")
-    def task_metrics(task_id: str) -> Response:
-        """The run's ``metrics.json`` (ROC-AUC, AP, confusion matrix) once it exists, and its curves' data."""
-        row = jobs.get(task_id)
-        run = jobs.runs_dir / task_id
-        metrics = jobfiles.read_json(run / "metrics.json")
-        curves = worker.curves(run) if metrics else None
-        return ok({"status": row["status"], "metrics": metrics, "curves": curves})
 
     # -- models ------------------------------------------------------------------------------
 
