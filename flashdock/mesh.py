@@ -60,8 +60,8 @@ class Mesh:
         self.registry = RegistryClient(
             settings.registry_url, wait_s=10.0, timeout_s=settings.registry_timeout_s, token=settings.token
         )
-        self.router = Router(
-            self.registry,
+        self.router = Router.from_settings(  # CLIENT_TOKEN and the other client settings of the environment
+            discovery=self.registry,
             fallbacks={"compass": ["compass-lite"]},
             deadline_s=settings.predict_deadline_s,
             connect_timeout_s=0.5,

@@ -209,10 +209,16 @@ class GrpcRouter(Router):
         if address is None:
             failure = Failure("no-grpc-port", reached=False, details="instance advertises no grpc_port")
             return self._failed(call, service, inst, failure, None, None, 0.0)
-        headers = call.kwargs.get("headers") or {}
+        headers = call.kwargs.get("headers") or {}  # the Router's identity headers, the caller's over them
+        own = {key for key, _ in payload.metadata}
         metadata = (
             ("x-request-id", call.request_id),
             ("x-client-id", str(headers.get("X-Client-ID", self.client_id))),
+            *(
+                (("authorization", headers["Authorization"]),)
+                if "Authorization" in headers and "authorization" not in own
+                else ()
+            ),
             *payload.metadata,
         )
         pool = [i.instance_id for i in snap.instances]

@@ -81,6 +81,7 @@ class Router:
         try_timeout_s: float | None = None,
         panic_threshold: float = DEFAULT_PANIC_THRESHOLD,
         client_id: str | None = None,
+        client_token: str | None = None,
         session: requests.Session | None = None,
         pool_maxsize: int = 64,
         clock: Clock | None = None,
@@ -105,6 +106,7 @@ class Router:
         self.try_timeout_s = try_timeout_s
         self.panic_threshold = panic_threshold
         self.client_id = client_id or f"router-{socket.gethostname()}-{os.getpid()}"
+        self.client_token = client_token or ""
         self._session = session or make_session(pool_maxsize)
         self._owns_session = session is None
         self._sleep = sleep
@@ -128,11 +130,19 @@ class Router:
             "connect_timeout_s": s.connect_timeout_s,
             "try_timeout_s": s.try_timeout_s or None,
             "client_id": s.client_id or None,
+            "client_token": s.client_token or None,
             **overrides,
         }
         router = cls(discovery, **kwargs)
         router._owns_discovery = owned
         return router
+
+    def _identity(self) -> dict[str, str]:
+        """Who is calling: the issued client token (a worker's limits count on it) and the sub-client name."""
+        ids = {"X-Client-ID": self.client_id}
+        if self.client_token:
+            ids["Authorization"] = f"Bearer {self.client_token}"
+        return ids
 
     def close(self) -> None:
         if self._owns_session:
@@ -192,7 +202,7 @@ class Router:
             raise ValueError("try_timeout must be positive")
         now = self._clock.monotonic()
         rid = request_id or uuid.uuid4().hex
-        hdrs = {**(headers or {}), "X-Client-ID": self.client_id, "X-Request-ID": rid}
+        hdrs = {**self._identity(), **(headers or {}), "X-Request-ID": rid}
         call = CallState(
             target=target,
             method=method,
@@ -242,7 +252,7 @@ class Router:
         Raises :class:`RequestFailed` for an error status, :class:`ClientError` when there is no answer.
         """
         try:
-            resp = self._session.get(base_url + path, timeout=timeout, headers={"X-Client-ID": self.client_id})
+            resp = self._session.get(base_url + path, timeout=timeout, headers=self._identity())
         except requests.RequestException as exc:
             raise ClientError(f"GET {base_url}{path}: {classify_exception(exc).outcome}") from exc
         if not resp.ok:

@@ -143,7 +143,16 @@ class ClientSettings:
     """Settings of `services.client` (Router, RegistryClient, batch runner): `REGISTRY_URL`, `CLIENT_*`."""
 
     registry_urls: list[str] = setting((), _URLS_HELP, env="REGISTRY_URL", flag="--registry")
-    client_id: str = setting("", "X-Client-ID (workers rate-limit per client); empty: host and pid", env="CLIENT_ID")
+    client_id: str = setting(
+        "", "X-Client-ID: a sub-client of the client token's holder; empty: host and pid", env="CLIENT_ID"
+    )
+    client_token: str = setting(
+        "",
+        "client token the operator issued (workers count rate limits and cost budgets on it, else on the peer "
+        "address); sent as a bearer token on calls to workers (prefer the environment)",
+        env="CLIENT_TOKEN",
+        show_default=False,
+    )
     balancer: str = setting("p2c", "load balancer", env="CLIENT_BALANCER")
     deadline_s: float = setting(30.0, "deadline of a call, retries included", env="CLIENT_DEADLINE_S")
     connect_timeout_s: float = setting(2.0, "TCP connect timeout", env="CLIENT_CONNECT_TIMEOUT_S")

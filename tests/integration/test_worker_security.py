@@ -22,7 +22,10 @@ import psutil
 import pytest
 import requests
 
+from services.client import ClientError, Router
+from services.common.cli import from_params
 from services.common.client_tokens import main as client_tokens_main
+from services.common.settings import ClientSettings
 from tests.integration.test_compass_worker import api, build_checkpoints, complex_files, data, start_compass
 from tests.support import Proc, python_env, read_json_line, spawn, start_registry, stop_all, wait_until
 from tests.unit.seqmodels.fixtures import TRASTUZUMAB_VH
@@ -91,6 +94,34 @@ def test_rate_limits_key_on_an_issued_token_else_the_peer(tmp: Path, client_toke
         assert info["rate_limit_key"] == "issued client token, else peer address"
     finally:
         echo.stop()
+
+
+def test_a_router_with_a_client_token_is_counted_as_that_client(tmp: Path, client_tokens: dict[str, Any]) -> None:
+    """``CLIENT_TOKEN`` reaches the worker through the Router: its calls spend the token's bucket."""
+    registry = start_registry(tmp, name="registry-client-token")
+    echo = start_worker(
+        tmp, "echo-routed", "-m", "services.worker.echo", "--rate-limit-per-min", "2",
+        "--client-tokens-file", str(client_tokens["file"]), "--registry", registry.base_url,
+    )  # fmt: skip
+    routers: list[Router] = []
+
+    def router(token: str) -> Router:
+        settings = from_params(ClientSettings, {"registry_urls": [registry.base_url], "client_token": token})
+        routers.append(Router.from_settings(settings, deadline_s=3.0))
+        return routers[-1]
+
+    try:
+        anon, made_up, carol = router(""), router("made-up-token"), router(client_tokens["carol"])
+        wait_until(lambda: anon.discovery.refresh(name="echo").instances, timeout=30, what="echo registered")
+        assert [anon.predict("echo", {"x": i}).status_code for i in range(2)] == [200, 200]
+        for peer in (anon, made_up):  # the peer's bucket is spent; an unissued token does not escape it
+            with pytest.raises(ClientError):
+                peer.predict("echo", {"x": 3})
+        assert [carol.predict("echo", {"x": i}).status_code for i in range(2)] == [200, 200]
+    finally:
+        for r in routers:
+            r.close()
+        stop_all([echo, registry])
 
 
 # -- item 10: tokens from files, not the command line ---------------------------------------------
