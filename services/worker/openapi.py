@@ -184,10 +184,11 @@ def build_openapi(app: Flask, model: WorkerModel) -> dict[str, Any]:
     """The document for ``app``: runtime routes first, then every other route it serves."""
     predict_schema = getattr(model, "predict_schema", None) or {"type": "object"}
     paths = _runtime_paths(predict_schema)
+    documented = set(paths)  # the runtime's own routes, written out in full above
     for rule in app.url_map.iter_rules():
         path = _openapi_path(rule.rule)
-        if path in paths:
-            continue
+        if path in documented:
+            continue  # (two rules on one path, e.g. GET and DELETE of a job, both land below)
         view = app.view_functions.get(rule.endpoint)
         summary = (inspect.getdoc(view) or rule.endpoint).splitlines()[0] if view else rule.endpoint
         params = [
@@ -199,7 +200,7 @@ def build_openapi(app: Flask, model: WorkerModel) -> dict[str, Any]:
             op: dict[str, Any] = {"summary": summary, "responses": _responses("ok", _OBJ, 400, 500)}
             if params:
                 op["parameters"] = params
-            ops[method.lower()] = op
+            ops.setdefault(method.lower(), op)
     return {
         "openapi": "3.1.0",
         "info": {

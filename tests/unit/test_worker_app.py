@@ -63,6 +63,11 @@ class ScriptedModel(WorkerModel):
             """Fetch one thing."""
             return ok({"thing": thing_id})
 
+        @bp.delete("/things/<thing_id>")
+        def delete_thing(thing_id: str) -> Any:
+            """Forget one thing."""
+            return ok({"deleted": thing_id})
+
         return bp
 
 
@@ -357,6 +362,8 @@ def test_openapi_documents_runtime_and_kind_routes(client: FlaskClient) -> None:
     thing = paths["/api/v1/things/{thing_id}"]["get"]
     assert thing["summary"] == "Fetch one thing."
     assert thing["parameters"][0]["name"] == "thing_id"
+    # a second rule on the same path (DELETE beside GET) is documented too, with its own summary
+    assert paths["/api/v1/things/{thing_id}"]["delete"]["summary"] == "Forget one thing."
     assert "Envelope" in spec["components"]["schemas"]
 
 
