@@ -108,7 +108,8 @@ def fleet_table() -> None:
         )
         st.dataframe(totals, width="stretch")
         st.markdown("**Instances**")
-        st.dataframe(frame.style.map(colour_state, subset=["state"]), hide_index=True, width="stretch")
+        styled = frame.style.map(colour_state, subset=["state"]).format(precision=1, na_rep="–")  # not 0.000000
+        st.dataframe(styled, hide_index=True, width="stretch")
     elif fleet.reachable:
         st.info("No instance is registered.")
     st.session_state["monitor_ids"] = [(i.instance_id, i.maintenance) for i in instances]
@@ -153,10 +154,19 @@ def history_charts() -> None:
     cols = st.columns(2)
     for n, (title, frame) in enumerate(charts):
         frame = frame.assign(time=pd.to_datetime(frame["t"], unit="s"))
+        # Every series here is a count, rate or latency (>= 0): the axis starts at 0, and a flat series of
+        # zeros gets a 0-1 axis with plain tick labels instead of Vega's 0.000000 ticks.
+        top = float(frame["value"].max()) if len(frame) else 0.0
+        y = alt.Y(
+            "value:Q",
+            title=None,
+            scale=alt.Scale(domain=[0, top if top > 0 else 1], nice=True),
+            axis=alt.Axis(format=",~r"),
+        )
         chart = (
             alt.Chart(frame, title=title)
             .mark_line(point=len(frame) < 30)
-            .encode(x=alt.X("time:T", title=None), y=alt.Y("value:Q", title=None), color="service:N")
+            .encode(x=alt.X("time:T", title=None), y=y, color="service:N")
             .properties(height=180)
         )
         cols[n % 2].altair_chart(chart, width="stretch")
