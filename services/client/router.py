@@ -106,7 +106,9 @@ class Router:
         self.try_timeout_s = try_timeout_s
         self.panic_threshold = panic_threshold
         self.client_id = client_id or f"router-{socket.gethostname()}-{os.getpid()}"
-        self.client_token = client_token or ""
+        # Who calls: the sub-client's name and the issued client token a worker's limits count on.
+        bearer = {"Authorization": f"Bearer {client_token}"} if client_token else {}
+        self.identity: dict[str, str] = {"X-Client-ID": self.client_id, **bearer}
         self._session = session or make_session(pool_maxsize)
         self._owns_session = session is None
         self._sleep = sleep
@@ -136,13 +138,6 @@ class Router:
         router = cls(discovery, **kwargs)
         router._owns_discovery = owned
         return router
-
-    def _identity(self) -> dict[str, str]:
-        """Who is calling: the issued client token (a worker's limits count on it) and the sub-client name."""
-        ids = {"X-Client-ID": self.client_id}
-        if self.client_token:
-            ids["Authorization"] = f"Bearer {self.client_token}"
-        return ids
 
     def close(self) -> None:
         if self._owns_session:
@@ -202,7 +197,7 @@ class Router:
             raise ValueError("try_timeout must be positive")
         now = self._clock.monotonic()
         rid = request_id or uuid.uuid4().hex
-        hdrs = {**self._identity(), **(headers or {}), "X-Request-ID": rid}
+        hdrs = {**self.identity, **(headers or {}), "X-Request-ID": rid}
         call = CallState(
             target=target,
             method=method,
@@ -252,7 +247,7 @@ class Router:
         Raises :class:`RequestFailed` for an error status, :class:`ClientError` when there is no answer.
         """
         try:
-            resp = self._session.get(base_url + path, timeout=timeout, headers=self._identity())
+            resp = self._session.get(base_url + path, timeout=timeout, headers=self.identity)
         except requests.RequestException as exc:
             raise ClientError(f"GET {base_url}{path}: {classify_exception(exc).outcome}") from exc
         if not resp.ok:
