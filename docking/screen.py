@@ -29,8 +29,8 @@ from typing import Any
 import click
 
 from docking import ligand as lig
-from services.client.batch import folder_router, routing_params, run_folder, run_task, write_atomic
-from services.common.cli import comma_list, command, env_settings, parse
+from services.client.batch import folder_router, registry_option, routing_params, run_folder, run_task, write_atomic
+from services.common.cli import command, env_settings, parse
 from services.common.settings import ClientSettings
 
 log = logging.getLogger("docking.screen")
@@ -177,13 +177,7 @@ PATH = click.Path(path_type=Path)
 def screen_params(settings: ClientSettings) -> list[click.Parameter]:
     """The screen's flags, then the routing flags every runner of many calls shares."""
     return [
-        click.Option(
-            ["--registry"],
-            multiple=True,
-            metavar="URL[,URL]",
-            callback=comma_list,
-            help="registry URL(s) (default: $REGISTRY_URL)",
-        ),
+        registry_option(),
         click.Option(["--protein"], type=PATH, required=True, help="protein PDB"),
         click.Option(["--ligands"], type=PATH, required=True, help="library: .smi (SMILES [name] per line) or .sdf"),
         click.Option(["--out"], type=PATH, required=True, help="result folder (resumable)"),

@@ -262,16 +262,21 @@ def batch_params(defaults: ClientSettings) -> list[click.Parameter]:
     ]
 
 
+def registry_option() -> click.Option:
+    """``--registry URL[,URL]`` (repeatable; default ``$REGISTRY_URL``), as every runner of many calls takes it."""
+    return click.Option(
+        ["--registry"],
+        multiple=True,
+        metavar="URL[,URL]",
+        callback=comma_list,
+        help="registry URL(s) (default: $REGISTRY_URL)",
+    )
+
+
 def folder_params(defaults: ClientSettings, *, concurrency: int, unit: str, in_flight: str) -> list[click.Parameter]:
     """The flags every folder runner has: registries, folders, concurrency and :func:`routing_params`."""
     return [
-        click.Option(
-            ["--registry"],
-            multiple=True,
-            metavar="URL[,URL]",
-            callback=comma_list,
-            help="registry URL(s) (default: $REGISTRY_URL)",
-        ),
+        registry_option(),
         click.Option(
             ["--input-dir"], type=click.Path(path_type=Path), required=True, help="folder of task files (*.json)"
         ),
