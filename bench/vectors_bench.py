@@ -4,19 +4,26 @@ Everything runs as real processes on loopback (a vectors worker on a fresh Milvu
 registry and antiberty workers for the embedding part) and is measured from a client here:
 
 * float vectors (N × 512, the AntiBERTy size, cosine): insert throughput over gRPC (batches of
-  1,000); the same 200 queries searched with the exact index (FLAT) and then, after
-  ``PUT /index``, the approximate one (HNSW, M=16, efConstruction=200, ef=128); p50/p99 of one
-  query at a time; recall@10 of HNSW against FLAT in the same run (FLAT itself is checked against
-  numpy brute force). The vectors are a mixture of 1,000 Gaussian clusters (embeddings cluster;
-  i.i.d. noise in 512-d is the worst case of every ANN index and no model's output).
+  1,000); the same queries searched with the exact index (FLAT) and then, after ``PUT /index``,
+  the approximate one (HNSW, M=16, efConstruction=200, ef=128), each over gRPC and over REST;
+  p50/p99 of one query at a time; recall@10 of both against numpy brute force in the same run.
+  The vectors are a mixture of 1,000 Gaussian clusters (embeddings cluster; i.i.d. noise in
+  512-d is the worst case of every ANN index and no model's output).
 * fingerprints (N molecules, 2,048 bits, Tanimoto): the 5,142 Morgan fingerprints of COMPASS's
   training ligands, each expanded into ~20 neighbours by dropping and adding bits (real bit
-  densities and correlations); insert throughput; p50/p99 and recall@10 against numpy Tanimoto.
-* the same search over REST and over gRPC: p50 of each and their ratio.
+  densities and correlations); insert throughput; p50/p99 over gRPC and REST, and the top-10
+  Tanimoto values against numpy's.
+* start-up: the worker is stopped and started again on the same file; time to ready (it
+  rebuilds its in-process index from the Lite file) and the same answers afterwards.
+* baseline: with the worker gone, the same file is opened here with pymilvus and searched
+  directly (``MilvusClient.search``: the Milvus Lite cost the in-process index removes; for
+  fingerprints the Milvus path of :mod:`vectors.search`, sparse cosine + exact re-ranking); the
+  ratio is Lite direct p50 / service p50 (gRPC, HNSW for floats).
 * ``GenerateEmbedding`` (antibody → AntiBERTy through the Router) with 1 and 2 antiberty workers,
   4 concurrent callers: sequences/s.
 
-    OMP_NUM_THREADS=1 python -m bench.vectors_bench [--quick] [--n 100000] [--skip-embedding]
+    OMP_NUM_THREADS=1 python -m bench.vectors_bench --quick --skip-embedding          # 10k
+    OMP_NUM_THREADS=1 python -m bench.vectors_bench --n 100000 --fp-n 100000 --skip-embedding
 
 Figures only; it never asserts. On a shared CPU read the ratios first.
 """
@@ -26,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import statistics
 import tempfile
 import time
@@ -65,7 +73,7 @@ def clustered(n: int, dim: int, rng: np.random.Generator, centers: np.ndarray) -
     return data.astype(np.float32)
 
 
-def start_worker(tmp: Path, *extra: str) -> tuple[Proc, GrpcRouter]:
+def start_worker(tmp: Path, *extra: str, log_name: str = "vectors.log") -> tuple[Proc, GrpcRouter]:
     args = [
         "-m",
         "vectors.worker",
@@ -81,10 +89,10 @@ def start_worker(tmp: Path, *extra: str) -> tuple[Proc, GrpcRouter]:
         str(64 * 1024 * 1024),
         *extra,
     ]
-    proc = spawn(args, tmp / "vectors.log", "", env=python_env(**ENV))
-    proc.base_url = read_json_line(proc, "event", timeout=120)["base_url"]
+    proc = spawn(args, tmp / log_name, "", env=python_env(**ENV))
+    proc.base_url = read_json_line(proc, "event", timeout=600)["base_url"]
+    wait_until(lambda: requests.get(proc.base_url + "/health/ready", timeout=5).ok, timeout=1800)
     info = wait_until(lambda: requests.get(proc.base_url + "/model/info", timeout=5).json()["data"], timeout=60)
-    wait_until(lambda: requests.get(proc.base_url + "/health/ready", timeout=5).ok, timeout=120)
     host, port = proc.base_url.rsplit("//", 1)[1].rsplit(":", 1)
     instance = {
         "instance_id": "bench",
@@ -127,52 +135,83 @@ def recall(found: list[list[str]], truth: list[list[str]]) -> float:
     return statistics.mean(len(set(f) & set(t)) / len(t) for f, t in zip(found, truth, strict=True))
 
 
-def bench_float(router: GrpcRouter, n: int, queries: int, report: dict[str, Any]) -> None:
-    rng = np.random.default_rng(0)
-    centers = rng.standard_normal((1000, DIM)).astype(np.float32)
-    data = clustered(n, DIM, rng, centers)
-    qs = clustered(queries, DIM, rng, centers)
+def both(router: GrpcRouter, name: str, bodies: list[dict]) -> tuple[list[float], list[float], list[list[str]]]:
+    """The same searches over gRPC, then over REST (after a warm-up): latencies of each, gRPC's ids."""
     grpc_client = VectorClient(router, transport="grpc")
     rest_client = VectorClient(router, transport="rest")
+    timed_searches(grpc_client, name, bodies[:5])
+    timed_searches(rest_client, name, bodies[:5])
+    grpc_lat, ids = timed_searches(grpc_client, name, bodies)
+    rest_lat, _ = timed_searches(rest_client, name, bodies)
+    return grpc_lat, rest_lat, ids
+
+
+def lat_report(grpc_lat: list[float], rest_lat: list[float]) -> dict[str, float]:
+    return {
+        "grpc_p50_ms": 1000 * pct(grpc_lat, 50),
+        "grpc_p99_ms": 1000 * pct(grpc_lat, 99),
+        "rest_p50_ms": 1000 * pct(rest_lat, 50),
+        "rest_p99_ms": 1000 * pct(rest_lat, 99),
+        "rest_over_grpc_p50": pct(rest_lat, 50) / pct(grpc_lat, 50),
+    }
+
+
+class FloatCase:
+    """The float-vector data, queries and numpy truth, kept for the restart and the baseline."""
+
+    def __init__(self, n: int, queries: int) -> None:
+        rng = np.random.default_rng(0)
+        centers = rng.standard_normal((1000, DIM)).astype(np.float32)
+        self.n = n
+        self.data = clustered(n, DIM, rng, centers)
+        self.qs = clustered(queries, DIM, rng, centers)
+        unit = self.data / np.linalg.norm(self.data, axis=1, keepdims=True)
+        qunit = self.qs / np.linalg.norm(self.qs, axis=1, keepdims=True)
+        self.truth = [[str(i) for i in np.argsort(-(unit @ q))[:TOP_K]] for q in qunit]
+        self.bodies = [{"vectors": [q.tolist()], "top_k": TOP_K} for q in self.qs]
+
+
+def bench_float(router: GrpcRouter, case: FloatCase, report: dict[str, Any]) -> None:
+    grpc_client = VectorClient(router, transport="grpc")
     grpc_client.create_collection({"name": "floats", "dim": DIM, "metric": "cosine", "index": "exact"})
+    data = case.data
     rate = insert_all(
         grpc_client,
         "floats",
         lambda a, b: [{"id": str(i), "vector": data[i].tolist()} for i in range(a, b)],
-        n,
+        case.n,
     )
-    print(f"float insert: {n} x {DIM} at {rate:,.0f} vectors/s (gRPC, batches of {BATCH})", flush=True)
-    unit = data / np.linalg.norm(data, axis=1, keepdims=True)
-    qunit = qs / np.linalg.norm(qs, axis=1, keepdims=True)
-    truth = [[str(i) for i in np.argsort(-(unit @ q))[:TOP_K]] for q in qunit]
-    bodies = [{"vectors": [q.tolist()], "top_k": TOP_K} for q in qs]
-    timed_searches(grpc_client, "floats", bodies[:5])  # warm: first searches load segments
-    exact_lat, exact_ids = timed_searches(grpc_client, "floats", bodies)
-    print(f"float exact (FLAT) search, gRPC: {ms(exact_lat)}; recall@10 vs numpy {recall(exact_ids, truth):.4f}")
-    t0 = time.perf_counter()
-    grpc_client.create_index("floats", "approximate")
+    print(f"float insert: {case.n} x {DIM} at {rate:,.0f} vectors/s (gRPC, batches of {BATCH})", flush=True)
+    exact_grpc, exact_rest, exact_ids = both(router, "floats", case.bodies)
+    exact_recall = recall(exact_ids, case.truth)
+    print(
+        f"float exact (FLAT) search: gRPC {ms(exact_grpc)}; REST {ms(exact_rest)}; "
+        f"recall@10 vs numpy {exact_recall:.4f}",
+        flush=True,
+    )
+    t0 = time.perf_counter()  # HNSW builds single-threaded: minutes at 100k, beyond the client's default deadline
+    VectorClient(router, transport="grpc", deadline=3600).create_index("floats", "approximate")
     build_s = time.perf_counter() - t0
-    timed_searches(grpc_client, "floats", bodies[:5])
-    approx_lat, approx_ids = timed_searches(grpc_client, "floats", bodies)
-    rest_lat, _ = timed_searches(rest_client, "floats", bodies)
-    r = recall(approx_ids, exact_ids)
-    print(f"float HNSW: built in {build_s:.1f} s; search gRPC {ms(approx_lat)}; recall@10 vs FLAT {r:.4f}")
-    ratio = pct(rest_lat, 50) / pct(approx_lat, 50)
-    print(f"float HNSW search over REST: {ms(rest_lat)}; REST/gRPC p50 ratio {ratio:.2f}")
+    approx_grpc, approx_rest, approx_ids = both(router, "floats", case.bodies)
+    r = recall(approx_ids, case.truth)
+    print(
+        f"float HNSW (built in {build_s:.1f} s): gRPC {ms(approx_grpc)}; REST {ms(approx_rest)}; "
+        f"recall@10 vs numpy {r:.4f}, vs FLAT {recall(approx_ids, exact_ids):.4f}; "
+        f"REST/gRPC p50 {pct(approx_rest, 50) / pct(approx_grpc, 50):.2f}",
+        flush=True,
+    )
     report["float"] = {
-        "n": n,
+        "n": case.n,
         "dim": DIM,
+        "queries": len(case.bodies),
         "insert_per_s": rate,
-        "exact_p50_ms": 1000 * pct(exact_lat, 50),
-        "exact_p99_ms": 1000 * pct(exact_lat, 99),
+        "exact": {**lat_report(exact_grpc, exact_rest), "recall_at_10_vs_numpy": exact_recall},
         "hnsw_build_s": build_s,
-        "hnsw_p50_ms": 1000 * pct(approx_lat, 50),
-        "hnsw_p99_ms": 1000 * pct(approx_lat, 99),
-        "recall_at_10": r,
-        "exact_recall_vs_numpy": recall(exact_ids, truth),
-        "rest_p50_ms": 1000 * pct(rest_lat, 50),
-        "rest_p99_ms": 1000 * pct(rest_lat, 99),
-        "rest_over_grpc_p50": pct(rest_lat, 50) / pct(approx_lat, 50),
+        "hnsw": {
+            **lat_report(approx_grpc, approx_rest),
+            "recall_at_10_vs_numpy": r,
+            "recall_at_10_vs_flat": recall(approx_ids, exact_ids),
+        },
     }
 
 
@@ -192,50 +231,148 @@ def fingerprint_library(n: int, rng: random.Random) -> list[list[int]]:
     return out
 
 
-def bench_fingerprints(router: GrpcRouter, n: int, queries: int, report: dict[str, Any]) -> None:
-    rng = random.Random(1)
-    library = fingerprint_library(n, rng)
-    client = VectorClient(router, transport="grpc")
-    client.create_collection({"name": "fps", "dim": 2048, "vector_type": "binary"})
-    rate = insert_all(
-        client, "fps", lambda a, b: [{"id": str(i), "vector": {"on_bits": library[i]}} for i in range(a, b)], n
-    )
-    print(f"fingerprint insert: {n} x 2048 bits at {rate:,.0f} fingerprints/s (gRPC)", flush=True)
-    qs = [
-        sorted(set(b for b in rng.choice(library) if rng.random() > 0.2) | {rng.randrange(2048)})
-        for _ in range(queries)
-    ]
-    dense = np.zeros((n, 2048), dtype=np.uint8)
-    for i, bits in enumerate(library):
-        dense[i, bits] = 1
-    counts = dense.sum(axis=1)
-    truth_scores = []
-    for q in qs:
-        common = dense[:, q].sum(axis=1)
-        tan = common / (counts + len(q) - common)
-        truth_scores.append(sorted(tan, reverse=True)[:TOP_K])
-    bodies = [{"vectors": [{"on_bits": q}], "top_k": TOP_K} for q in qs]
-    timed_searches(client, "fps", bodies[:3])
+class FingerprintCase:
+    """The fingerprint library, queries and numpy's top-10 Tanimoto values."""
+
+    def __init__(self, n: int, queries: int) -> None:
+        rng = random.Random(1)
+        self.n = n
+        self.library = fingerprint_library(n, rng)
+        self.qs = [
+            sorted(set(b for b in rng.choice(self.library) if rng.random() > 0.2) | {rng.randrange(2048)})
+            for _ in range(queries)
+        ]
+        dense = np.zeros((n, 2048), dtype=np.uint8)
+        for i, bits in enumerate(self.library):
+            dense[i, bits] = 1
+        counts = dense.sum(axis=1)
+        self.truth_scores = []
+        for q in self.qs:
+            common = dense[:, q].sum(axis=1)
+            tan = common / (counts + len(q) - common)
+            self.truth_scores.append(sorted(tan, reverse=True)[:TOP_K])
+        self.bodies = [{"vectors": [{"on_bits": q}], "top_k": TOP_K} for q in self.qs]
+
+
+def fp_agreement(client: VectorClient, case: FingerprintCase) -> tuple[list[float], float, int]:
+    """Latencies, share of queries whose top-10 Tanimoto values equal numpy's, and how many said exact."""
     latencies, exact_flags, hit_scores = [], [], []
-    for body in bodies:
+    for body in case.bodies:
         t0 = time.perf_counter()
         answer = client.search("fps", body)
         latencies.append(time.perf_counter() - t0)
         exact_flags.append(answer["exact"])
         hit_scores.append([h["score"] for h in answer["results"][0]])
     # Ties make ids ambiguous: recall compares the top-10 Tanimoto values with numpy's.
-    agree = statistics.mean(np.allclose(h, t, atol=1e-6) for h, t in zip(hit_scores, truth_scores, strict=True))
+    agree = statistics.mean(np.allclose(h, t, atol=1e-6) for h, t in zip(hit_scores, case.truth_scores, strict=True))
+    return latencies, agree, sum(exact_flags)
+
+
+def bench_fingerprints(router: GrpcRouter, case: FingerprintCase, report: dict[str, Any]) -> None:
+    client = VectorClient(router, transport="grpc")
+    rest = VectorClient(router, transport="rest")
+    client.create_collection({"name": "fps", "dim": 2048, "vector_type": "binary"})
+    library = case.library
+    rate = insert_all(
+        client, "fps", lambda a, b: [{"id": str(i), "vector": {"on_bits": library[i]}} for i in range(a, b)], case.n
+    )
+    print(f"fingerprint insert: {case.n} x 2048 bits at {rate:,.0f} fingerprints/s (gRPC)", flush=True)
+    timed_searches(client, "fps", case.bodies[:3])
+    latencies, agree, exact = fp_agreement(client, case)
+    timed_searches(rest, "fps", case.bodies[:3])
+    rest_lat, _ = timed_searches(rest, "fps", case.bodies)
     print(
-        f"fingerprint Tanimoto search (sparse cosine + exact re-rank): {ms(latencies)}; "
-        f"top-10 Tanimoto equal to numpy in {agree:.1%} of queries; exact flag {sum(exact_flags)}/{len(bodies)}"
+        f"fingerprint exact Tanimoto search: gRPC {ms(latencies)}; REST {ms(rest_lat)}; "
+        f"top-10 Tanimoto equal to numpy in {agree:.1%} of queries; exact flag {exact}/{len(case.bodies)}",
+        flush=True,
     )
     report["fingerprints"] = {
-        "n": n,
+        "n": case.n,
         "insert_per_s": rate,
-        "p50_ms": 1000 * pct(latencies, 50),
-        "p99_ms": 1000 * pct(latencies, 99),
+        **lat_report(latencies, rest_lat),
         "top10_equal_numpy": agree,
     }
+
+
+def bench_restart(tmp: Path, fc: FloatCase | None, fpc: FingerprintCase | None, report: dict[str, Any]) -> None:
+    """Start a worker again on the same file: time to ready (the rebuild), and the same answers."""
+    t0 = time.perf_counter()
+    proc, router = start_worker(tmp, log_name="vectors-restart.log")
+    ready_s = time.perf_counter() - t0
+    try:
+        rebuilt = re.findall(r"rebuilt (\w+) from Milvus Lite: (\d+) rows in ([\d.]+) s", proc.log())
+        parts = ", ".join(f"{name} {int(rows):,} rows {float(sec):.1f} s" for name, rows, sec in rebuilt)
+        out: dict[str, Any] = {"ready_s": ready_s, "rebuilt": {n: float(sec) for n, _, sec in rebuilt}}
+        client = VectorClient(router, transport="grpc")
+        if fc is not None:
+            timed_searches(client, "floats", fc.bodies[:3])
+            lat, ids = timed_searches(client, "floats", fc.bodies)
+            out["float_recall_at_10_vs_numpy"] = recall(ids, fc.truth)
+            out["float_grpc_p50_ms"] = 1000 * pct(lat, 50)
+        if fpc is not None:
+            _, agree, _ = fp_agreement(client, fpc)
+            out["fingerprints_top10_equal_numpy"] = agree
+        print(
+            f"restart on the same file: ready in {ready_s:.1f} s (in-process index rebuilt from Lite: {parts}); "
+            f"after it: float HNSW recall@10 vs numpy {out.get('float_recall_at_10_vs_numpy', float('nan')):.4f}, "
+            f"fingerprint top-10 equal {out.get('fingerprints_top10_equal_numpy', float('nan')):.1%}",
+            flush=True,
+        )
+        report["restart"] = out
+    finally:
+        router.close()
+        proc.stop()
+
+
+def bench_baseline(
+    tmp: Path, fc: FloatCase | None, fpc: FingerprintCase | None, queries: int, report: dict[str, Any]
+) -> None:
+    """The same file searched directly with pymilvus (the worker is gone: a Lite file is one process's)."""
+    from pymilvus import MilvusClient
+
+    from vectors import search as searching
+    from vectors.store import MilvusStore
+
+    out: dict[str, Any] = {"queries": queries}
+    if fc is not None:
+        client = MilvusClient(uri=str(tmp / "bench.db"))
+        client.load_collection("floats")
+        lat = []
+        for q in [q.tolist() for q in fc.qs[: queries + 1]]:
+            t0 = time.perf_counter()
+            client.search("floats", [q], anns_field="vector", limit=TOP_K, output_fields=["metadata"])
+            lat.append(time.perf_counter() - t0)
+        lat = lat[1:]  # the first one loads segments
+        hnsw = report["float"]["hnsw"]["grpc_p50_ms"]
+        flat = report["float"]["exact"]["grpc_p50_ms"]
+        out["float_lite_p50_ms"], out["float_lite_p99_ms"] = 1000 * pct(lat, 50), 1000 * pct(lat, 99)
+        out["float_lite_over_service_hnsw_p50"] = out["float_lite_p50_ms"] / hnsw
+        out["float_lite_over_service_flat_p50"] = out["float_lite_p50_ms"] / flat
+        print(
+            f"baseline, direct Lite MilvusClient.search on the same file ({len(lat)} queries): {ms(lat)}; "
+            f"Lite/service p50: {out['float_lite_over_service_hnsw_p50']:.0f}x (HNSW), "
+            f"{out['float_lite_over_service_flat_p50']:.0f}x (FLAT)",
+            flush=True,
+        )
+        client.close()
+    if fpc is not None:
+        store = MilvusStore(str(tmp / "bench.db"))
+        cfg = store.config("fps")
+        lat = []
+        for q in fpc.qs[: queries + 1]:
+            t0 = time.perf_counter()
+            searching.search(store, cfg, [q], TOP_K, "", False)
+            lat.append(time.perf_counter() - t0)
+        lat = lat[1:]
+        out["fp_lite_p50_ms"], out["fp_lite_p99_ms"] = 1000 * pct(lat, 50), 1000 * pct(lat, 99)
+        out["fp_lite_over_service_p50"] = out["fp_lite_p50_ms"] / report["fingerprints"]["grpc_p50_ms"]
+        print(
+            f"baseline, fingerprints through Lite (sparse cosine + exact re-rank, {len(lat)} queries): {ms(lat)}; "
+            f"Lite/service p50 {out['fp_lite_over_service_p50']:.0f}x",
+            flush=True,
+        )
+        store.close()
+    report["baseline_lite_direct"] = out
 
 
 def bench_embedding(tmp: Path, report: dict[str, Any], calls: int) -> None:
@@ -318,9 +455,12 @@ def bench_embedding(tmp: Path, report: dict[str, Any], calls: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="10k vectors and fingerprints, 50 queries")
-    parser.add_argument("--n", type=int, default=100_000, help="float vectors")
-    parser.add_argument("--fp-n", type=int, default=100_000, help="fingerprints")
+    parser.add_argument("--n", type=int, default=100_000, help="float vectors (0: skip)")
+    parser.add_argument("--fp-n", type=int, default=100_000, help="fingerprints (0: skip)")
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument(
+        "--baseline-queries", type=int, default=20, help="direct Lite searches (slow: ~0.5 s each at 10k)"
+    )
     parser.add_argument("--calls", type=int, default=24, help="GenerateEmbedding calls per configuration")
     parser.add_argument("--skip-embedding", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the figures here")
@@ -330,13 +470,19 @@ def main() -> None:
     report: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="vectors-bench-") as tmp_name:
         tmp = Path(tmp_name)
+        fc = FloatCase(args.n, args.queries) if args.n else None
+        fpc = FingerprintCase(args.fp_n, args.queries) if args.fp_n else None
         proc, router = start_worker(tmp)
         try:
-            bench_float(router, args.n, args.queries, report)
-            bench_fingerprints(router, args.fp_n, args.queries, report)
+            if fc is not None:
+                bench_float(router, fc, report)
+            if fpc is not None:
+                bench_fingerprints(router, fpc, report)
         finally:
             router.close()
             proc.stop()
+        bench_restart(tmp, fc, fpc, report)
+        bench_baseline(tmp, fc, fpc, args.baseline_queries, report)
         if not args.skip_embedding:
             bench_embedding(tmp, report, args.calls)
     if args.json:

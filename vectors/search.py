@@ -1,4 +1,7 @@
-"""Searching a collection: the stored form of a vector, and exact Tanimoto over a cosine pre-ranking.
+"""Searching a collection in Milvus: the stored form of a vector, and exact Tanimoto over a cosine pre-ranking.
+
+This is the Milvus path, taken with a server URI. With a Lite file the service answers searches
+from its in-process index (:mod:`vectors.front`); the stored form below is still what Lite keeps.
 
 On Milvus Lite a fingerprint is a sparse vector with weight 1/sqrt(n) on each of its n set
 bits, so Milvus's inner product is the cosine ``c / sqrt(a b)`` of the bit sets (c common bits,

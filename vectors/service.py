@@ -3,16 +3,24 @@
 The REST blueprint (:mod:`vectors.api`) and the gRPC servicer (:mod:`vectors.grpc_vectors`)
 only translate their wire format to these dicts and back, so the two can never disagree on
 what a call means, what it checks or what it answers.
+
+On a Milvus Lite file the service keeps an in-process index in front of it (:mod:`vectors.front`):
+writes go to Lite and then to memory, searches are answered from memory. On a Milvus server
+every call goes to the server.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from services.common.envelope import ApiError, ErrorCode
 from vectors import search as searching
 from vectors.filters import build_filter
+from vectors.fingerprints import dense_from_bits
+from vectors.front import Copy, Front
 from vectors.settings import VectorSettings
 from vectors.store import CollectionConfig, MilvusStore
 from vectors.validate import (
@@ -39,6 +47,7 @@ class VectorService:
         self.store = store
         self.settings = settings or VectorSettings()
         self.ef = ef
+        self.front: Front | None = Front(store) if store.lite else None
 
     # -- collections ------------------------------------------------------------------------------
 
@@ -64,6 +73,7 @@ class VectorService:
     def create_collection(self, body: dict[str, Any]) -> dict[str, Any]:
         cfg, params = parse_spec(body, self.settings)
         self.store.index_type(cfg, cfg.index)  # an index this backend lacks is a 400 before anything exists
+        cfg = replace(cfg, index_params=self.store.build_params(cfg, cfg.index, params))
         self.store.create(cfg, params)
         log.info(
             "created collection %s (%s, dim %d, %s, %s index)",
@@ -89,6 +99,8 @@ class VectorService:
 
     def drop_collection(self, name: str) -> dict[str, Any]:
         self.store.drop(check_name(name))
+        if self.front:
+            self.front.forget(name)
         return {"name": name, "message": "dropped"}
 
     # -- indexes ----------------------------------------------------------------------------------
@@ -110,6 +122,8 @@ class VectorService:
             raise bad("index must be exact or approximate")
         params = index_params(body.get("index_params", body.get("params")))
         cfg = self.store.set_index(check_name(name), kind, params)
+        if self.front:
+            self.front.reindex(cfg)
         return self.describe_index(cfg.name)
 
     def drop_index(self, name: str) -> dict[str, Any]:
@@ -118,32 +132,42 @@ class VectorService:
 
     # -- rows -------------------------------------------------------------------------------------
 
-    def _rows(self, name: str, body: dict[str, Any]) -> tuple[CollectionConfig, list[dict[str, Any]]]:
+    def _rows(self, name: str, body: dict[str, Any]) -> tuple[CollectionConfig, list[dict[str, Any]], list[dict]]:
+        """The checked rows in their public form and in the form Milvus stores."""
         cfg = self.store.config(check_name(name))
         rows = parse_items(body, cfg, self.settings)
-        for row in rows:
-            row["vector"] = searching.stored(self.store, cfg, row["vector"])
-        return cfg, rows
+        stored = [{**row, "vector": searching.stored(self.store, cfg, row["vector"])} for row in rows]
+        return cfg, rows, stored
+
+    def _write(self, cfg: CollectionConfig, write: Callable[[], Any], memory: Callable[[Copy], Any]) -> Any:
+        """Lite (or the server) first; then, with a Lite file, the in-process index."""
+        return self.front.apply(cfg, write, memory) if self.front else write()
 
     def insert(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
-        cfg, rows = self._rows(name, body)
+        cfg, rows, stored = self._rows(name, body)
         ids = [r["id"] for r in rows]
-        taken = self.store.existing_ids(cfg.name, ids)
-        if taken:
-            shown = ", ".join(repr(t) for t in taken[:5])
-            raise ApiError(ErrorCode.CONFLICT, f"{len(taken)} id(s) already exist ({shown}); use upsert to replace")
-        self.store.insert(cfg.name, rows)
+
+        def write() -> None:
+            # With a Lite file memory mirrors it (we hold the collection's write lock): no Lite lookup.
+            taken = self.front.copy(cfg).taken(ids) if self.front else self.store.existing_ids(cfg.name, ids)
+            if taken:
+                shown = ", ".join(repr(t) for t in taken[:5])
+                raise ApiError(ErrorCode.CONFLICT, f"{len(taken)} id(s) already exist ({shown}); use upsert to replace")
+            self.store.insert(cfg.name, stored)
+
+        self._write(cfg, write, lambda copy: copy.add(rows))
         return {"name": cfg.name, "count": len(rows), "ids": ids}
 
     def upsert(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
-        cfg, rows = self._rows(name, body)
-        self.store.upsert(cfg.name, rows)
+        cfg, rows, stored = self._rows(name, body)
+        self._write(cfg, lambda: self.store.upsert(cfg.name, stored), lambda copy: copy.add(rows))
         return {"name": cfg.name, "count": len(rows), "ids": [r["id"] for r in rows]}
 
     def delete(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
         cfg = self.store.config(check_name(name))
         ids = check_ids(body.get("ids"), self.settings)
-        return {"name": cfg.name, "count": self.store.delete(cfg.name, ids), "ids": ids}
+        count = self._write(cfg, lambda: self.store.delete(cfg.name, ids), lambda copy: copy.remove(ids))
+        return {"name": cfg.name, "count": count, "ids": ids}
 
     def get(self, name: str, item_id: str) -> dict[str, Any]:
         cfg = self.store.config(check_name(name))
@@ -171,7 +195,10 @@ class VectorService:
         if not isinstance(include, bool):
             raise bad("include_vector must be true or false")
         queries = parse_queries(body, cfg, self.settings)
-        results, exact = searching.search(self.store, cfg, queries, top_k, expr, include, self.ef)
+        if self.front:
+            results, exact = self._search_front(cfg, queries, top_k, body.get("filter"), include)
+        else:
+            results, exact = searching.search(self.store, cfg, queries, top_k, expr, include, self.ef)
         return {
             "name": cfg.name,
             "metric": cfg.metric,
@@ -179,6 +206,26 @@ class VectorService:
             "exact": exact,
             "results": results,
         }
+
+    def _search_front(
+        self, cfg: CollectionConfig, queries: list[Any], top_k: int, conditions: Any, include: bool
+    ) -> tuple[list[list[dict[str, Any]]], bool]:
+        """A search answered by the in-process index; exact unless the index is HNSW."""
+        assert self.front is not None
+        raw = self.front.search(cfg, queries, top_k, conditions, self.ef)
+        results = [[{"id": i, "score": score, "metadata": meta} for i, score, meta, _ in hits] for hits in raw]
+        if include:
+            if cfg.vector_type == "float":  # Lite holds the vectors as given (memory: normalised for cosine)
+                wanted = sorted({h["id"] for hits in results for h in hits})
+                vectors = {str(r["id"]): r["vector"] for r in self.store.get(cfg.name, wanted)} if wanted else {}
+                for hits in results:
+                    for h in hits:
+                        h["vector"] = searching.public(self.store, cfg, vectors[h["id"]])
+            else:
+                for hits, found in zip(results, raw, strict=True):
+                    for h, (_, _, _, bits) in zip(hits, found, strict=True):
+                        h["vector"] = dense_from_bits(bits or [], cfg.dim)
+        return results, cfg.vector_type == "binary" or cfg.index == "exact"
 
     def compact(self, name: str) -> dict[str, Any]:
         self.store.compact(check_name(name))

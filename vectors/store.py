@@ -13,6 +13,12 @@ How a vector type is stored depends on the backend:
   re-ranks those hits by exact Tanimoto (:mod:`vectors.search`). Lite has one sparse index (exact).
 * binary on a Milvus server: ``BINARY_VECTOR`` with JACCARD (1 - Tanimoto); ``exact`` = BIN_FLAT,
   ``approximate`` = BIN_IVF_FLAT.
+
+On Milvus Lite the file is the durable copy and searches are answered by the in-process index
+(:mod:`vectors.front`): Lite's own vector index is then always the cheap one (FLAT, or the sparse
+inverted index), the collection's chosen kind lives in ``compass.config`` and is built in faiss,
+and :meth:`MilvusStore.describe_index` describes that faiss index. (Lite's HNSW would take
+minutes to build at 100k rows and is never searched.)
 """
 
 from __future__ import annotations
@@ -20,12 +26,27 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from services.common.envelope import ApiError, ErrorCode
 
 log = logging.getLogger(__name__)
+
+
+class _QuietIteratorSetup(logging.Filter):
+    """Drops the two log lines each Lite scan causes: Lite has no AllocTimestamp, pymilvus then uses its own clock."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return "mvccTs" not in text and not (
+            record.exc_info and "AllocTimestamp" in "".join(logging.Formatter().formatException(record.exc_info))
+        )
+
+
+for _name in ("grpc._server", "pymilvus.client.iterator.query_iterator"):
+    logging.getLogger(_name).addFilter(_QuietIteratorSetup())
 
 CONFIG_PROPERTY = "compass.config"
 ID_MAX_LENGTH = 256
@@ -51,6 +72,7 @@ class CollectionConfig:
     vector_type: str
     index: str
     description: str = ""
+    index_params: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -109,7 +131,7 @@ class MilvusStore:
         if not raw:
             raise ApiError(ErrorCode.CONFLICT, f"collection {name!r} was not created by this service")
         cfg = CollectionConfig.from_json(raw)
-        if cfg.index != "none":
+        if self._has_vector_index(name):
             # After a restart Milvus holds collections released; the first use loads it (once: then cached).
             self.client.load_collection(name)
         with self._lock:
@@ -135,7 +157,7 @@ class MilvusStore:
             self.client.create_collection(
                 cfg.name,
                 schema=schema,
-                index_params=self._index_params(cfg, cfg.index, index_params),
+                index_params=self._index_params(cfg, self._milvus_kind(cfg.index), index_params),
                 properties={CONFIG_PROPERTY: cfg.to_json()},
             )
             with self._lock:
@@ -152,6 +174,22 @@ class MilvusStore:
         return int(self.client.get_collection_stats(name).get("row_count", 0))
 
     # -- indexes ----------------------------------------------------------------------------------
+
+    def _milvus_kind(self, kind: str) -> str:
+        """The index Milvus itself builds: on Lite always the exact one (the searches are faiss's)."""
+        return "exact" if self.lite else kind
+
+    def _has_vector_index(self, name: str) -> bool:
+        return "vector" in (self.client.list_indexes(name) or [])
+
+    def build_params(self, cfg: CollectionConfig, kind: str, params: dict[str, Any]) -> dict[str, Any]:
+        """The index's build parameters with defaults (HNSW: M, efConstruction), as kept in the config."""
+        index_type = self.index_type(cfg, kind)
+        if index_type == "HNSW":
+            return {**HNSW_DEFAULTS, **{k: v for k, v in params.items() if k in HNSW_DEFAULTS}}
+        if index_type == "BIN_IVF_FLAT":
+            return {**IVF_DEFAULTS, **{k: v for k, v in params.items() if k in IVF_DEFAULTS}}
+        return {}
 
     def index_type(self, cfg: CollectionConfig, kind: str) -> str:
         storage = self.storage(cfg.vector_type)
@@ -175,18 +213,28 @@ class MilvusStore:
         from pymilvus import MilvusClient
 
         index_type = self.index_type(cfg, kind)
-        build: dict[str, Any] = {}
-        if index_type == "HNSW":
-            build = {**HNSW_DEFAULTS, **{k: v for k, v in params.items() if k in HNSW_DEFAULTS}}
-        elif index_type == "BIN_IVF_FLAT":
-            build = {**IVF_DEFAULTS, **{k: v for k, v in params.items() if k in IVF_DEFAULTS}}
+        build = self.build_params(cfg, kind, params)
         out = MilvusClient.prepare_index_params()
         out.add_index(field_name="vector", index_type=index_type, metric_type=self.milvus_metric(cfg), params=build)
         return out
 
     def describe_index(self, name: str) -> dict[str, Any] | None:
-        """Milvus's description of the vector index, or None when the collection has none."""
-        if "vector" not in (self.client.list_indexes(name) or []):
+        """The vector index searches use, or None when the collection has none.
+
+        On a server: Milvus's description. On Lite: the in-process index the config names
+        (Lite's own index is only what makes the file loadable).
+        """
+        if self.lite:
+            cfg = self.config(name)
+            if cfg.index == "none":
+                return None
+            return {
+                "index_type": self.index_type(cfg, cfg.index),
+                "metric_type": self.milvus_metric(cfg) if cfg.vector_type == "float" else "TANIMOTO",
+                "engine": "in-process (faiss)" if cfg.vector_type == "float" else "in-process (exact Tanimoto)",
+                **cfg.index_params,
+            }
+        if not self._has_vector_index(name):
             return None
         info = self.client.describe_index(name, "vector") or {}
         return {k: v for k, v in info.items() if isinstance(v, (str, int, float, bool))}
@@ -194,12 +242,14 @@ class MilvusStore:
     def set_index(self, name: str, kind: str, params: dict[str, Any]) -> CollectionConfig:
         """Replace the vector index with ``kind`` (release, drop, create, load)."""
         cfg = self.config(name)
-        index_params = self._index_params(cfg, kind, params)  # raises before anything is dropped
-        new = CollectionConfig(**{**asdict(cfg), "index": kind})
+        index_params = self._index_params(cfg, self._milvus_kind(kind), params)  # raises before anything is dropped
+        build = self.build_params(cfg, kind, params)
+        new = CollectionConfig(**{**asdict(cfg), "index": kind, "index_params": build})
         with self._ddl:
-            self._drop_index_locked(name)
-            self.client.create_index(name, index_params)
-            self.client.load_collection(name)
+            if not self.lite or not self._has_vector_index(name):
+                self._drop_index_locked(name)
+                self.client.create_index(name, index_params)
+                self.client.load_collection(name)
             self.client.alter_collection_properties(name, {CONFIG_PROPERTY: new.to_json()})
             with self._lock:
                 self._configs[name] = new
@@ -208,9 +258,10 @@ class MilvusStore:
     def drop_index(self, name: str) -> bool:
         """Drop the vector index; the collection then answers no search until an index is set again."""
         cfg = self.config(name)
-        new = CollectionConfig(**{**asdict(cfg), "index": "none"})
+        new = CollectionConfig(**{**asdict(cfg), "index": "none", "index_params": {}})
         with self._ddl:
-            dropped = self._drop_index_locked(name)
+            # Lite keeps its (exact) index: the file stays loadable, so the in-process copy can be rebuilt.
+            dropped = cfg.index != "none" if self.lite else self._drop_index_locked(name)
             self.client.alter_collection_properties(name, {CONFIG_PROPERTY: new.to_json()})
             with self._lock:
                 self._configs[name] = new
@@ -267,6 +318,24 @@ class MilvusStore:
             search_params={"params": search_params},
         )
         return [list(q) for q in hits]
+
+    def scan(self, name: str, batch_bytes: int = 64 * 1024 * 1024) -> Iterator[list[dict[str, Any]]]:
+        """Every row ``{id, vector, metadata}`` in batches of about ``batch_bytes`` (the in-process index's rebuild).
+
+        Few large pages: each page costs Lite a pass over every row, and one page must stay
+        under Lite's 256 MiB gRPC message and pymilvus's 16,384 rows.
+        """
+        cfg = self.config(name)
+        row_bytes = 4 * cfg.dim + 512 if cfg.vector_type == "float" else 1024
+        batch_size = max(1000, min(16384, batch_bytes // row_bytes))  # pymilvus allows 16,384 at most
+        it = self.client.query_iterator(
+            name, batch_size=batch_size, filter="", output_fields=["id", "vector", "metadata"]
+        )
+        try:
+            while batch := it.next():
+                yield [{"id": str(r["id"]), "vector": r["vector"], "metadata": r.get("metadata") or {}} for r in batch]
+        finally:
+            it.close()
 
     def compact(self, name: str) -> None:
         self.config(name)

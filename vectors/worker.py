@@ -58,7 +58,10 @@ class VectorModel(WorkerModel):
         from vectors.store import MilvusStore
 
         store = MilvusStore(self.settings.milvus_uri, self.settings.milvus_token)
-        self.service = VectorService(store, self.settings)
+        service = VectorService(store, self.settings)
+        if service.front:  # rebuild the in-process index from the Lite file before reporting ready
+            service.front.warm()
+        self.service = service
         self.models = [f"{store.backend}-pymilvus-{pymilvus_version}"]
         log.info("vectors on %s (%s), %d collection(s)", self.settings.milvus_uri, store.backend, len(store.names()))
 
