@@ -22,6 +22,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from compass.data.graph import ComplexRecord
 
@@ -182,28 +183,41 @@ def _complex_records(root: Path) -> tuple[list[ComplexRecord], list[Skipped]]:
         if folder is None or folder.parent != root:  # an id names one folder of the root, nothing else
             skipped.append(Skipped(pdb_id, f"pdb_id {pdb_id!r} names a folder {_OUTSIDE}"))
             continue
-        protein, ligands = find_complex_files(folder, pdb_id)
-        reason = _missing_reason(protein, ligands) or _escaping(root, protein, ligands)
-        if reason:
-            skipped.append(Skipped(pdb_id, reason))
+        files = _located(root, folder, pdb_id, skipped)
+        if files is None:
             continue
         cluster = (row.get("cluster") or "").strip()
         group = (row.get("uniprot") or "").strip() or (f"cluster-{cluster}" if cluster else pdb_id)
         extra = {k: v for k, v in row.items() if k not in ("pdb_id", "pK") and v is not None}
         extra.setdefault("affinity_type", affinity_type(row.get("affinity") or ""))
-        records.append(
-            ComplexRecord(
-                key=pdb_id,
-                protein_path=str(protein),
-                ligand_paths=[str(p) for p in ligands],
-                pK=pk,
-                group=group,
-                series=cluster,
-                molecule=pdb_id,
-                extra=extra,
-            )
-        )
+        records.append(_record(pdb_id, files, pk, group, extra, series=cluster))
     return records, skipped
+
+
+def _located(root: Path, folder: Path, pdb_id: str, skipped: list[Skipped]) -> tuple[Path, list[Path]] | None:
+    """The complex's protein and ligand files, or None with the reason added to ``skipped``."""
+    protein, ligands = find_complex_files(folder, pdb_id)
+    reason = _missing_reason(protein, ligands) or _escaping(root, protein, ligands)
+    if reason or protein is None:
+        skipped.append(Skipped(pdb_id, reason or "missing files: no protein or pocket"))
+        return None
+    return protein, ligands
+
+
+def _record(
+    pdb_id: str, files: tuple[Path, list[Path]], pk: float, group: str, extra: dict[str, Any], series: str = ""
+) -> ComplexRecord:
+    protein, ligands = files
+    return ComplexRecord(
+        key=pdb_id,
+        protein_path=str(protein),
+        ligand_paths=[str(p) for p in ligands],
+        pK=pk,
+        group=group,
+        series=series,
+        molecule=pdb_id,
+        extra=extra,
+    )
 
 
 def _pdbbind_folders(root: Path) -> dict[str, Path]:
@@ -243,25 +257,14 @@ def _pdbbind_records(root: Path) -> tuple[list[ComplexRecord], list[Skipped]]:
             if folder is None:
                 skipped.append(Skipped(pdb_id, "missing files: no folder for this id"))
                 continue
-            protein, ligands = find_complex_files(folder, pdb_id)
-            reason = _missing_reason(protein, ligands) or _escaping(root, protein, ligands)
-            if reason:
-                skipped.append(Skipped(pdb_id, reason))
+            files = _located(root, folder, pdb_id, skipped)
+            if files is None:
                 continue
-            records.append(
-                ComplexRecord(
-                    key=pdb_id,
-                    protein_path=str(protein),
-                    ligand_paths=[str(p) for p in ligands],
-                    pK=pk,
-                    group=pdb_id,
-                    molecule=pdb_id,
-                    extra={
-                        "affinity": affinity,
-                        "affinity_type": affinity_type(affinity),
-                        "release_year": year,
-                        "index": index_file.name,
-                    },
-                )
-            )
+            extra = {
+                "affinity": affinity,
+                "affinity_type": affinity_type(affinity),
+                "release_year": year,
+                "index": index_file.name,
+            }
+            records.append(_record(pdb_id, files, pk, pdb_id, extra))
     return records, skipped
