@@ -58,6 +58,7 @@ from bench.registry_load import (  # noqa: E402
 
 PER_SERVICE = 100  # as bench.loadgen's fleet, so its watchers watch these services
 FULL_EVERY = 6
+SLOW_S = 0.05  # the goal's p99: beats slower than this are counted per second of the window
 
 
 def _request(method: str, path: str, host: str, body: bytes = b"", headers: dict[str, str] | None = None) -> bytes:
@@ -121,6 +122,8 @@ async def generator(cfg: dict[str, Any]) -> None:
             registered[i] = 1
 
     lat: list[float] = []
+    late: list[float] = []  # how late the generator itself sent each beat (its own share of the latency)
+    slow: dict[int, int] = {}
     errors: dict[str, int] = {}
     unknown = 0
     window = [float("inf"), float("inf")]
@@ -157,6 +160,9 @@ async def generator(cfg: dict[str, Any]) -> None:
             last_ok[u] = time.monotonic()  # when the registry had renewed it: an expiry counts from here
             if in_window:
                 lat.append(time.monotonic() - due)
+                if lat[-1] > SLOW_S:  # when in the window the slow ones were due (which second)
+                    second = int(due - window[0])
+                    slow[second] = slow.get(second, 0) + 1
                 if mode == "node":
                     unknown += len(json.loads(body)["data"]["unknown"])
 
@@ -174,6 +180,8 @@ async def generator(cfg: dict[str, Any]) -> None:
             while due <= now:
                 u = order[j]
                 if u not in dead and (registered[u] if mode == "instance" else registered[u * per_node]):
+                    if window[0] <= due < window[1]:
+                        late.append(now - due)
                     slot = (beats[u] + u) % len(pools)
                     pools[slot].submit(beat_bytes(u, slot), callback(due, u))
                     beats[u] += 1
@@ -214,6 +222,8 @@ async def generator(cfg: dict[str, Any]) -> None:
         errors=errors,
         unknown=unknown,
         latency=summarize(lat),
+        send_lateness=summarize(late),
+        slow_by_second=dict(sorted(slow.items())),
     )
     await asyncio.Event().wait()  # keep the fleet alive until the parent closes our stdin
     task.cancel()
@@ -255,6 +265,29 @@ def etcd_counters(port: int) -> dict[str, float]:
     for name in names:
         match = re.search(rf"^{name} (\S+)$", text, re.M)
         out[name] = float(match.group(1)) if match else 0.0
+    return out
+
+
+def route_histogram(port: int, route: str) -> dict[float, float]:
+    """Cumulative bucket counts of the registry's own request duration for ``route`` (in-app time)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    pattern = rf'^registry_http_request_duration_seconds_bucket{{le="([^"]+)",route="{re.escape(route)}"}} (\S+)$'
+    return {float(le): float(n) for le, n in re.findall(pattern, text, re.M)}
+
+
+def histogram_pcts(before: list[dict[float, float]], after: list[dict[float, float]]) -> dict[str, Any]:
+    """The bucket bound under which 50/99/99.9 % of the window's requests finished (all replicas)."""
+    total: dict[float, float] = {}
+    for b, a in zip(before, after, strict=True):
+        for le, n in a.items():
+            total[le] = total.get(le, 0.0) + n - b.get(le, 0.0)
+    bounds = sorted(total)
+    count = total.get(float("inf"), 0.0)
+    out: dict[str, Any] = {"n": int(count)}
+    for name, q in (("p50_le_ms", 0.5), ("p99_le_ms", 0.99), ("p999_le_ms", 0.999)):
+        le = next((b for b in bounds if count and total[b] >= q * count), None)
+        out[name] = None if le is None or le == float("inf") else round(le * 1000, 1)
     return out
 
 
@@ -316,6 +349,8 @@ def run_one(args: argparse.Namespace, store: str, mode: str, log: Any) -> dict[s
         monitor.start()
         time.sleep(max(0.0, t0 - time.monotonic()))
         log(f"{tag} measuring for {args.duration:g}s with {args.watchers} watchers")
+        route = "/api/v1/nodes/<node>/heartbeat" if mode == "node" else "/api/v1/services/<iid:instance_id>/heartbeat"
+        hist0 = [route_histogram(port, route) for port in ports]
         probe = CpuProbe(pids)
         probe.begin()
         etcd0 = etcd_counters(etcd_port) if etcd_port else None
@@ -323,6 +358,7 @@ def run_one(args: argparse.Namespace, store: str, mode: str, log: Any) -> dict[s
             time.sleep(min(1.0, max(0.0, t1 - time.monotonic())))
             probe.sample()
         usage = probe.end()
+        in_app = histogram_pcts(hist0, [route_histogram(port, route) for port in ports])
         etcd1 = etcd_counters(etcd_port) if etcd_port else None
         killed = gen.wait_event("killed", 60)
         result = gen.wait_event("result", 60)
@@ -346,6 +382,7 @@ def run_one(args: argparse.Namespace, store: str, mode: str, log: Any) -> dict[s
             "false_examples": false_expiries[:5],
             "missed_expiries": len(missed),
             "detection_s": summarize(detect),
+            "in_app_latency": in_app,
             "watch_answers": sum(c.get("watch_answers", 0) for c in clients),
             "watch_errors": sum(sum(c.get("watch_errors", {}).values()) for c in clients),
             "clients": clients,
@@ -366,6 +403,9 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     print("\nstore   mode      beats/s (target)  p50 ms   p99 ms   errors  unknown  killed  false  missed  "
           "detect p50/max s  registry CPU %  etcd CPU %")  # fmt: skip
     for r in rows:
+        if "error" in r:
+            print(f"{r['store']:<7} {r['mode']:<9} failed: {r['error']}")
+            continue
         b, lat = r["beats"], r["beats"]["latency"]
         cpu = sum(v for k, v in r.items() if k.startswith("registry") and k.endswith("_cpu_pct"))
         det = r["detection_s"]
@@ -376,6 +416,14 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             f"{det.get('p50_ms', 0) / 1000:>6.2f}/{det.get('max_ms', 0) / 1000:<6.2f}     {cpu:>8.1f}  "
             f"{r.get('etcd_cpu_pct', '-'):>10}"
         )
+    for r in (r for r in rows if "error" not in r):
+        late, app = r["beats"].get("send_lateness", {}), r.get("in_app_latency", {})
+        print(
+            f"{r['store']} {r['mode']}: generator sent late p99 {late.get('p99_ms', '-')} ms; registry in-app "
+            f"p50/p99/p999 <= {app.get('p50_le_ms')}/{app.get('p99_le_ms')}/{app.get('p999_le_ms')} ms "
+            f"(its histogram buckets; the rest of a beat's latency is queueing, the network and the machine)"
+        )
+        print(f"  beats over {SLOW_S * 1000:g} ms by second of the window: {r['beats'].get('slow_by_second')}")
     for r in rows:
         if "etcd_per_beat" in r:
             print(f"etcd writes per beat ({r['mode']}): {r['etcd_per_beat']}  per second: {r['etcd_per_s']}")
@@ -413,7 +461,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for store in args.stores.split(","):
             for mode in args.modes.split(","):
-                rows.append(run_one(args, store, mode, log))
+                try:
+                    rows.append(run_one(args, store, mode, log))
+                except RuntimeError as exc:  # e.g. a saturated mode never finishes registering: keep the others
+                    rows.append({"store": store, "mode": mode, "error": str(exc).splitlines()[0]})
                 log(f"[{store} {mode}] {json.dumps({k: v for k, v in rows[-1].items() if k != 'clients'})}")
     finally:
         stop_all_children()

@@ -22,7 +22,7 @@ from services.registry.compat import compat
 from services.registry.errors import COMPAT_PREFIX, routing_error, store_unavailable
 from services.registry.fastpath import HeartbeatFastPath
 from services.registry.health import ActiveChecker, HealthSweeper
-from services.registry.history import install_history
+from services.registry.history import MAX_INSTANCES, install_history
 from services.registry.metrics import KNOWN_METHODS, OTHER_METHOD, UNMATCHED, RegistryMetrics
 from services.registry.node_routes import nodes
 from services.registry.state import MAX_BODY_BYTES, RegistryState
@@ -49,7 +49,7 @@ def create_app(
     """Build the registry app over ``store``; background sweeps start unless told not to."""
     clock = clock or SystemClock()
     catalog = catalog_for(store, clock, settings)
-    metrics_ = RegistryMetrics(catalog.snapshot, lambda: catalog.index)
+    metrics_ = RegistryMetrics(catalog.load_rows, lambda: catalog.index)  # type: ignore[arg-type]
     sweep_every = min(settings.heartbeat_interval, settings.ttl_s) / 2
     reg_state = RegistryState(
         settings=settings,
@@ -74,7 +74,8 @@ def create_app(
     app.register_blueprint(api, url_prefix="/api/v1")
     app.register_blueprint(compat, url_prefix=COMPAT_PREFIX)
     app.register_blueprint(nodes, url_prefix="/api/v1")  # node agents' beats (services.registry.node_routes)
-    install_history(app, catalog.snapshot, start=start_background)  # GET /api/v1/history (services.registry.history)
+    # GET /api/v1/history (services.registry.history); rows, not copies: see Catalog.load_rows
+    install_history(app, lambda: catalog.load_rows(MAX_INSTANCES), start=start_background)
     for prefix in ("", "/api/v1"):
         app.add_url_rule(f"{prefix}/health", f"health{prefix}", health)
         app.add_url_rule(f"{prefix}/metrics", f"metrics{prefix}", metrics)

@@ -93,19 +93,26 @@ class EtcdCatalog(EtcdNodeBeats, Catalog):
     # ----- mirror ------------------------------------------------------------------------
     def _restore(self) -> None:
         """Load every key; each instance starts a fresh grace period of one TTL."""
-        items, revision = self.store.list()
+        items, revision = self.store.list_all()
         with self._lock:
             self._resync(items, revision)
-        if items:
-            log.info("loaded %d instances from etcd at revision %d", len(items), revision)
+        if self._entries:
+            log.info("loaded %d instances from etcd at revision %d", len(self._entries), revision)
 
     def _resync(self, items: list[KeyValue], revision: int) -> None:
-        """Replace the mirror with a full listing (at start, and after the watch fell behind compaction)."""
+        """Replace the mirror with a full listing (at start, and after the watch fell behind compaction).
+
+        Keys are applied in revision order, as the watch would deliver them: a node's beat after the
+        records it renewed."""
         seen = set()
-        for kv in items:
-            iid = self.store.instance_id(kv.key)
-            seen.add(iid)
-            self._apply_put(iid, kv.value, kv.mod_revision, kv.lease)
+        for kv in sorted(items, key=lambda kv: kv.mod_revision):
+            node = self.store.beat_node(kv.key)
+            if node is not None:
+                self._apply_beat(node, kv.value, kv.mod_revision, kv.lease)
+            elif kv.key.startswith(self.store.prefix):
+                iid = self.store.instance_id(kv.key)
+                seen.add(iid)
+                self._apply_put(iid, kv.value, kv.mod_revision, kv.lease)
         # Entries written after the listing (our own writes, applied locally) stay.
         gone = [iid for iid, e in self._entries.items() if iid not in seen and e.mod_revision <= revision]
         for iid in gone:
@@ -122,7 +129,7 @@ class EtcdCatalog(EtcdNodeBeats, Catalog):
                 for item in self.store.watch(start, self._stop):
                     if isinstance(item, int):  # compacted: our history is gone, list afresh
                         log.warning("etcd history compacted at %d; re-listing", item)
-                        items, revision = self.store.list()
+                        items, revision = self.store.list_all()
                         with self._lock:
                             self._resync(items, revision)
                         start = revision + 1
@@ -134,9 +141,14 @@ class EtcdCatalog(EtcdNodeBeats, Catalog):
                 self._stop.wait(1.0)
 
     def _apply(self, event: WatchEvent) -> None:
-        iid = self.store.instance_id(event.key)
+        node = self.store.beat_node(event.key)
+        iid = self.store.instance_id(event.key) if event.key.startswith(self.store.prefix) else None
         with self._lock:
-            if event.value is None:
+            if node is not None:
+                self._apply_beat(node, event.value, event.revision, event.lease)
+            elif iid is None:
+                pass  # a node's claim record: read when a node is named here, not mirrored
+            elif event.value is None:
                 self._apply_delete(iid, event.revision)
             else:
                 self._apply_put(iid, event.value, event.revision, event.lease)
@@ -162,10 +174,9 @@ class EtcdCatalog(EtcdNodeBeats, Catalog):
             return
         inst = Instance.from_dict(value["instance"])
         now = self.clock.monotonic()
-        fresh_beat = old is None or old.inst.last_heartbeat != inst.last_heartbeat
         entry = EtcdEntry(
             inst=inst,
-            last_beat=now if fresh_beat else old.last_beat,
+            last_beat=now,
             reported=value.get("reported", "passing"),
             ttl_critical=bool(value.get("ttl_critical", False)),
             check_state=value.get("check_state"),
@@ -173,6 +184,9 @@ class EtcdCatalog(EtcdNodeBeats, Catalog):
             mod_revision=revision,
             lease=lease,
         )
+        self._overlay_beat(entry)  # a node's instance: its node's last beat may be newer than its record
+        if old is not None and old.inst.last_heartbeat == inst.last_heartbeat:
+            entry.last_beat = old.last_beat  # no fresh beat: liveness stays as this replica heard it
         if old is not None:
             entry.check_fails, entry.check_oks, entry.next_check = old.check_fails, old.check_oks, old.next_check
         entry.recompute()
@@ -214,6 +228,7 @@ class EtcdCatalog(EtcdNodeBeats, Catalog):
         entry.check_state = kv.value.get("check_state")
         entry.owner = Owner.from_dict(kv.value.get("owner"))
         entry.mod_revision, entry.lease = kv.mod_revision, kv.lease
+        self._overlay_beat(entry)
         cached = self._entries.get(iid)
         if cached is not None and cached.inst.last_heartbeat == entry.inst.last_heartbeat:
             entry.last_beat = cached.last_beat  # when this replica heard it, for liveness
@@ -251,7 +266,9 @@ class EtcdCatalog(EtcdNodeBeats, Catalog):
         inst.last_heartbeat = inst.registered_at
         entry = Entry(inst=inst, last_beat=self.clock.monotonic(), reported=inst.health)
         entry.recompute()
-        old = self._cached(inst.instance_id) or self._current(inst.instance_id)
+        # The mirror's view, not a read: a new id (the common case) costs one etcd round trip, and
+        # should etcd hold something else, the compare below fails and we decide again on it.
+        old = self._cached(inst.instance_id)
         for _ in range(CAS_TRIES):
             now = self.clock.monotonic()
             live = old is not None and old.live(now, self.ttl_s)
@@ -368,14 +385,22 @@ class EtcdCatalog(EtcdNodeBeats, Catalog):
             silent = [iid for iid, e in self._entries.items() if not e.ttl_critical and now - e.last_beat > self.ttl_s]
         went_critical = []
         for iid in silent:
+            with self._lock:  # the guard before the copy: a beat applied in between fails the compare
+                seen = self._entries.get(iid)
+                guard = self.beat_guard(seen) if seen is not None else []
             entry = self._cached(iid)
-            if entry is None or entry.ttl_critical:
-                continue
+            if entry is None or entry.ttl_critical or now - entry.last_beat <= self.ttl_s:
+                continue  # gone, or renewed (a node beat is applied in place) since we looked
             entry.ttl_critical = True
             entry.recompute()
-            # Compare-and-set against the revision we saw: a heartbeat that landed since wins.
-            revision = self.store.put_if(iid, _record(entry), entry.lease, entry.mod_revision)
-            if revision is not None:
+            # Compare-and-set against the revision we saw, and for a node's instance against the
+            # node's beat as we saw it: a heartbeat or node beat that landed since wins.
+            key = self.store.key(iid)
+            written, revision = self.store.txn(
+                [self.store.unchanged_since(key, entry.mod_revision), *guard],
+                [self.store.put_op(key, _record(entry), entry.lease)],
+            )
+            if written:
                 self._wrote(iid, entry, revision, entry.lease)
                 went_critical.append(entry.inst)
         return went_critical, []

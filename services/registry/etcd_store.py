@@ -112,7 +112,8 @@ class EtcdStore:
     ) -> None:
         if not endpoints:
             raise ValueError("the etcd store needs at least one endpoint (--etcd-endpoints)")
-        self.prefix = prefix.rstrip("/") + "/instances/"
+        self.root = prefix.rstrip("/") + "/"  # everything of this mesh: instances/, nodes/, beats/
+        self.prefix = self.root + "instances/"
         self.endpoints = endpoints
         self.timeout = timeout
         self.retry_for = retry_for
@@ -204,6 +205,11 @@ class EtcdStore:
         items = [self._kv(kv) for kv in resp.get("kvs", [])]
         return items, int(resp["header"]["revision"])
 
+    def list_all(self) -> tuple[list[KeyValue], int]:
+        """Every key of this mesh (instances, node records, node beats), as the watch sees them."""
+        resp = self._post("/kv/range", {"key": _b64(self.root), "range_end": _range_end(self.root)})
+        return [self._kv(kv) for kv in resp.get("kvs", [])], int(resp["header"]["revision"])
+
     def get(self, instance_id: str) -> KeyValue | None:
         resp = self._post("/kv/range", {"key": _b64(self.key(instance_id))})
         kvs = resp.get("kvs", [])
@@ -263,8 +269,17 @@ class EtcdStore:
 
     # ----- node agents (services.registry.etcd_nodes) ------------------------------------
     def node_key(self, node: str) -> str:
-        """A node's record, beside (not under) the watched instance prefix."""
-        return self.prefix[: -len("instances/")] + "nodes/" + node
+        """A node's record (its secret's digest), beside the instance prefix."""
+        return self.root + "nodes/" + node
+
+    def beat_key(self, node: str) -> str:
+        """A node's last beat (its time and its instances' loads): one key per node, on the node's lease."""
+        return self.root + "beats/" + node
+
+    def beat_node(self, key: str) -> str | None:
+        """The node whose beat ``key`` is; None for any other key."""
+        head = self.root + "beats/"
+        return key[len(head) :] if key.startswith(head) else None
 
     def get_node(self, node: str) -> KeyValue | None:
         resp = self._post("/kv/range", {"key": _b64(self.node_key(node))})
@@ -304,7 +319,8 @@ class EtcdStore:
 
     # ----- watch -------------------------------------------------------------------------
     def watch(self, start_revision: int, stop: threading.Event) -> Iterator[WatchEvent | int]:
-        """Events from ``start_revision`` on, across member failures, until ``stop`` is set.
+        """Events under this mesh's root (instances, node records, node beats) from ``start_revision`` on,
+        across member failures, until ``stop`` is set.
 
         Yields :class:`WatchEvent` objects, and a bare ``int`` (a compacted revision) when
         etcd no longer has the history asked for: the caller must re-list and resume.
@@ -317,8 +333,8 @@ class EtcdStore:
             client = self._clients[slot]
             body = {
                 "create_request": {
-                    "key": _b64(self.prefix),
-                    "range_end": _range_end(self.prefix),
+                    "key": _b64(self.root),
+                    "range_end": _range_end(self.root),
                     "start_revision": next_revision,
                 }
             }

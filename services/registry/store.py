@@ -139,11 +139,13 @@ class SQLiteStore:
             self._set_index(index)
 
     def touch(self, heartbeats: dict[str, str]) -> None:
+        """Never backwards: a row written since the caller's snapshot keeps its newer stamp."""
         if not heartbeats:
             return
         with self._lock, self._tx():
             self._db.executemany(
-                "UPDATE instances SET last_heartbeat = ? WHERE instance_id = ?",
+                "UPDATE instances SET last_heartbeat = ?1 WHERE instance_id = ?2"
+                " AND (last_heartbeat IS NULL OR last_heartbeat < ?1)",
                 [(ts, iid) for iid, ts in heartbeats.items()],
             )
 
