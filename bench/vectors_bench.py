@@ -13,8 +13,12 @@ registry and antiberty workers for the embedding part) and is measured from a cl
   training ligands, each expanded into ~20 neighbours by dropping and adding bits (real bit
   densities and correlations); insert throughput; p50/p99 over gRPC and REST, and the top-10
   Tanimoto values against numpy's.
-* start-up: the worker is stopped and started again on the same file; time to ready (it
-  rebuilds its in-process index from the Lite file) and the same answers afterwards.
+* start-up: the worker is stopped (SIGTERM: it saves its in-process indexes beside the file) and
+  started again on the same file: time to ready (it loads the saved indexes) and the same
+  answers; then once more with the saved indexes deleted (it rebuilds from the Lite file: ready
+  once FLAT answers, and the time until HNSW answers again).
+* searches during ``PUT /index``: one client searching in a loop while HNSW builds (the old FLAT
+  index keeps answering).
 * baseline: with the worker gone, the same file is opened here with pymilvus and searched
   directly (``MilvusClient.search``: the Milvus Lite cost the in-process index removes; for
   fingerprints the Milvus path of :mod:`vectors.search`, sparse cosine + exact re-ranking); the
@@ -34,8 +38,10 @@ import argparse
 import json
 import random
 import re
+import shutil
 import statistics
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -171,6 +177,42 @@ class FloatCase:
         self.bodies = [{"vectors": [q.tolist()], "top_k": TOP_K} for q in self.qs]
 
 
+class SearchesDuring:
+    """One client searching in a loop while the block runs (a rebuild): do searches stall?"""
+
+    def __init__(self, router: GrpcRouter, bodies: list[dict]) -> None:
+        self.client = VectorClient(router, transport="grpc")
+        self.bodies = bodies
+        self.latencies: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        i = 0
+        while not self._stop.is_set():
+            lat, _ = timed_searches(self.client, "floats", [self.bodies[i % len(self.bodies)]])
+            self.latencies += lat
+            i += 1
+
+    def __enter__(self) -> SearchesDuring:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def figures(self) -> dict[str, float]:
+        if not self.latencies:
+            return {}
+        lat = self.latencies
+        return {"p50_ms": 1000 * pct(lat, 50), "p99_ms": 1000 * pct(lat, 99), "max_ms": 1000 * max(lat)}
+
+    def summary(self) -> str:
+        f = self.figures()
+        return f"p50 {f['p50_ms']:.1f} ms, p99 {f['p99_ms']:.1f} ms, max {f['max_ms']:.1f} ms" if f else "none"
+
+
 def bench_float(router: GrpcRouter, case: FloatCase, report: dict[str, Any]) -> None:
     grpc_client = VectorClient(router, transport="grpc")
     grpc_client.create_collection({"name": "floats", "dim": DIM, "metric": "cosine", "index": "exact"})
@@ -190,8 +232,11 @@ def bench_float(router: GrpcRouter, case: FloatCase, report: dict[str, Any]) -> 
         flush=True,
     )
     t0 = time.perf_counter()  # HNSW builds single-threaded: minutes at 100k, beyond the client's default deadline
-    VectorClient(router, transport="grpc", deadline=3600).create_index("floats", "approximate")
+    during = SearchesDuring(router, case.bodies)
+    with during:  # the old (FLAT) index keeps answering while HNSW builds beside it
+        VectorClient(router, transport="grpc", deadline=3600).create_index("floats", "approximate")
     build_s = time.perf_counter() - t0
+    print(f"during the HNSW build: {len(during.latencies)} searches answered (FLAT), {during.summary()}", flush=True)
     approx_grpc, approx_rest, approx_ids = both(router, "floats", case.bodies)
     r = recall(approx_ids, case.truth)
     print(
@@ -207,6 +252,7 @@ def bench_float(router: GrpcRouter, case: FloatCase, report: dict[str, Any]) -> 
         "insert_per_s": rate,
         "exact": {**lat_report(exact_grpc, exact_rest), "recall_at_10_vs_numpy": exact_recall},
         "hnsw_build_s": build_s,
+        "searches_during_build": {"count": len(during.latencies), **during.figures()},
         "hnsw": {
             **lat_report(approx_grpc, approx_rest),
             "recall_at_10_vs_numpy": r,
@@ -294,34 +340,61 @@ def bench_fingerprints(router: GrpcRouter, case: FingerprintCase, report: dict[s
     }
 
 
-def bench_restart(tmp: Path, fc: FloatCase | None, fpc: FingerprintCase | None, report: dict[str, Any]) -> None:
-    """Start a worker again on the same file: time to ready (the rebuild), and the same answers."""
+def restart_once(tmp: Path, fc: FloatCase | None, fpc: FingerprintCase | None, label: str) -> dict[str, Any]:
+    """Start a worker on the same file: time to ready, what it loaded or rebuilt, then the same answers.
+
+    With a float collection it also waits until HNSW answers again (a start from Lite serves FLAT
+    first and builds HNSW beside it) and measures the searches then.
+    """
     t0 = time.perf_counter()
-    proc, router = start_worker(tmp, log_name="vectors-restart.log")
+    proc, router = start_worker(tmp, log_name=f"vectors-restart-{label}.log")
     ready_s = time.perf_counter() - t0
     try:
-        rebuilt = re.findall(r"rebuilt (\w+) from Milvus Lite: (\d+) rows in ([\d.]+) s", proc.log())
-        parts = ", ".join(f"{name} {int(rows):,} rows {float(sec):.1f} s" for name, rows, sec in rebuilt)
-        out: dict[str, Any] = {"ready_s": ready_s, "rebuilt": {n: float(sec) for n, _, sec in rebuilt}}
+        text = proc.log()
+        loaded = re.findall(r"loaded (\w+) from its saved index: (\d+) rows in ([\d.]+) s", text)
+        rebuilt = re.findall(r"rebuilt (\w+) from Milvus Lite: (\d+) rows in ([\d.]+) s", text)
+        out: dict[str, Any] = {
+            "ready_s": ready_s,
+            "loaded_from_snapshot": {n: float(sec) for n, _, sec in loaded},
+            "rebuilt_from_lite": {n: float(sec) for n, _, sec in rebuilt},
+        }
         client = VectorClient(router, transport="grpc")
         if fc is not None:
+            url = proc.base_url + "/api/v1/vectors/collections/floats"
+            serving = lambda: requests.get(url, timeout=30).json()["data"]["index_info"].get("serving")  # noqa: E731
+            wait_until(lambda: serving() == "HNSW", timeout=3600, interval=0.5, what="HNSW serving")
+            out["hnsw_serving_s"] = time.perf_counter() - t0
             timed_searches(client, "floats", fc.bodies[:3])
             lat, ids = timed_searches(client, "floats", fc.bodies)
             out["float_recall_at_10_vs_numpy"] = recall(ids, fc.truth)
-            out["float_grpc_p50_ms"] = 1000 * pct(lat, 50)
+            out["float_grpc_p50_ms"], out["float_grpc_p99_ms"] = 1000 * pct(lat, 50), 1000 * pct(lat, 99)
         if fpc is not None:
             _, agree, _ = fp_agreement(client, fpc)
             out["fingerprints_top10_equal_numpy"] = agree
+        parts = ", ".join(
+            [f"{n} loaded {float(sec):.1f} s" for n, _, sec in loaded]
+            + [f"{n} rebuilt from Lite {float(sec):.1f} s" for n, _, sec in rebuilt]
+        )
+        nan = float("nan")
         print(
-            f"restart on the same file: ready in {ready_s:.1f} s (in-process index rebuilt from Lite: {parts}); "
-            f"after it: float HNSW recall@10 vs numpy {out.get('float_recall_at_10_vs_numpy', float('nan')):.4f}, "
-            f"fingerprint top-10 equal {out.get('fingerprints_top10_equal_numpy', float('nan')):.1%}",
+            f"restart ({label}): ready in {ready_s:.1f} s ({parts}); HNSW answering after "
+            f"{out.get('hnsw_serving_s', nan):.1f} s; then float HNSW gRPC p50 "
+            f"{out.get('float_grpc_p50_ms', nan):.1f} ms, p99 {out.get('float_grpc_p99_ms', nan):.1f} ms, "
+            f"recall@10 vs numpy {out.get('float_recall_at_10_vs_numpy', nan):.4f}, "
+            f"fingerprint top-10 equal {out.get('fingerprints_top10_equal_numpy', nan):.1%}",
             flush=True,
         )
-        report["restart"] = out
+        return out
     finally:
         router.close()
-        proc.stop()
+        proc.terminate(timeout=600)  # a clean stop saves the in-process indexes: let it finish
+
+
+def bench_restart(tmp: Path, fc: FloatCase | None, fpc: FingerprintCase | None, report: dict[str, Any]) -> None:
+    """Restart on the indexes saved at the clean stop; then with them removed (the rebuild from Lite)."""
+    report["restart"] = restart_once(tmp, fc, fpc, "saved index")
+    shutil.rmtree(tmp / "bench.db.index", ignore_errors=True)
+    report["restart_from_lite"] = restart_once(tmp, fc, fpc, "from Lite")
 
 
 def bench_baseline(
@@ -480,7 +553,7 @@ def main() -> None:
                 bench_fingerprints(router, fpc, report)
         finally:
             router.close()
-            proc.stop()
+            proc.terminate(timeout=600)  # saves the in-process indexes beside the file
         bench_restart(tmp, fc, fpc, report)
         bench_baseline(tmp, fc, fpc, args.baseline_queries, report)
         if not args.skip_embedding:

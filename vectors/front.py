@@ -6,12 +6,17 @@ copy of the ids, metadata and vectors in a faiss index (fingerprints: packed bit
 that; with a Milvus server URI there is no front and searches go to the server.
 
 * Durability: every write goes to Lite first and reaches memory only once Lite has accepted it,
-  under the collection's lock (so memory applies writes in Lite's order). A process that dies
-  loses nothing: on start (and on first use of a collection) the copy is rebuilt from Lite.
+  under the collection's write lock (so memory applies writes in Lite's order). A process that
+  dies loses nothing: on start the copy comes from a saved snapshot that provably matches Lite
+  (:mod:`vectors.snapshot`), else it is rebuilt from Lite.
+* Concurrency: a reader-writer lock per collection (:mod:`vectors.rwlock`): searches run side by
+  side (faiss releases the GIL), writes alone.
+* No stalls: a rebuild (compaction once dead rows pile up, ``PUT /index``, HNSW after a start
+  from Lite) copies the alive rows under the read lock, builds the new index with no lock held
+  while the old one keeps answering, replays the writes that arrived meanwhile, and swaps under
+  the write lock (:meth:`Front.rebuild`).
 * Filters are evaluated here on the copy (:mod:`vectors.rowfilter`, Lite's semantics) and given
-  to faiss as a bitmap of allowed rows: exact for the exact index; for HNSW a selective filter
-  (< 20 % of rows) scans the allowed rows exactly, so a filter never costs recall.
-* Fingerprints: exact Tanimoto against every row, so the answer is exact by construction.
+  to faiss as a bitmap of allowed rows; fingerprints are exact Tanimoto against every row.
 """
 
 from __future__ import annotations
@@ -20,113 +25,91 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from vectors import rowfilter
-from vectors.memindex import HNSW_EF_CONSTRUCTION, HNSW_M, FingerprintIndex, FloatIndex
+from vectors.memindex import FloatIndex
+from vectors.rows import Op, Rows, new_index, public_vector
+from vectors.rwlock import RWLock
+from vectors.snapshot import MANIFEST, Snapshots
 from vectors.store import CollectionConfig, MilvusStore
 
 log = logging.getLogger(__name__)
 
-SCAN_BATCH = 4096
 MASK_CACHE = 32
 # Rebuild without dead rows once they are this share of all rows (and at least MIN_DEAD).
 DEAD_SHARE = 0.25
 MIN_DEAD = 1024
+# A rebuild replays writes that arrived during its build outside the lock until this few are left.
+REPLAY_UNDER_LOCK = 64
+LABELS = {"approximate": "HNSW", "exact": "FLAT", "fingerprint": "TANIMOTO"}
 
 
-@dataclass
+@dataclass(eq=False)
 class Copy:
-    """One collection in memory: rows at positions, the index over them, and a lock."""
+    """One collection in memory: its :class:`Rows`, its locks, and what its snapshot knows."""
 
     cfg: CollectionConfig
-    index: FloatIndex | FingerprintIndex
-    ids: list[str] = field(default_factory=list)
-    metadata: list[dict[str, Any] | None] = field(default_factory=list)
-    where: dict[str, int] = field(default_factory=dict)
-    lock: threading.RLock = field(default_factory=threading.RLock)
-    version: int = 0
+    rows: Rows
+    lock: RWLock = field(default_factory=RWLock)
+    gen: int = 0  # write generation: bumped before each write reaches Lite
+    saved_gen: int = -1  # the generation the manifest on disk describes
+    manifest_present: bool = False
+    retired: bool = False  # dropped, or out of step with Lite: never saved again
+    version: int = 0  # bumped on every change in memory (the filter cache's key)
+    pending: list[Op] | None = None  # writes since a rebuild copied the rows, to replay onto the new ones
+    building: bool = False
+    last_write: float = 0.0
+    build_lock: threading.Lock = field(default_factory=threading.Lock)
+    write_gate: threading.Lock = field(default_factory=threading.Lock)  # writers pass it first; a save holds it
+    save_lock: threading.Lock = field(default_factory=threading.Lock)
     masks: OrderedDict[str, np.ndarray] = field(default_factory=OrderedDict)
+    mask_lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def add(self, rows: list[dict[str, Any]]) -> None:
-        """Rows ``{id, vector (public form), metadata}``; an id already present is replaced."""
-        self.remove([r["id"] for r in rows])
-        if isinstance(self.index, FloatIndex):
-            positions = self.index.add(np.asarray([r["vector"] for r in rows], dtype=np.float32))
-        else:
-            positions = self.index.add([list(r["vector"]) for r in rows])
-        for pos, row in zip(positions, rows, strict=True):
-            self.ids.append(row["id"])
-            self.metadata.append(row.get("metadata") or {})
-            self.where[row["id"]] = pos
-        self.version += 1
+    @property
+    def index(self) -> Any:
+        return self.rows.index
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """The write lock, taken through the gate a save holds: a writer waiting for a save waits at
+        the gate, not in the lock, so it does not hold back searches (the lock prefers writers)."""
+        with self.write_gate, self.lock.write():
+            yield
 
     def taken(self, ids: list[str]) -> list[str]:
-        return [i for i in ids if i in self.where]
+        return self.rows.taken(ids)
 
-    def remove(self, ids: list[str]) -> int:
-        positions = [p for p in (self.where.pop(i, None) for i in ids) if p is not None]
-        if positions:
-            self.index.kill(positions)
-            for p in positions:
-                self.metadata[p] = None
-            self.version += 1
-            if self.index.rows.dead >= max(MIN_DEAD, DEAD_SHARE * self.index.rows.n):
-                self.rebuild()
-        return len(positions)
-
-    def rebuild(self, cfg: CollectionConfig | None = None) -> None:
-        """Drop dead rows (and switch the index kind when ``cfg`` names another)."""
-        if cfg is not None:
-            self.cfg = cfg
-        if isinstance(self.index, FloatIndex):
-            kind = "approximate" if self.cfg.index == "approximate" else "exact"
-            params = self.cfg.index_params
-            fresh, old = self.index.compacted(kind, params.get("M"), params.get("efConstruction"))
-        else:
-            fresh, old = self.index.compacted()
-        self.index = fresh
-        self.ids = [self.ids[p] for p in old]
-        self.metadata = [self.metadata[p] for p in old]
-        self.where = {i: p for p, i in enumerate(self.ids)}
+    def apply(self, op: Op) -> Any:
+        """A write Lite accepted, in memory (the caller holds the write lock)."""
+        if self.pending is not None:
+            self.pending.append(op)
         self.version += 1
+        self.last_write = time.monotonic()
+        return self.rows.apply(op)
+
+    def crowded(self) -> bool:
+        return self.index.rows.dead >= max(MIN_DEAD, DEAD_SHARE * self.index.rows.n)
 
     def mask(self, conditions: Any) -> np.ndarray | None:
-        """The rows a filter allows, cached per filter until the next write."""
+        """The rows a filter allows, cached per filter until the next change (caller holds the read lock)."""
         key = f"{self.version}:{conditions!r}"
-        cached = self.masks.get(key)
+        with self.mask_lock:
+            cached = self.masks.get(key)
         if cached is None:
-            cached = rowfilter.mask(conditions, self.ids, self.metadata)
+            cached = rowfilter.mask(conditions, self.rows.ids, self.rows.metadata)
             if cached is None:
                 return None
-            self.masks[key] = cached
-            while len(self.masks) > MASK_CACHE:
-                self.masks.popitem(last=False)
+            with self.mask_lock:
+                self.masks[key] = cached
+                while len(self.masks) > MASK_CACHE:
+                    self.masks.popitem(last=False)
         return cached
-
-
-def new_index(cfg: CollectionConfig) -> FloatIndex | FingerprintIndex:
-    if cfg.vector_type == "binary":
-        return FingerprintIndex(cfg.dim)
-    params = cfg.index_params
-    return FloatIndex(
-        cfg.dim,
-        cfg.metric,
-        "approximate" if cfg.index == "approximate" else "exact",
-        int(params.get("M", HNSW_M)),
-        int(params.get("efConstruction", HNSW_EF_CONSTRUCTION)),
-    )
-
-
-def public_vector(cfg: CollectionConfig, value: Any) -> list[Any]:
-    """A vector as Lite returns it → the public form (floats, or set bits)."""
-    if cfg.vector_type == "float":
-        return [float(v) for v in value]
-    return sorted(int(k) for k in value)
 
 
 class Front:
@@ -134,12 +117,18 @@ class Front:
 
     def __init__(self, store: MilvusStore) -> None:
         self.store = store
+        self.snapshots = Snapshots(store)
         self._copies: dict[str, Copy] = {}
         self._lock = threading.Lock()
         self._loading: dict[str, threading.Lock] = {}
+        self._kick = threading.Event()
+        self._stop = threading.Event()
+        self._saver: threading.Thread | None = None
+
+    # -- copies -----------------------------------------------------------------------------------
 
     def copy(self, cfg: CollectionConfig) -> Copy:
-        """The collection's copy, rebuilt from Lite when this process has none yet."""
+        """The collection's copy, from its snapshot or Lite when this process has none yet."""
         with self._lock:
             found = self._copies.get(cfg.name)
             gate = self._loading.setdefault(cfg.name, threading.Lock())
@@ -152,69 +141,205 @@ class Front:
                 found = self._load(cfg)
                 with self._lock:
                     self._copies[cfg.name] = found
+                if not found.rows.matches(cfg):
+                    self.rebuild_later(found)
         return found
 
     def _load(self, cfg: CollectionConfig) -> Copy:
         t0 = time.perf_counter()
-        copy = Copy(cfg, new_index(cfg))
+        present = (self.snapshots.folder(cfg.name) / MANIFEST).exists()
+        saved = self.snapshots.load(cfg) if present else None
+        if saved is not None:
+            log.info(
+                "loaded %s from its saved index: %d rows in %.1f s",
+                cfg.name,
+                len(saved.where),
+                time.perf_counter() - t0,
+            )
+            return Copy(cfg, saved, saved_gen=0, manifest_present=True)
+        # From Lite an HNSW collection first gets FLAT (seconds to fill): it answers, exactly, while HNSW builds.
+        rows = Rows(new_index(cfg, "exact" if cfg.vector_type == "float" else None))
         for batch in self.store.scan(cfg.name):
-            copy.add([{**r, "vector": public_vector(cfg, r["vector"])} for r in batch])
-        log.info("rebuilt %s from Milvus Lite: %d rows in %.1f s", cfg.name, len(copy.where), time.perf_counter() - t0)
-        return copy
+            rows.add([{**r, "vector": public_vector(cfg, r["vector"])} for r in batch])
+        log.info("rebuilt %s from Milvus Lite: %d rows in %.1f s", cfg.name, len(rows.where), time.perf_counter() - t0)
+        self._kick.set()  # worth saving once built
+        return Copy(cfg, rows, manifest_present=present)
 
     def warm(self) -> None:
-        """Rebuild every collection now (worker start), so no search pays for it."""
+        """Load every collection now (worker start), so no search pays for it."""
         for name in self.store.names():
             try:
                 self.copy(self.store.config(name))
             except Exception as err:  # a collection another program made: left to Lite
                 log.warning("not indexing %s in memory: %s", name, err)
 
-    def forget(self, name: str) -> None:
+    def forget(self, name: str, discard: bool = False) -> None:
+        """Stop using the copy (rebuilt on next use); ``discard`` also deletes its snapshot (drop, create)."""
         with self._lock:
-            self._copies.pop(name, None)
+            copy = self._copies.pop(name, None)
+        with self.snapshots.lock:
+            if copy is not None:
+                copy.retired = True
+        if discard:
+            self.snapshots.discard(name)
 
-    def apply(self, cfg: CollectionConfig, write: Callable[[], Any], memory: Callable[[Copy], Any]) -> Any:
-        """Run ``write`` on Lite, then ``memory`` on the copy, under the copy's lock; ``write``'s answer."""
+    def describe(self, name: str) -> dict[str, Any]:
+        """What answers searches now: the index in memory and whether a new one is being built."""
+        with self._lock:
+            copy = self._copies.get(name)
+        if copy is None:
+            return {}
+        return {"serving": LABELS[copy.rows.kind], "rebuilding": copy.building}
+
+    # -- writes and searches ----------------------------------------------------------------------
+
+    def apply(self, cfg: CollectionConfig, write: Callable[[], Any], op: Op) -> Any:
+        """Run ``write`` on Lite, then ``op`` on the copy, under the copy's write lock; ``write``'s answer."""
         copy = self.copy(cfg)
-        with copy.lock:
+        with copy.writing():
+            self.snapshots.invalidate(copy)  # before Lite changes: no snapshot may outlive this write
             answer = write()
             try:
-                memory(copy)
+                copy.apply(op)
             except Exception:
                 log.exception("in-memory index of %s out of step; it will be rebuilt from Lite", cfg.name)
                 self.forget(cfg.name)
+                return answer
+            crowded = copy.crowded() and not copy.building
+            copy.building = copy.building or crowded
+        if crowded:
+            self.rebuild_later(copy)
         return answer
 
     def search(
         self, cfg: CollectionConfig, queries: list[Any], top_k: int, conditions: Any, ef: int
-    ) -> list[list[tuple[str, float, dict[str, Any], list[int] | None]]]:
-        """Per query, the top-k ``(id, score, metadata, set bits or None)``, best first."""
+    ) -> tuple[list[list[tuple[str, float, dict[str, Any], list[int] | None]]], bool]:
+        """Per query, the top-k ``(id, score, metadata, set bits or None)``, best first; and whether exact."""
         copy = self.copy(cfg)
-        with copy.lock:
+        with copy.lock.read():
+            rows = copy.rows
             allowed = copy.mask(conditions)
             out = []
             for query in queries:
-                if isinstance(copy.index, FloatIndex):
-                    scores, positions = copy.index.search(np.asarray(query, dtype=np.float32), top_k, allowed, ef)
+                if isinstance(rows.index, FloatIndex):
+                    scores, positions = rows.index.search(np.asarray(query, dtype=np.float32), top_k, allowed, ef)
                     bits = [None] * len(positions)
                 else:  # ties at the cut are decided by id, as the Milvus path does
-                    scores, positions = copy.index.search(list(query), top_k, allowed)
+                    scores, positions = rows.index.search(list(query), top_k, allowed)
                     pairs = zip(scores.tolist(), positions.tolist(), strict=True)
-                    ranked = sorted(pairs, key=lambda sp: (-sp[0], copy.ids[sp[1]]))
+                    ranked = sorted(pairs, key=lambda sp: (-sp[0], rows.ids[sp[1]]))
                     scores = np.array([s for s, _ in ranked[:top_k]])
                     positions = np.array([p for _, p in ranked[:top_k]], dtype=np.int64)
-                    bits = [copy.index.bits(int(p)) for p in positions]
+                    bits = [rows.index.bits(int(p)) for p in positions]
                 out.append(
                     [
-                        (copy.ids[p], float(s), copy.metadata[p] or {}, b)
+                        (str(rows.ids[p]), float(s), rows.metadata[p] or {}, b)
                         for s, p, b in zip(scores, positions, bits, strict=True)
                     ]
                 )
-        return out
+            return out, rows.exact
+
+    # -- rebuilds ---------------------------------------------------------------------------------
 
     def reindex(self, cfg: CollectionConfig) -> None:
-        """The collection's index kind or parameters changed: rebuild the copy's index from memory."""
-        copy = self.copy(cfg)
-        with copy.lock:
-            copy.rebuild(cfg)
+        """The collection's index kind or parameters changed: build the new index beside the old; wait for it."""
+        self.rebuild(self.copy(cfg), cfg)
+
+    def rebuild_later(self, copy: Copy) -> None:
+        """Compaction or the index a start from Lite still lacks: :meth:`rebuild` in a thread of its own."""
+        copy.building = True
+        threading.Thread(
+            target=self._rebuild_quietly, args=(copy,), name=f"rebuild-{copy.cfg.name}", daemon=True
+        ).start()
+
+    def _rebuild_quietly(self, copy: Copy) -> None:
+        try:
+            self.rebuild(copy)
+        except Exception:
+            log.exception("rebuilding %s failed; the old index keeps answering", copy.cfg.name)
+
+    def rebuild(self, copy: Copy, cfg: CollectionConfig | None = None) -> None:
+        """Build a new index beside the one answering, replay the writes made meanwhile, swap.
+
+        Only the row copy (read lock: searches go on, writes wait) and the swap with the last few
+        replayed writes (write lock) hold the collection; the build itself holds nothing.
+        """
+        with copy.build_lock:
+            copy.building = True
+            t0 = time.perf_counter()
+            try:
+                with copy.lock.read():
+                    target = cfg or copy.cfg
+                    build = copy.rows.rebuild_later(target)
+                    copy.pending = []
+                fresh = build()
+                built_s, done = time.perf_counter() - t0, 0
+                while True:
+                    with copy.lock.read():
+                        batch = list(copy.pending[done:])
+                    if len(batch) <= REPLAY_UNDER_LOCK:
+                        break
+                    for op in batch:
+                        fresh.apply(op)
+                    done += len(batch)
+                with copy.writing():
+                    replayed = copy.pending[done:]
+                    for op in replayed:
+                        fresh.apply(op)
+                    copy.rows, copy.cfg, copy.version = fresh, target, copy.version + 1
+                    total = done + len(replayed)
+            finally:
+                with copy.writing():
+                    copy.pending = None
+                copy.building = False
+        log.info(
+            "rebuilt the %s index of %s beside the old one: %d rows in %.1f s, %d write(s) replayed",
+            LABELS[fresh.kind],
+            target.name,
+            len(fresh.where),
+            built_s,
+            total,
+        )
+        self._kick.set()
+
+    # -- snapshots --------------------------------------------------------------------------------
+
+    def save(self, copy: Copy) -> bool:
+        """Save the copy's snapshot now (one save per copy at a time)."""
+        with copy.save_lock:
+            if copy.retired or copy.gen == copy.saved_gen:
+                return copy.gen == copy.saved_gen
+            return self.snapshots.save(copy)
+
+    def save_due(self, quiet_s: float = 0.0, force: bool = False) -> None:
+        """Save every copy changed since its snapshot: not while it builds, nor within ``quiet_s`` of a write."""
+        with self._lock:
+            copies = list(self._copies.values())
+        for copy in copies:
+            idle = time.monotonic() - copy.last_write >= quiet_s
+            if copy.gen != copy.saved_gen and (force or (idle and not copy.building)):
+                try:
+                    self.save(copy)
+                except Exception:
+                    log.exception("saving the index of %s failed; a restart rebuilds it from Lite", copy.cfg.name)
+
+    def start(self, interval_s: float, quiet_s: float = 2.0) -> None:
+        """Save changed copies every ``interval_s`` (0: only after builds) from a thread of its own."""
+
+        def loop() -> None:
+            while not self._stop.is_set():
+                self._kick.wait(interval_s if interval_s > 0 else None)
+                self._kick.clear()
+                if not self._stop.is_set():
+                    self.save_due(quiet_s)
+
+        self._saver = threading.Thread(target=loop, name="vectors-saver", daemon=True)
+        self._saver.start()
+
+    def close(self) -> None:
+        """Clean shutdown: stop the saver and save what changed, so the next start loads instead of rebuilding."""
+        self._stop.set()
+        self._kick.set()
+        if self._saver is not None:
+            self._saver.join(timeout=60)
+        self.save_due(force=True)

@@ -14,6 +14,7 @@ rows when they pile up (HNSW cannot remove a node).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,7 +101,7 @@ class FloatIndex:
         """The vectors as the index holds them (normalised for cosine), for a rebuild."""
         storage = faiss.downcast_index(self.index.storage) if self.kind == "approximate" else self.index
         every = faiss.rev_swig_ptr(storage.get_xb(), storage.ntotal * self.dim).reshape(storage.ntotal, self.dim)
-        return np.array(every[positions], dtype=np.float32)
+        return every[positions]  # fancy indexing already copies
 
     def search(self, query: np.ndarray, k: int, mask: np.ndarray | None, ef: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, positions) among alive rows where ``mask`` holds; fewer when fewer qualify."""
@@ -128,13 +129,46 @@ class FloatIndex:
         self, kind: str | None = None, m: int | None = None, ef_construction: int | None = None
     ) -> tuple[FloatIndex, np.ndarray]:
         """A new index (of ``kind``, default the same) holding only the alive rows, and each new row's old position."""
+        old, build = self.compacted_later(kind, m, ef_construction)
+        return build(), old
+
+    def compacted_later(
+        self, kind: str | None = None, m: int | None = None, ef_construction: int | None = None
+    ) -> tuple[np.ndarray, Callable[[], FloatIndex]]:
+        """The alive rows' old positions and a build of the compacted index that never touches this one.
+
+        Why: the caller copies the rows under its lock (fast) and runs the build (minutes for HNSW
+        at 100k) outside it, while this index keeps answering.
+        """
         old = np.flatnonzero(self.rows.view())
-        fresh = FloatIndex(
-            self.dim, self.metric, kind or self.kind, m or self.m, ef_construction or self.ef_construction
-        )
-        if len(old):
-            fresh.add(self.stored(old))
-        return fresh, old
+        data = self.stored(old) if len(old) else np.zeros((0, self.dim), dtype=np.float32)
+        args = (self.dim, self.metric, kind or self.kind, m or self.m, ef_construction or self.ef_construction)
+
+        def build() -> FloatIndex:
+            fresh = FloatIndex(*args)
+            if len(data):
+                fresh.add(data)
+            return fresh
+
+        return old, build
+
+    def freeze(self, path: str) -> tuple[dict[str, Any], np.ndarray]:
+        """For a snapshot: the faiss index written to ``path`` in faiss's own format; parameters and alive bits."""
+        faiss.write_index(self.index, path)
+        meta = {"type": "float", "dim": self.dim, "metric": self.metric, "kind": self.kind, "m": self.m}
+        meta["ef_construction"] = self.ef_construction
+        return meta, self.rows.view().copy()
+
+    @classmethod
+    def thaw(cls, meta: dict[str, Any], index: Any, alive: np.ndarray) -> FloatIndex:
+        """The index a snapshot saved (``index`` read by ``faiss.read_index``), without building anything."""
+        out = cls(int(meta["dim"]), str(meta["metric"]), "exact")  # a cheap shell; the real index replaces it
+        out.kind, out.m, out.ef_construction = str(meta["kind"]), int(meta["m"]), int(meta["ef_construction"])
+        if index.d != out.dim or index.ntotal != len(alive):
+            raise ValueError(f"saved index holds {index.ntotal} x {index.d}, expected {len(alive)} x {out.dim}")
+        out.index = index
+        out.rows = Bitmap(np.asarray(alive, dtype=bool).copy(), len(alive))
+        return out
 
 
 class FingerprintIndex:
@@ -205,7 +239,33 @@ class FingerprintIndex:
         return scores[top], top
 
     def compacted(self) -> tuple[FingerprintIndex, np.ndarray]:
+        old, build = self.compacted_later()
+        return build(), old
+
+    def compacted_later(self) -> tuple[np.ndarray, Callable[[], FingerprintIndex]]:
+        """As :meth:`FloatIndex.compacted_later`: the rows are copied now, the build may run elsewhere."""
         old = np.flatnonzero(self.rows.view())
-        fresh = FingerprintIndex(self.n_bits)
-        fresh._append(self.packed[old], self.counts[old])
-        return fresh, old
+        packed, counts, n_bits = self.packed[old], self.counts[old], self.n_bits
+
+        def build() -> FingerprintIndex:
+            fresh = FingerprintIndex(n_bits)
+            fresh._append(packed, counts)
+            return fresh
+
+        return old, build
+
+    def freeze(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """For a snapshot: parameters and the packed bits, bit counts and alive bits (copies)."""
+        n = self.rows.n
+        arrays = {"packed": np.ascontiguousarray(self.packed[:n]), "counts": self.counts[:n].copy()}
+        return {"type": "binary", "n_bits": self.n_bits}, {**arrays, "alive": self.rows.view().copy()}
+
+    @classmethod
+    def thaw(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> FingerprintIndex:
+        out = cls(int(meta["n_bits"]))
+        packed, counts, alive = arrays["packed"], arrays["counts"], arrays["alive"]
+        if packed.shape != (len(alive), out.n_bytes) or counts.shape != (len(alive),):
+            raise ValueError(f"saved fingerprints have shape {packed.shape}, expected ({len(alive)}, {out.n_bytes})")
+        out._append(packed, counts)
+        out.rows.alive[: len(alive)] = alive
+        return out

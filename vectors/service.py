@@ -20,7 +20,8 @@ from services.common.envelope import ApiError, ErrorCode
 from vectors import search as searching
 from vectors.filters import build_filter
 from vectors.fingerprints import dense_from_bits
-from vectors.front import Copy, Front
+from vectors.front import Front
+from vectors.rows import Op
 from vectors.settings import VectorSettings
 from vectors.store import CollectionConfig, MilvusStore
 from vectors.validate import (
@@ -56,8 +57,15 @@ class VectorService:
         return {
             **self._public(cfg),
             "row_count": self.store.row_count(cfg.name),
-            "index_info": self.store.describe_index(cfg.name) or {},
+            "index_info": self._index_info(cfg.name) or {},
         }
+
+    def _index_info(self, name: str) -> dict[str, Any] | None:
+        """The index the collection asks for; with a Lite file also what answers now (``serving``, ``rebuilding``)."""
+        info = self.store.describe_index(name)
+        if info is not None and self.front:
+            info.update(self.front.describe(name))
+        return info
 
     def _public(self, cfg: CollectionConfig) -> dict[str, Any]:
         return {
@@ -75,6 +83,8 @@ class VectorService:
         self.store.index_type(cfg, cfg.index)  # an index this backend lacks is a 400 before anything exists
         cfg = replace(cfg, index_params=self.store.build_params(cfg, cfg.index, params))
         self.store.create(cfg, params)
+        if self.front:  # a snapshot left by an earlier collection of this name must never be read
+            self.front.forget(cfg.name, discard=True)
         log.info(
             "created collection %s (%s, dim %d, %s, %s index)",
             cfg.name,
@@ -100,14 +110,14 @@ class VectorService:
     def drop_collection(self, name: str) -> dict[str, Any]:
         self.store.drop(check_name(name))
         if self.front:
-            self.front.forget(name)
+            self.front.forget(name, discard=True)
         return {"name": name, "message": "dropped"}
 
     # -- indexes ----------------------------------------------------------------------------------
 
     def describe_index(self, name: str) -> dict[str, Any]:
         cfg = self.store.config(check_name(name))
-        info = self.store.describe_index(cfg.name)
+        info = self._index_info(cfg.name)
         if info is None:
             raise ApiError(ErrorCode.NOT_FOUND, f"collection {name!r} has no index")
         return {"name": cfg.name, "index": cfg.index, "info": info}
@@ -139,9 +149,9 @@ class VectorService:
         stored = [{**row, "vector": searching.stored(self.store, cfg, row["vector"])} for row in rows]
         return cfg, rows, stored
 
-    def _write(self, cfg: CollectionConfig, write: Callable[[], Any], memory: Callable[[Copy], Any]) -> Any:
-        """Lite (or the server) first; then, with a Lite file, the in-process index."""
-        return self.front.apply(cfg, write, memory) if self.front else write()
+    def _write(self, cfg: CollectionConfig, write: Callable[[], Any], op: Op) -> Any:
+        """Lite (or the server) first; then, with a Lite file, ``op`` on the in-process index."""
+        return self.front.apply(cfg, write, op) if self.front else write()
 
     def insert(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
         cfg, rows, stored = self._rows(name, body)
@@ -155,18 +165,18 @@ class VectorService:
                 raise ApiError(ErrorCode.CONFLICT, f"{len(taken)} id(s) already exist ({shown}); use upsert to replace")
             self.store.insert(cfg.name, stored)
 
-        self._write(cfg, write, lambda copy: copy.add(rows))
+        self._write(cfg, write, ("add", rows))
         return {"name": cfg.name, "count": len(rows), "ids": ids}
 
     def upsert(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
         cfg, rows, stored = self._rows(name, body)
-        self._write(cfg, lambda: self.store.upsert(cfg.name, stored), lambda copy: copy.add(rows))
+        self._write(cfg, lambda: self.store.upsert(cfg.name, stored), ("add", rows))
         return {"name": cfg.name, "count": len(rows), "ids": [r["id"] for r in rows]}
 
     def delete(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
         cfg = self.store.config(check_name(name))
         ids = check_ids(body.get("ids"), self.settings)
-        count = self._write(cfg, lambda: self.store.delete(cfg.name, ids), lambda copy: copy.remove(ids))
+        count = self._write(cfg, lambda: self.store.delete(cfg.name, ids), ("remove", ids))
         return {"name": cfg.name, "count": count, "ids": ids}
 
     def get(self, name: str, item_id: str) -> dict[str, Any]:
@@ -212,7 +222,7 @@ class VectorService:
     ) -> tuple[list[list[dict[str, Any]]], bool]:
         """A search answered by the in-process index; exact unless the index is HNSW."""
         assert self.front is not None
-        raw = self.front.search(cfg, queries, top_k, conditions, self.ef)
+        raw, exact = self.front.search(cfg, queries, top_k, conditions, self.ef)
         results = [[{"id": i, "score": score, "metadata": meta} for i, score, meta, _ in hits] for hits in raw]
         if include:
             if cfg.vector_type == "float":  # Lite holds the vectors as given (memory: normalised for cosine)
@@ -225,11 +235,17 @@ class VectorService:
                 for hits, found in zip(results, raw, strict=True):
                     for h, (_, _, _, bits) in zip(hits, found, strict=True):
                         h["vector"] = dense_from_bits(bits or [], cfg.dim)
-        return results, cfg.vector_type == "binary" or cfg.index == "exact"
+        return results, exact
 
     def compact(self, name: str) -> dict[str, Any]:
         self.store.compact(check_name(name))
         return {"name": name, "message": "compaction requested"}
+
+    def close(self) -> None:
+        """Save changed in-process indexes (a clean shutdown then restarts from them), then close Milvus."""
+        if self.front:
+            self.front.close()
+        self.store.close()
 
     def health(self) -> dict[str, Any]:
         return {"status": "healthy", "backend": self.store.backend, "collections": len(self.store.names())}

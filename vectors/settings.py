@@ -47,6 +47,13 @@ class VectorSettings:
     max_metadata_bytes: int = setting(
         16384, "JSON size of one item's metadata", env="VECTORS_MAX_METADATA_BYTES", type=_AT_LEAST_1
     )
+    index_save_s: float = setting(
+        30.0,
+        "with a Lite file: seconds between saves of changed in-process indexes beside it (0: only after "
+        "rebuilds and at shutdown)",
+        env="VECTORS_INDEX_SAVE_S",
+        type=click.FloatRange(min=0),
+    )
     max_grpc_message_bytes: int = setting(
         16 * 1024 * 1024,
         "largest gRPC request (the REST body limit is --max-body-bytes)",

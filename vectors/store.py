@@ -337,6 +337,15 @@ class MilvusStore:
         finally:
             it.close()
 
+    def ids(self, name: str) -> Iterator[str]:
+        """Every id in the collection (a snapshot's check against Lite: ids only, no vectors)."""
+        it = self.client.query_iterator(name, batch_size=16384, filter="", output_fields=["id"])
+        try:
+            while batch := it.next():
+                yield from (str(r["id"]) for r in batch)
+        finally:
+            it.close()
+
     def compact(self, name: str) -> None:
         self.config(name)
         self.client.flush(name)

@@ -59,8 +59,9 @@ class VectorModel(WorkerModel):
 
         store = MilvusStore(self.settings.milvus_uri, self.settings.milvus_token)
         service = VectorService(store, self.settings)
-        if service.front:  # rebuild the in-process index from the Lite file before reporting ready
+        if service.front:  # load (or rebuild from the Lite file) the in-process indexes before reporting ready
             service.front.warm()
+            service.front.start(self.settings.index_save_s)
         self.service = service
         self.models = [f"{store.backend}-pymilvus-{pymilvus_version}"]
         log.info("vectors on %s (%s), %d collection(s)", self.settings.milvus_uri, store.backend, len(store.names()))
@@ -165,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if registry is not None:
             registry.close()
         if model.service is not None:
-            model.service.store.close()
+            model.service.close()  # saves the in-process indexes that changed
 
 
 if __name__ == "__main__":

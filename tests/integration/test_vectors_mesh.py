@@ -66,6 +66,57 @@ def test_rows_survive_kill_9_and_restart(tmp_path: Path, registry: Proc) -> None
         worker.stop()
 
 
+def _restarted(registry: Proc, tmp_path: Path, db: Path, name: str) -> tuple[Proc, GrpcRouter]:
+    proc = start_vector_worker(tmp_path, registry, db, name)
+    router = GrpcRouter(registry.base_url, deadline_s=30)
+    wait_until(
+        lambda: any(
+            i.base_url == proc.base_url and i.status == "passing" for i in router.discovery.lookup("vectors").instances
+        ),
+        timeout=60,
+        what=f"worker {name} registered",
+    )
+    return proc, router
+
+
+def test_a_clean_restart_loads_the_saved_index_and_kill_9_after_a_write_rebuilds(
+    tmp_path: Path, registry: Proc
+) -> None:
+    """SIGTERM saves the in-process index; a start loads it. A write then kill -9: the start must read Lite."""
+    db = tmp_path / "saved.db"
+    worker = start_vector_worker(tmp_path, registry, db, "one")
+    procs = [worker]
+    try:
+        wait_passing(registry, 1)
+        with GrpcRouter(registry.base_url, deadline_s=30) as router:
+            client = VectorClient(router, transport="grpc", token=API_TOKEN)
+            client.create_collection({"name": "kept", "dim": 8, "index": "approximate"})
+            client.insert("kept", [{"id": f"k{i}", "vector": unit(i), "metadata": {"i": i}} for i in range(8)])
+            before = client.search("kept", {"vectors": [unit(3)], "top_k": 4})
+        worker.stop()  # SIGTERM: drain, then save
+        assert "saved kept: 8 rows" in worker.log()
+        second, router = _restarted(registry, tmp_path, db, "two")
+        procs.append(second)
+        with router:
+            assert "loaded kept from its saved index: 8 rows" in second.log()
+            assert "rebuilt kept from Milvus Lite" not in second.log()
+            client = VectorClient(router, transport="grpc", token=API_TOKEN)
+            assert client.search("kept", {"vectors": [unit(3)], "top_k": 4})["results"] == before["results"]
+            client.upsert("kept", [{"id": "k3", "vector": unit(6), "metadata": {"i": 33}}])  # same ids, same count
+        second.kill9()
+        third, router = _restarted(registry, tmp_path, db, "three")
+        procs.append(third)
+        with router:
+            assert "rebuilt kept from Milvus Lite: 8 rows" in third.log()
+            for transport in ("rest", "grpc"):
+                client = VectorClient(router, transport=transport, token=API_TOKEN)
+                hits = client.search("kept", {"vectors": [unit(6)], "top_k": 2})["results"][0]
+                assert {h["id"] for h in hits} == {"k3", "k6"}
+                assert client.get("kept", "k3")["metadata"] == {"i": 33}
+    finally:
+        stop_all(procs)
+
+
 def _embed(router: GrpcRouter, smiles: str) -> tuple[str, dict]:
     result = router.unary(
         "vector-search",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -142,7 +143,12 @@ def test_deletes_and_upserts_are_reflected(service: VectorService, monkeypatch: 
         hits = service.search(name, {"vector": [0.0, 0, 0, 0], "top_k": 20})["results"][0]
         assert sorted(h["id"] for h in hits) == sorted([f"p{i}" for i in range(10, 20)])
         copy = service.front.copy(service.store.config(name))
+        deadline = time.monotonic() + 60  # compaction builds beside the old index, in a thread of its own
+        while copy.index.rows.dead >= 4 and time.monotonic() < deadline:
+            time.sleep(0.02)
         assert copy.index.rows.dead < 4
+        hits = service.search(name, {"vector": [0.0, 0, 0, 0], "top_k": 20})["results"][0]
+        assert sorted(h["id"] for h in hits) == sorted([f"p{i}" for i in range(10, 20)])
 
 
 def test_index_kind_switch_keeps_rows(service: VectorService) -> None:

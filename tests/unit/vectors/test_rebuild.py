@@ -1,0 +1,97 @@
+"""Rebuilds beside the old index (searches answered, writes replayed) and the reader-writer lock."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vectors.rwlock import RWLock
+from vectors.service import VectorService
+from vectors.settings import VectorSettings
+from vectors.store import MilvusStore
+
+pytest.importorskip("milvus_lite")
+pytest.importorskip("faiss")
+
+
+def test_readers_share_and_a_writer_is_alone() -> None:
+    lock = RWLock()
+    both_in = threading.Barrier(2, timeout=30)  # only passes if two readers hold the lock at once
+
+    def reader() -> None:
+        with lock.read():
+            both_in.wait()
+
+    threads = [threading.Thread(target=reader) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not both_in.broken
+    inside: list[str] = []
+    with lock.write():
+        t = threading.Thread(target=lambda: lock.read().__enter__() or inside.append("reader"))
+        t.start()
+        t.join(0.2)
+        assert inside == []  # the reader waits for the writer
+    t.join(30)
+    assert inside == ["reader"]
+
+
+def test_searches_and_writes_go_on_while_a_new_index_builds(tmp_path: Path) -> None:
+    service = VectorService(MilvusStore(str(tmp_path / "r.db")), VectorSettings(max_items=2000))
+    rng = np.random.default_rng(3)
+    data = rng.standard_normal((6000, 48)).astype(np.float32)
+    service.create_collection({"name": "c", "dim": 48, "metric": "l2", "index": "exact"})
+    for start in range(0, len(data), 2000):
+        items = [{"id": str(i), "vector": data[i].tolist()} for i in range(start, start + 2000)]
+        service.insert("c", {"items": items})
+    assert service.front is not None
+    copy = service.front.copy(service.store.config("c"))
+    body = {"index": "approximate", "index_params": {"M": 32, "efConstruction": 400}}
+    put = threading.Thread(target=service.create_index, args=("c", body))
+    put.start()
+    deadline = time.monotonic() + 120
+    while not copy.building and time.monotonic() < deadline:
+        time.sleep(0.001)
+    during: list[dict] = []
+    while copy.building and time.monotonic() < deadline:  # answered by the old (FLAT) index meanwhile
+        answer = service.search("c", {"vector": data[17].tolist(), "top_k": 3})
+        if copy.building:
+            during.append(answer)
+        if len(during) == 1:
+            service.insert("c", {"items": [{"id": "late", "vector": (data[17] + 0.001).tolist()}]})
+            service.delete("c", {"ids": ["18"]})
+    put.join(120)
+    assert during, "no search was answered while the index was building"
+    assert all(a["exact"] and a["results"][0][0]["id"] == "17" for a in during)
+    info = service.describe_index("c")["info"]
+    assert (info["index_type"], info["serving"], info["rebuilding"]) == ("HNSW", "HNSW", False)
+    after = service.search("c", {"vector": data[17].tolist(), "top_k": 2})
+    assert after["exact"] is False and {h["id"] for h in after["results"][0]} == {"17", "late"}  # replayed
+    assert "18" not in {h["id"] for h in service.search("c", {"vector": data[18].tolist(), "top_k": 5})["results"][0]}
+    service.close()
+
+
+def test_a_start_from_lite_serves_flat_at_once_and_swaps_in_hnsw(tmp_path: Path) -> None:
+    db = tmp_path / "start.db"
+    service = VectorService(MilvusStore(str(db)), VectorSettings(max_items=2000))
+    data = np.random.default_rng(4).standard_normal((1500, 16)).astype(np.float32)
+    service.create_collection({"name": "h", "dim": 16, "index": "approximate"})
+    service.insert("h", {"items": [{"id": str(i), "vector": v.tolist()} for i, v in enumerate(data)]})
+    service.store.close()  # no clean shutdown: nothing saved, the next start reads Lite
+    again = VectorService(MilvusStore(str(db)), VectorSettings())
+    assert again.front is not None
+    again.front.warm()
+    first = again.search("h", {"vector": data[5].tolist(), "top_k": 1})
+    assert first["results"][0][0]["id"] == "5"
+    deadline = time.monotonic() + 120
+    while again.describe_index("h")["info"]["serving"] != "HNSW" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert again.describe_index("h")["info"]["serving"] == "HNSW"
+    assert again.search("h", {"vector": data[5].tolist(), "top_k": 1})["exact"] is False
+    again.close()

@@ -1,0 +1,177 @@
+"""Saved in-process indexes: loaded when they match Lite, refused when they do not, never stale after kill -9.
+
+Real Milvus Lite files throughout; the kill -9 runs in a child process that kills itself right
+after a write reached Lite, before anything could update the snapshot.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vectors.service import VectorService
+from vectors.settings import VectorSettings
+from vectors.snapshot import MANIFEST
+from vectors.store import MilvusStore
+
+pytest.importorskip("milvus_lite")
+pytest.importorskip("faiss")
+
+SETTINGS = VectorSettings(max_items=2000, max_top_k=500)
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def open_service(path: Path) -> VectorService:
+    service = VectorService(MilvusStore(str(path)), SETTINGS)
+    assert service.front is not None
+    service.front.warm()
+    return service
+
+
+def fill(service: VectorService) -> dict[str, list[dict]]:
+    """An HNSW, a FLAT and a fingerprint collection with deletes and an upsert; the queries to ask them."""
+    rng = np.random.default_rng(11)
+    data = rng.standard_normal((600, 16)).astype(np.float32)
+    queries: dict[str, list[dict]] = {}
+    for name, index, metric in (("hnsw", "approximate", "cosine"), ("flat", "exact", "l2")):
+        service.create_collection({"name": name, "dim": 16, "metric": metric, "index": index})
+        items = [
+            {"id": f"{name}{i}", "vector": v.tolist(), "metadata": {"i": i, "odd": i % 2}} for i, v in enumerate(data)
+        ]
+        service.insert(name, {"items": items})
+        service.delete(name, {"ids": [f"{name}{i}" for i in range(0, 40, 3)]})
+        service.upsert(name, {"items": [{"id": f"{name}5", "vector": data[300].tolist(), "metadata": {"moved": 1}}]})
+        queries[name] = [{"vector": q.tolist(), "top_k": 7} for q in data[295:305]]
+        queries[name].append(
+            {"vector": data[3].tolist(), "top_k": 5, "filter": [{"key": "odd", "op": "==", "value": 1}]}
+        )
+    r = random.Random(12)
+    service.create_collection({"name": "fps", "dim": 256, "vector_type": "binary"})
+    library = [sorted(r.sample(range(256), r.randint(3, 30))) for _ in range(300)]
+    service.insert("fps", {"items": [{"id": f"m{i}", "vector": {"on_bits": b}} for i, b in enumerate(library)]})
+    service.delete("fps", {"ids": ["m1", "m2"]})
+    queries["fps"] = [{"vectors": [{"on_bits": b}], "top_k": 6, "include_vector": True} for b in library[:8]]
+    return queries
+
+
+def answers(service: VectorService, queries: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    return {name: [service.search(name, q) for q in qs] for name, qs in queries.items()}
+
+
+def test_a_restart_loads_the_saved_index_and_answers_identically(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = tmp_path / "s.db"
+    service = open_service(db)
+    queries = fill(service)
+    before = answers(service, queries)
+    service.close()  # a clean shutdown saves
+    for name in queries:
+        assert (Path(str(db) + ".index") / name / MANIFEST).is_file()
+    with caplog.at_level(logging.INFO, logger="vectors"):
+        again = open_service(db)
+    loaded = {r.getMessage().split()[1] for r in caplog.records if "from its saved index" in r.getMessage()}
+    assert loaded == set(queries) and "from Milvus Lite" not in caplog.text
+    assert again.describe_index("hnsw")["info"]["serving"] == "HNSW"
+    assert answers(again, queries) == before  # the same HNSW graph: the same answers, not merely similar
+    again.insert("hnsw", {"items": [{"id": "new", "vector": [1.0] * 16}]})
+    assert again.search("hnsw", {"vector": [1.0] * 16, "top_k": 1})["results"][0][0]["id"] == "new"
+    again.close()
+
+
+def test_a_snapshot_that_lite_contradicts_is_rebuilt(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    db = tmp_path / "stale.db"
+    service = open_service(db)
+    queries = fill(service)
+    service.close()
+    other = MilvusStore(str(db))  # another program writes the file behind the snapshot's back
+    other.delete("flat", ["flat1"])  # same ids count as a new one below: only the digest can tell
+    other.insert("flat", [{"id": "intruder", "vector": [0.5] * 16, "metadata": {}}])
+    other.delete("hnsw", ["hnsw2"])  # one row fewer: the row count tells
+    other.close()
+    (Path(str(db) + ".index") / "fps" / "rows-corrupt.npz").write_bytes(b"x")  # stray file: ignored
+    with caplog.at_level(logging.INFO, logger="vectors"):
+        again = open_service(db)
+    assert "flat: Lite's ids differ from the snapshot's" in caplog.text.replace("of flat: ", "flat: ")
+    assert "Lite has 585 rows, the snapshot 586" in caplog.text
+    assert "loaded fps from its saved index" in caplog.text
+    hits = again.search("flat", {"vector": [0.5] * 16, "top_k": 1})["results"][0]
+    assert hits[0]["id"] == "intruder"
+    assert "hnsw2" not in {h["id"] for h in again.search("hnsw", {**queries["hnsw"][0], "top_k": 500})["results"][0]}
+    again.close()
+
+
+def test_a_write_removes_the_manifest_before_lite_sees_it(tmp_path: Path) -> None:
+    db = tmp_path / "order.db"
+    service = open_service(db)
+    service.create_collection({"name": "c", "dim": 4})
+    service.insert("c", {"items": [{"id": "a", "vector": [1, 0, 0, 0]}]})
+    service.close()
+    manifest = Path(str(db) + ".index") / "c" / MANIFEST
+    assert manifest.is_file()
+    again = open_service(db)
+    seen: list[bool] = []
+    real = again.store.upsert
+    again.store.upsert = lambda name, rows: (seen.append(manifest.exists()), real(name, rows))  # type: ignore[method-assign]
+    again.upsert("c", {"items": [{"id": "a", "vector": [0, 1, 0, 0]}]})
+    assert seen == [False] and not manifest.exists()
+    again.close()
+    assert manifest.is_file()  # saved again at shutdown
+
+
+CHILD = textwrap.dedent(
+    """
+    import os, signal, sys
+    from vectors.service import VectorService
+    from vectors.settings import VectorSettings
+    from vectors.store import MilvusStore
+
+    path, step, index = sys.argv[1:]
+    service = VectorService(MilvusStore(path), VectorSettings())
+    service.front.warm()
+    if step == "fill":  # then a clean shutdown, which saves the snapshot
+        service.create_collection({"name": "c", "dim": 4, "metric": "l2", "index": index})
+        items = [{"id": f"r{i}", "vector": [float(i), 1.0, 0.0, 0.0], "metadata": {"v": 1}} for i in range(50)]
+        service.insert("c", {"items": items})
+        service.close()
+    else:
+        real = service.store.upsert
+
+        def upsert_then_die(name, rows):
+            real(name, rows)  # Lite has the write; memory and the snapshot never hear of it
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        service.store.upsert = upsert_then_die
+        service.upsert("c", {"items": [{"id": "r7", "vector": [0.0, 0.0, 0.0, 9.0], "metadata": {"v": 2}}]})
+    """
+)
+
+
+def child(db: Path, step: str, index: str) -> int:
+    """A process of its own: a Lite file is locked by the process that opened it until that process ends."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    run = subprocess.run([sys.executable, "-c", CHILD, str(db), step, index], env=env, cwd=ROOT, timeout=300)
+    return run.returncode
+
+
+@pytest.mark.parametrize("index", ["approximate", "exact"])
+def test_kill_9_between_a_lite_write_and_the_snapshot_loses_nothing(tmp_path: Path, index: str) -> None:
+    """Same ids, same row count, one vector changed: only the removed manifest can tell, and it must."""
+    db = tmp_path / "kill.db"
+    assert child(db, "fill", index) == 0
+    assert (Path(str(db) + ".index") / "c" / MANIFEST).is_file()
+    assert child(db, "kill", index) == -9
+    assert not (Path(str(db) + ".index") / "c" / MANIFEST).exists()
+    again = open_service(db)
+    hit = again.search("c", {"vector": [0.0, 0.0, 0.0, 9.0], "top_k": 1})["results"][0][0]
+    assert (hit["id"], hit["metadata"], hit["score"]) == ("r7", {"v": 2}, 0.0)
+    assert again.info("c")["row_count"] == 50
+    again.close()
