@@ -4,20 +4,20 @@ Everything here is memory-speed and guarded by one condition variable. Durable c
 (register, state change, maintenance, deregister) are written to the store before the call
 returns; heartbeat timestamps are only marked dirty and flushed in batches by the sweeper.
 The index moves when membership or a state changes, never for a mere heartbeat, so a
-blocking query wakes only when its answer changed.
+blocking query wakes only when its answer changed. This module holds the writes and the health
+rules; the reads and the blocking waits are :mod:`services.registry.catalog_reads`.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 import time
-from collections.abc import Iterable
-from typing import Any, NamedTuple
+from typing import Any
 
 from services.common.clock import Clock, iso_utc
 from services.common.instance import CheckSpec, Instance
+from services.registry.catalog_reads import CatalogReads, LoadRow
 from services.registry.nodes import NodeBeats
 from services.registry.ownership import TRUSTED, Caller, registration_owner, require_replace, require_write
 from services.registry.records import (
@@ -32,23 +32,19 @@ from services.registry.records import (
 )
 from services.registry.store import Store, StoredInstance
 
-__all__ = ["Beat", "Catalog", "Entry", "Query"]  # the records live in records.py; callers may import them here
+# The records live in records.py and the reads in catalog_reads.py; callers may import them here.
+__all__ = ["Beat", "Catalog", "Entry", "LoadRow", "Query"]
 
 log = logging.getLogger(__name__)
 FLUSH_CHUNK = 500  # heartbeat timestamps per SQLite transaction in a flush (a few ms each)
 
 
-class LoadRow(NamedTuple):
-    """What the load history and the metrics read of an instance."""
+class Catalog(CatalogReads, NodeBeats):
+    """Thread-safe registry state with a monotonically increasing change index.
 
-    instance_id: str
-    service_name: str
-    status: str
-    load: dict[str, Any]
-
-
-class Catalog(NodeBeats):
-    """Thread-safe registry state with a monotonically increasing change index."""
+    Writes and health live here; reads and blocking waits in :class:`CatalogReads`, node
+    agents in :class:`NodeBeats`.
+    """
 
     def __init__(self, store: Store, clock: Clock, ttl_s: float, deregister_after_s: float) -> None:
         self.store = store
@@ -139,37 +135,23 @@ class Catalog(NodeBeats):
         showed in the profile at 2,000 beats/s. ``caller`` None: the registry itself (no check).
         """
         with self._lock:
-            entry = self._entries.get(instance_id)
+            entry = self._writable(instance_id, caller)
             if entry is None:
                 return None
-            if caller is not None:
-                require_write(entry.owner, caller, instance_id)
-            entry.last_beat = self.clock.monotonic()
-            entry.inst.last_heartbeat = iso_utc(self.clock.now())
-            entry.beat_dirty = True
-            if load is not None:
-                entry.inst.load = load
-            if status is not None:
-                entry.reported = status
-            was_ttl_critical = entry.ttl_critical
-            entry.ttl_critical = False
-            if entry.recompute() or was_ttl_critical:
+            if entry.renew(self.clock.monotonic(), iso_utc(self.clock.now()), status, load):
                 # Visible at once; on disk with the next flush. No synchronous write here:
                 # a fleet reviving after an outage must not serialise on SQLite commits, and a
                 # crash before the flush only restores the older state until the next beat.
                 self._bump([entry.inst.service_name])
-                entry.state_dirty = True
             return Beat(entry.inst.status, entry.inst.last_heartbeat)
 
     def set_maintenance(
         self, instance_id: str, enabled: bool, reason: str, caller: Caller | None = None
     ) -> Instance | None:
         with self._lock:
-            entry = self._entries.get(instance_id)
+            entry = self._writable(instance_id, caller)
             if entry is None:
                 return None
-            if caller is not None:
-                require_write(entry.owner, caller, instance_id)
             entry.inst.maintenance = enabled
             entry.inst.maintenance_reason = reason if enabled else ""
             entry.recompute()
@@ -179,11 +161,9 @@ class Catalog(NodeBeats):
 
     def deregister(self, instance_id: str, caller: Caller | None = None) -> Instance | None:
         with self._lock:
-            entry = self._entries.get(instance_id)
+            entry = self._writable(instance_id, caller)
             if entry is None:
                 return None
-            if caller is not None:
-                require_write(entry.owner, caller, instance_id)
             index = self._bump([entry.inst.service_name])
             self._remove(instance_id)
             self.store.delete([instance_id], index)
@@ -275,115 +255,19 @@ class Catalog(NodeBeats):
                 index = self._bump([entry.inst.service_name])
                 self.store.put(entry.stored(), index)
 
-    # ----- reads -------------------------------------------------------------------------
-    def get(self, instance_id: str) -> Instance | None:
-        with self._lock:
-            entry = self._entries.get(instance_id)
-            return copy_instance(entry.inst) if entry else None
-
-    def query(self, q: Query) -> tuple[list[Instance], int]:
-        with self._lock:
-            items = [copy_instance(e.inst) for e in self._candidates(q) if q.matches(e.inst)]
-            index = self._query_index(q)
-        items.sort(key=lambda i: (i.service_name, i.instance_id))
-        return items, index
-
-    def wait(self, q: Query, after_index: int, timeout: float) -> int:
-        """Block until the index relevant to ``q`` passes ``after_index`` or time runs out.
-
-        An ``after_index`` ahead of ours (a client that saw another registry or an older
-        life of this one) answers at once so the client resets.
-        """
-        deadline = time.monotonic() + timeout  # real time: this bounds a request, not a TTL
-        while True:
-            with self._lock:
-                current = self._query_index(q)
-                remaining = deadline - time.monotonic()
-                if current != after_index or remaining <= 0 or self._released:
-                    return current
-                woken = threading.Event()
-                self._waiters.setdefault(q.name, set()).add(woken)
-            try:
-                woken.wait(remaining)
-            finally:
-                with self._lock:
-                    waiting = self._waiters.get(q.name)
-                    if waiting is not None:
-                        waiting.discard(woken)
-                        if not waiting:
-                            del self._waiters[q.name]
-
-    def query_dicts(self, q: Query) -> tuple[list[dict[str, Any]], int]:
-        """Like :meth:`query` but JSON-ready dicts, built under the lock without copying.
-
-        Safe because the catalog never mutates a tags/metadata/load object in place: a
-        registration or heartbeat swaps in a new one.
-        """
-        with self._lock:
-            items = [e.inst.to_dict() for e in self._candidates(q) if q.matches(e.inst)]
-            index = self._query_index(q)
-        items.sort(key=lambda d: (d["service_name"], d["instance_id"]))
-        return items, index
-
-    def current_index(self, q: Query) -> int:
-        """The index a blocking query with these filters compares against."""
-        with self._lock:
-            return self._query_index(q)
-
-    def snapshot(self) -> list[Instance]:
-        with self._lock:
-            return [copy_instance(e.inst) for e in self._entries.values()]
-
-    def load_rows(self, limit: int | None = None) -> list[LoadRow]:
-        """Id, service, status and load of the first ``limit`` instances, for the load history and
-        the metrics: no copies (load dicts are swapped, never mutated). At 10,000 instances a full
-        :meth:`snapshot` held the lock, and under gevent every request, for ~50-100 ms a sample."""
-        with self._lock:
-            entries = itertools.islice(self._entries.values(), limit)
-            return [LoadRow(e.inst.instance_id, e.inst.service_name, e.inst.status, e.inst.load) for e in entries]
-
-    def count(self) -> int:
-        with self._lock:
-            return len(self._entries)
-
-    def release_waiters(self) -> None:
-        """Answer every blocking query now (shutdown): a clean 200 instead of a cut connection."""
-        with self._lock:
-            self._released = True
-            waiting = [e for events in self._waiters.values() for e in events]
-            self._waiters.clear()
-        for woken in waiting:
-            woken.set()
-
     def close(self) -> None:
         self.store.close()
 
     # ----- internals ---------------------------------------------------------------------
-    def _candidates(self, q: Query) -> Iterable[Entry]:
-        """The entries ``q`` can match (lock held): its service's, or every one."""
-        if q.name is not None:
-            return [self._entries[iid] for iid in self._by_name.get(q.name, ())]
-        return self._entries.values()
+    def _writable(self, instance_id: str, caller: Caller | None) -> Entry | None:
+        """The entry a write by ``caller`` may change (lock held); None if unknown, 401 if not theirs.
 
-    def _query_index(self, q: Query) -> int:
-        if q.name is not None:
-            return self._name_index.get(q.name, 1)
-        return self.index
-
-    def _bump(self, names: Iterable[str], index: int | None = None) -> int:
-        """Advance the index (by one, or to ``index``) for ``names`` and wake their watchers.
-
-        One event per waiting query (not one shared condition): a change to one service
-        wakes its watchers and the unfiltered ones, not hundreds of unrelated threads.
+        ``caller`` None: the registry itself, which may change any entry.
         """
-        self.index = max(self.index + 1, index or 0)
-        touched = set(names)
-        for name in touched:
-            self._name_index[name] = self.index
-        for key in (*touched, None):
-            for woken in self._waiters.pop(key, ()):
-                woken.set()
-        return self.index
+        entry = self._entries.get(instance_id)
+        if entry is not None and caller is not None:
+            require_write(entry.owner, caller, instance_id)
+        return entry
 
     def _add(self, entry: Entry) -> None:
         inst = entry.inst

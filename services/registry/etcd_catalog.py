@@ -14,7 +14,8 @@ change that arrives late never overwrites a newer one. That gives:
 - **critical state is derived** locally from when this replica last saw a heartbeat (no
   cross-host clock comparison), then written with compare-and-set so every replica agrees.
 
-A mere heartbeat (time and load) does not move the index, as in the SQLite catalog.
+A mere heartbeat (time and load) does not move the index, as in the SQLite catalog. This module
+holds the writes and the leases; the watch and the mirror are :mod:`services.registry.etcd_mirror`.
 """
 
 from __future__ import annotations
@@ -23,57 +24,30 @@ import logging
 import math
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from services.common.clock import Clock, iso_utc
 from services.common.instance import Instance
 from services.registry.catalog import Catalog
+from services.registry.etcd_mirror import EtcdEntry, EtcdMirror, on_node, record_of
 from services.registry.etcd_nodes import EtcdNodeBeats
-from services.registry.etcd_store import EtcdStore, KeyValue, WatchEvent
-from services.registry.ownership import TRUSTED, Caller, Owner, registration_owner, require_replace, require_write
+from services.registry.etcd_store import EtcdStore
+from services.registry.ownership import TRUSTED, Caller, registration_owner, require_replace, require_write
 from services.registry.records import Beat, Entry, copy_instance, next_check_state, require_serialisable
+
+__all__ = ["CAS_TRIES", "EtcdCatalog", "EtcdEntry"]  # EtcdEntry lives in etcd_mirror.py; importable here
 
 log = logging.getLogger(__name__)
 
-# Fields whose change a blocking query must see; last_heartbeat and load are not among them.
-_QUIET_FIELDS = ("last_heartbeat", "load")
 CAS_TRIES = 5
 
 
-@dataclass
-class EtcdEntry(Entry):
-    """An entry plus where it stands in etcd."""
+class EtcdCatalog(EtcdNodeBeats, EtcdMirror, Catalog):
+    """:class:`Catalog` over etcd: same reads, writes through etcd, state from a watch.
 
-    mod_revision: int = 0
-    lease: int = 0
-
-
-def _record(entry: Entry) -> dict[str, Any]:
-    """The JSON value stored under the instance's key."""
-    return {
-        "instance": entry.inst.to_dict(),
-        "reported": entry.reported,
-        "ttl_critical": entry.ttl_critical,
-        "check_state": entry.check_state,
-        "owner": entry.owner.to_dict() if entry.owner else None,
-    }
-
-
-def _on_node(entry: Entry) -> bool:
-    """Whether the instance sits on its node agent's lease (services.registry.etcd_nodes)."""
-    return entry.owner is not None and bool(entry.owner.node)
-
-
-def _visible(inst: Instance) -> dict[str, Any]:
-    data = inst.to_dict()
-    for name in _QUIET_FIELDS:
-        data.pop(name)
-    return data
-
-
-class EtcdCatalog(EtcdNodeBeats, Catalog):
-    """:class:`Catalog` over etcd: same reads, writes through etcd, state from a watch."""
+    The watch and the mirror it feeds are :class:`EtcdMirror`; node agents :class:`EtcdNodeBeats`.
+    """
 
     def __init__(self, store: EtcdStore, clock: Clock, ttl_s: float, deregister_after_s: float) -> None:
         # A lease is kept alive at most once per TTL (not on every beat: a keep-alive is an etcd
@@ -90,159 +64,7 @@ class EtcdCatalog(EtcdNodeBeats, Catalog):
         self._watcher = threading.Thread(target=self._watch, name="etcd-watch", daemon=True)
         self._watcher.start()
 
-    # ----- mirror ------------------------------------------------------------------------
-    def _restore(self) -> None:
-        """Load every key; each instance starts a fresh grace period of one TTL."""
-        items, revision = self.store.list_all()
-        with self._lock:
-            self._resync(items, revision)
-        if self._entries:
-            log.info("loaded %d instances from etcd at revision %d", len(self._entries), revision)
-
-    def _resync(self, items: list[KeyValue], revision: int) -> None:
-        """Replace the mirror with a full listing (at start, and after the watch fell behind compaction).
-
-        Keys are applied in revision order, as the watch would deliver them: a node's beat after the
-        records it renewed."""
-        seen = set()
-        for kv in sorted(items, key=lambda kv: kv.mod_revision):
-            node = self.store.beat_node(kv.key)
-            if node is not None:
-                self._apply_beat(node, kv.value, kv.mod_revision, kv.lease)
-            elif kv.key.startswith(self.store.prefix):
-                iid = self.store.instance_id(kv.key)
-                seen.add(iid)
-                self._apply_put(iid, kv.value, kv.mod_revision, kv.lease)
-        # Entries written after the listing (our own writes, applied locally) stay.
-        gone = [iid for iid, e in self._entries.items() if iid not in seen and e.mod_revision <= revision]
-        for iid in gone:
-            name = self._entries[iid].inst.service_name
-            self._remove(iid)
-            self._bump([name], revision)
-        self.index = max(self.index, revision)
-        self._applied = max(self._applied, revision)
-
-    def _watch(self) -> None:
-        start = self._applied + 1
-        while not self._stop.is_set():
-            try:
-                for item in self.store.watch(start, self._stop):
-                    if isinstance(item, int):  # compacted: our history is gone, list afresh
-                        log.warning("etcd history compacted at %d; re-listing", item)
-                        items, revision = self.store.list_all()
-                        with self._lock:
-                            self._resync(items, revision)
-                        start = revision + 1
-                        break
-                    self._apply(item)
-                    start = item.revision + 1
-            except Exception:  # the mirror must never stop: log, wait, resume from `start`
-                log.exception("etcd watch loop failed; resuming at revision %d", start)
-                self._stop.wait(1.0)
-
-    def _apply(self, event: WatchEvent) -> None:
-        node = self.store.beat_node(event.key)
-        iid = self.store.instance_id(event.key) if event.key.startswith(self.store.prefix) else None
-        with self._lock:
-            if node is not None:
-                self._apply_beat(node, event.value, event.revision, event.lease)
-            elif iid is None:
-                pass  # a node's claim record: read when a node is named here, not mirrored
-            elif event.value is None:
-                self._apply_delete(iid, event.revision)
-            else:
-                self._apply_put(iid, event.value, event.revision, event.lease)
-            self._applied = max(self._applied, event.revision)
-            # Every change up to here has arrived, so older tombstones can stop guarding.
-            for gone in [i for i, rev in self._tombstones.items() if rev <= self._applied]:
-                del self._tombstones[gone]
-
-    def _apply_delete(self, iid: str, revision: int) -> None:
-        """Mirror a deletion (lock held), unless the id was written again after it."""
-        entry = self._entries.get(iid)
-        if entry is not None and entry.mod_revision > revision:
-            return
-        self._tombstones[iid] = max(revision, self._tombstones.get(iid, 0))
-        if entry is not None:
-            self._remove(iid)
-            self._bump([entry.inst.service_name], revision)
-
-    def _apply_put(self, iid: str, value: dict[str, Any], revision: int, lease: int) -> None:
-        """Mirror one stored record (lock held), unless a newer one or its deletion is here already."""
-        old = self._entries.get(iid)
-        if (old is not None and old.mod_revision >= revision) or self._tombstones.get(iid, 0) > revision:
-            return
-        inst = Instance.from_dict(value["instance"])
-        now = self.clock.monotonic()
-        entry = EtcdEntry(
-            inst=inst,
-            last_beat=now,
-            reported=value.get("reported", "passing"),
-            ttl_critical=bool(value.get("ttl_critical", False)),
-            check_state=value.get("check_state"),
-            owner=Owner.from_dict(value.get("owner")),
-            mod_revision=revision,
-            lease=lease,
-        )
-        self._overlay_beat(entry)  # a node's instance: its node's last beat may be newer than its record
-        if old is not None and old.inst.last_heartbeat == inst.last_heartbeat:
-            entry.last_beat = old.last_beat  # no fresh beat: liveness stays as this replica heard it
-        if old is not None:
-            entry.check_fails, entry.check_oks, entry.next_check = old.check_fails, old.check_oks, old.next_check
-        entry.recompute()
-        if old is not None and _visible(old.inst) == _visible(inst) and old.owner == entry.owner:
-            self._entries[iid] = entry  # same place in the indexes (and node): only time and load moved
-            return
-        names = {inst.service_name, *([old.inst.service_name] if old else [])}
-        if old is not None:
-            self._remove(iid)
-        self._add(entry)
-        self._bump(names, revision)
-
-    def _wrote(self, iid: str, entry: Entry, revision: int, lease: int) -> None:
-        """Apply our own successful write at its revision: read-your-writes, no wait for the watch.
-
-        Skipped when the watch has already delivered that revision: the mirror then holds it, or
-        something newer (even a deletion whose tombstone is gone), and must not be undone.
-        """
-        with self._lock:
-            if revision > self._applied:
-                self._apply_put(iid, _record(entry), revision, lease)
-
-    def _deleted(self, iid: str, revision: int) -> None:
-        """Apply our own deletion at its revision, unless the watch has delivered it already."""
-        with self._lock:
-            if revision > self._applied:
-                self._apply_delete(iid, revision)
-
-    def _current(self, iid: str) -> EtcdEntry | None:
-        """The instance as etcd has it now (the mirror may lag a write made elsewhere)."""
-        kv = self.store.get(iid)
-        return None if kv is None else self._entry_of(iid, kv)
-
-    def _entry_of(self, iid: str, kv: KeyValue) -> EtcdEntry:
-        """An entry for the record ``kv`` read from etcd (liveness as this replica last heard it)."""
-        entry = EtcdEntry(inst=Instance.from_dict(kv.value["instance"]), last_beat=self.clock.monotonic())
-        entry.reported = kv.value.get("reported", "passing")
-        entry.ttl_critical = bool(kv.value.get("ttl_critical", False))
-        entry.check_state = kv.value.get("check_state")
-        entry.owner = Owner.from_dict(kv.value.get("owner"))
-        entry.mod_revision, entry.lease = kv.mod_revision, kv.lease
-        self._overlay_beat(entry)
-        cached = self._entries.get(iid)
-        if cached is not None and cached.inst.last_heartbeat == entry.inst.last_heartbeat:
-            entry.last_beat = cached.last_beat  # when this replica heard it, for liveness
-        return entry
-
-    def _cached(self, iid: str) -> EtcdEntry | None:
-        with self._lock:
-            entry = self._entries.get(iid)
-            if entry is None:
-                return None
-            copy = EtcdEntry(**{**entry.__dict__, "inst": copy_instance(entry.inst)})
-        return copy
-
-    def _update(self, iid: str, change) -> tuple[EtcdEntry, int] | None:
+    def _update(self, iid: str, change: Callable[[EtcdEntry], bool | None]) -> tuple[EtcdEntry, int] | None:
         """Compare-and-set ``change(entry)`` onto the instance; None when it does not exist."""
         entry = self._cached(iid) or self._current(iid)
         for _ in range(CAS_TRIES):
@@ -251,7 +73,7 @@ class EtcdCatalog(EtcdNodeBeats, Catalog):
             if change(entry) is False:
                 return entry, entry.mod_revision
             entry.recompute()
-            revision = self.store.put_if(iid, _record(entry), entry.lease, entry.mod_revision)
+            revision = self.store.put_if(iid, record_of(entry), entry.lease, entry.mod_revision)
             if revision is not None:
                 self._wrote(iid, entry, revision, entry.lease)
                 return entry, revision
@@ -280,11 +102,11 @@ class EtcdCatalog(EtcdNodeBeats, Catalog):
                 require_replace(
                     stale_entry.owner, stale_entry.live(now, self.ttl_s), caller, stale_entry.inst.instance_id
                 )
-            replaced = [e.lease for e in (old, stale_entry) if e and not _on_node(e)]  # a node's lease stays
+            replaced = [e.lease for e in (old, stale_entry) if e and not on_node(e)]  # a node's lease stays
             lease, own_lease = self._lease_for(caller)  # its node's lease, or one of its own
             written, revision = self.store.create_or_replace(
                 inst.instance_id,
-                _record(entry),
+                record_of(entry),
                 lease,
                 [stale_entry.inst.instance_id] if stale_entry else [],
                 expect_revision=old.mod_revision if old else 0,
@@ -369,7 +191,7 @@ class EtcdCatalog(EtcdNodeBeats, Catalog):
         if caller is not None:
             require_write(entry.owner, caller, instance_id)
         revision = self.store.delete(instance_id)
-        if entry.lease and not _on_node(entry):  # a node's lease carries its other instances
+        if entry.lease and not on_node(entry):  # a node's lease carries its other instances
             self.store.revoke(entry.lease)
         self._deleted(instance_id, revision)
         return entry.inst
@@ -398,7 +220,7 @@ class EtcdCatalog(EtcdNodeBeats, Catalog):
             key = self.store.key(iid)
             written, revision = self.store.txn(
                 [self.store.unchanged_since(key, entry.mod_revision), *guard],
-                [self.store.put_op(key, _record(entry), entry.lease)],
+                [self.store.put_op(key, record_of(entry), entry.lease)],
             )
             if written:
                 self._wrote(iid, entry, revision, entry.lease)

@@ -33,6 +33,7 @@ from etcd3gw.exceptions import Etcd3Exception
 
 from services.common.clock import iso_utc
 from services.common.envelope import ApiError, ErrorCode
+from services.registry.etcd_mirror import record_of
 from services.registry.nodes import NodeBeatResult, NodeItem, NodeRecord, claim_decision
 from services.registry.ownership import Caller, secret_digest
 from services.registry.records import copy_instance
@@ -45,8 +46,9 @@ class EtcdNodeBeats:
     """The etcd catalog's node side; mixed into :class:`~services.registry.etcd_catalog.EtcdCatalog`.
 
     Uses the catalog's mirror (``_entries``, ``_node_ids``, ``_applied``), its lease bookkeeping
-    (``_refreshed``, ``_keep_alive``, ``lease_ttl``) and its own-write appliers (``_wrote``, ``_deleted``);
-    the catalog calls :meth:`_apply_beat` for every beat key its watch or listing brings.
+    (``_refreshed``, ``_keep_alive``, ``lease_ttl``) and the mirror's own-write appliers (``_wrote``,
+    ``_deleted``: :class:`~services.registry.etcd_mirror.EtcdMirror`); the mirror calls
+    :meth:`_apply_beat` for every beat key its watch or listing brings.
     """
 
     _node_ids: dict[str, set[str]]
@@ -197,7 +199,7 @@ class EtcdNodeBeats:
             renewed = type(entry)(**{**entry.__dict__, "inst": copy_instance(entry.inst)})
             if _renew(renewed, stamp, wanted[iid]):
                 changed[iid] = renewed
-                ops.append(store.put_op(key, _record_of(renewed), entry.lease))
+                ops.append(store.put_op(key, record_of(renewed), entry.lease))
         return compare, ops, changed
 
     # ----- the mirror's side of a beat (every replica, from the watch or its own write) ----
@@ -281,9 +283,3 @@ def _renew(entry: Any, stamp: str, item: NodeItem) -> bool:
     entry.recompute()
     after = (entry.reported, entry.ttl_critical, entry.inst.health, entry.inst.status, entry.inst.status_reason)
     return before != after
-
-
-def _record_of(entry: Any) -> dict[str, Any]:
-    from services.registry.etcd_catalog import _record  # the catalog imports this module
-
-    return _record(entry)

@@ -3,7 +3,7 @@
 Every registry replica talks to the same etcd cluster; etcd holds the truth and each replica
 mirrors it through a watch (:mod:`services.registry.etcd_catalog`). This module is only the
 client side: endpoint failover, the few KV calls the catalog needs, and a watch stream that
-reconnects from the last revision it delivered.
+reconnects from the last revision it delivered; the wire format is :mod:`services.registry.etcd_wire`.
 
 Why a hand-made watch loop and not ``etcd3gw``'s ``watch_prefix``: that one runs in a thread
 pool and goes quiet when its member dies; the catalog must learn of the end and resume from
@@ -12,14 +12,12 @@ the next revision on another member, or it would miss changes.
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -28,7 +26,22 @@ import requests.adapters
 from etcd3gw.client import Etcd3Client
 from etcd3gw.exceptions import ConnectionFailedError, ConnectionTimeoutError, Etcd3Exception
 
+from services.registry.etcd_wire import (
+    KeyValue,
+    WatchEvent,
+    b64,
+    decode_event,
+    decode_kv,
+    delete_op,
+    mod_equals,
+    put_op,
+    range_end,
+    unchanged_since,
+)
 from services.registry.store import StoreUnavailable
+
+# KeyValue and WatchEvent live in etcd_wire.py; callers may import them here.
+__all__ = ["EtcdStore", "EtcdUnavailable", "KeyValue", "WatchEvent"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -41,41 +54,6 @@ _TRANSIENT_MESSAGES = ("leader changed", "no leader", "timed out", "timeout", "u
 
 class EtcdUnavailable(StoreUnavailable):
     """No etcd member answered within the retry budget."""
-
-
-@dataclass
-class KeyValue:
-    """One key as the catalog sees it."""
-
-    key: str
-    value: dict[str, Any]
-    mod_revision: int
-    lease: int
-
-
-@dataclass
-class WatchEvent:
-    """A put (``value`` set) or a delete (``value`` None) at ``revision``."""
-
-    key: str
-    value: dict[str, Any] | None
-    revision: int
-    lease: int
-
-
-def _b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
-
-
-def _unb64(text: str) -> str:
-    return base64.b64decode(text).decode()
-
-
-def _range_end(prefix: str) -> str:
-    """The first key after every key starting with ``prefix`` (etcd's prefix range)."""
-    raw = bytearray(prefix.encode())
-    raw[-1] += 1
-    return base64.b64encode(bytes(raw)).decode()
 
 
 def _describe(exc: Exception | None) -> str:
@@ -201,19 +179,21 @@ class EtcdStore:
 
     def list(self) -> tuple[list[KeyValue], int]:
         """Every instance key and the cluster revision the answer is consistent at."""
-        resp = self._post("/kv/range", {"key": _b64(self.prefix), "range_end": _range_end(self.prefix)})
-        items = [self._kv(kv) for kv in resp.get("kvs", [])]
+        resp = self._post("/kv/range", {"key": b64(self.prefix), "range_end": range_end(self.prefix)})
+        items = [decode_kv(kv) for kv in resp.get("kvs", [])]
         return items, int(resp["header"]["revision"])
 
     def list_all(self) -> tuple[list[KeyValue], int]:
         """Every key of this mesh (instances, node records, node beats), as the watch sees them."""
-        resp = self._post("/kv/range", {"key": _b64(self.root), "range_end": _range_end(self.root)})
-        return [self._kv(kv) for kv in resp.get("kvs", [])], int(resp["header"]["revision"])
+        resp = self._post("/kv/range", {"key": b64(self.root), "range_end": range_end(self.root)})
+        return [decode_kv(kv) for kv in resp.get("kvs", [])], int(resp["header"]["revision"])
 
     def get(self, instance_id: str) -> KeyValue | None:
-        resp = self._post("/kv/range", {"key": _b64(self.key(instance_id))})
-        kvs = resp.get("kvs", [])
-        return self._kv(kvs[0]) if kvs else None
+        return self._get_key(self.key(instance_id))
+
+    def _get_key(self, key: str) -> KeyValue | None:
+        kvs = self._post("/kv/range", {"key": b64(key)}).get("kvs", [])
+        return decode_kv(kvs[0]) if kvs else None
 
     def grant(self, ttl_s: int) -> int:
         """A new lease of ``ttl_s`` whole seconds (etcd may grant more, never less)."""
@@ -241,30 +221,18 @@ class EtcdStore:
         ``expect_revision`` is the key's mod revision the caller decided on (0: the key must not
         exist). Returns (whether it was written, the cluster revision of the answer).
         """
-        key = _b64(self.key(instance_id))
-        ops = [{"request_put": {"key": key, "value": _b64(json.dumps(value)), "lease": lease}}]
-        ops += [{"request_delete_range": {"key": _b64(self.key(i))}} for i in drop if i != instance_id]
-        if expect_revision:
-            compare = {"key": key, "target": "MOD", "result": "EQUAL", "mod_revision": expect_revision}
-        else:
-            compare = {"key": key, "target": "VERSION", "result": "EQUAL", "version": 0}
-        resp = self._post("/kv/txn", {"compare": [compare], "success": ops})
-        return bool(resp.get("succeeded", False)), int(resp["header"]["revision"])
+        key = self.key(instance_id)
+        ops = [put_op(key, value, lease), *[delete_op(self.key(i)) for i in drop if i != instance_id]]
+        return self.txn([unchanged_since(key, expect_revision)], ops)
 
     def put_if(self, instance_id: str, value: dict[str, Any], lease: int, mod_revision: int) -> int | None:
         """Compare-and-set: write only if the key is still at ``mod_revision``; its new revision, else None."""
-        key = _b64(self.key(instance_id))
-        resp = self._post(
-            "/kv/txn",
-            {
-                "compare": [{"key": key, "target": "MOD", "result": "EQUAL", "mod_revision": mod_revision}],
-                "success": [{"request_put": {"key": key, "value": _b64(json.dumps(value)), "lease": lease}}],
-            },
-        )
-        return int(resp["header"]["revision"]) if resp.get("succeeded") else None
+        key = self.key(instance_id)
+        written, revision = self.txn([mod_equals(key, mod_revision)], [put_op(key, value, lease)])
+        return revision if written else None
 
     def delete(self, instance_id: str) -> int:
-        resp = self._post("/kv/deleterange", {"key": _b64(self.key(instance_id))})
+        resp = self._post("/kv/deleterange", {"key": b64(self.key(instance_id))})
         return int(resp["header"]["revision"])
 
     # ----- node agents (services.registry.etcd_nodes) ------------------------------------
@@ -282,9 +250,7 @@ class EtcdStore:
         return key[len(head) :] if key.startswith(head) else None
 
     def get_node(self, node: str) -> KeyValue | None:
-        resp = self._post("/kv/range", {"key": _b64(self.node_key(node))})
-        kvs = resp.get("kvs", [])
-        return self._kv(kvs[0]) if kvs else None
+        return self._get_key(self.node_key(node))
 
     def txn(self, compare: list[dict[str, Any]], success: list[dict[str, Any]]) -> tuple[bool, int]:
         """One etcd transaction (one raft write however many keys): (succeeded, revision)."""
@@ -293,29 +259,19 @@ class EtcdStore:
 
     def get_many(self, instance_ids: list[str]) -> dict[str, KeyValue]:
         """The current records of several instances in one round trip (a read-only transaction)."""
-        ops = [{"request_range": {"key": _b64(self.key(i))}} for i in instance_ids]
+        ops = [{"request_range": {"key": b64(self.key(i))}} for i in instance_ids]
         resp = self._post("/kv/txn", {"compare": [], "success": ops})
         out = {}
         for answer in resp.get("responses", []):
             for raw in answer.get("response_range", {}).get("kvs", []):
-                kv = self._kv(raw)
+                kv = decode_kv(raw)
                 out[self.instance_id(kv.key)] = kv
         return out
 
-    @staticmethod
-    def put_op(key: str, value: dict[str, Any], lease: int) -> dict[str, Any]:
-        return {"request_put": {"key": _b64(key), "value": _b64(json.dumps(value)), "lease": lease}}
-
-    @staticmethod
-    def delete_op(key: str) -> dict[str, Any]:
-        return {"request_delete_range": {"key": _b64(key)}}
-
-    @staticmethod
-    def unchanged_since(key: str, mod_revision: int) -> dict[str, Any]:
-        """Compare: ``key`` is still at ``mod_revision`` (0: it does not exist)."""
-        if not mod_revision:
-            return {"key": _b64(key), "target": "VERSION", "result": "EQUAL", "version": 0}
-        return {"key": _b64(key), "target": "MOD", "result": "EQUAL", "mod_revision": mod_revision}
+    # Transaction operations, for the etcd catalog and its node side (services.registry.etcd_wire).
+    put_op = staticmethod(put_op)
+    delete_op = staticmethod(delete_op)
+    unchanged_since = staticmethod(unchanged_since)
 
     # ----- watch -------------------------------------------------------------------------
     def watch(self, start_revision: int, stop: threading.Event) -> Iterator[WatchEvent | int]:
@@ -333,8 +289,8 @@ class EtcdStore:
             client = self._clients[slot]
             body = {
                 "create_request": {
-                    "key": _b64(self.root),
-                    "range_end": _range_end(self.root),
+                    "key": b64(self.root),
+                    "range_end": range_end(self.root),
                     "start_revision": next_revision,
                 }
             }
@@ -355,7 +311,7 @@ class EtcdStore:
                             yield int(result["compact_revision"])
                             return
                         for raw in result.get("events", []):
-                            event = self._event(raw)
+                            event = decode_event(raw)
                             next_revision = event.revision + 1
                             yield event
                 if stop.is_set():
@@ -383,22 +339,3 @@ class EtcdStore:
                 pass
         for client in self._clients:
             client.session.close()
-
-    # ----- decoding ----------------------------------------------------------------------
-    def _kv(self, raw: dict[str, Any]) -> KeyValue:
-        return KeyValue(
-            key=_unb64(raw["key"]),
-            value=json.loads(_unb64(raw.get("value", ""))),
-            mod_revision=int(raw["mod_revision"]),
-            lease=int(raw.get("lease", 0) or 0),
-        )
-
-    def _event(self, raw: dict[str, Any]) -> WatchEvent:
-        kv = raw["kv"]
-        deleted = raw.get("type") == "DELETE"
-        return WatchEvent(
-            key=_unb64(kv["key"]),
-            value=None if deleted else json.loads(_unb64(kv.get("value", ""))),
-            revision=int(kv["mod_revision"]),
-            lease=int(kv.get("lease", 0) or 0),
-        )

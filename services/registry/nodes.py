@@ -198,7 +198,7 @@ class NodeBeats:
                     result.unknown.append(item.instance_id)
                     continue
                 listed.add(item.instance_id)
-                if _renew(entry, now, stamp, item.status, item.load):
+                if entry.renew(now, stamp, item.status, item.load):
                     changed.append(entry.inst.service_name)
             others = [iid for iid in mine if iid not in listed]
             if full:
@@ -213,7 +213,7 @@ class NodeBeats:
             else:
                 for iid in others:
                     entry = self._entries[iid]  # type: ignore[attr-defined]
-                    if _renew(entry, now, stamp, None, None):
+                    if entry.renew(now, stamp, None, None):
                         changed.append(entry.inst.service_name)
                 listed.update(others)
             if changed:
@@ -231,23 +231,6 @@ class NodeBeats:
             if gone:
                 self.store.delete_nodes(gone)  # type: ignore[attr-defined]
         return gone
-
-
-def _renew(entry: Any, now: float, stamp: str, status: str | None, load: dict[str, Any] | None) -> bool:
-    """A heartbeat applied to one entry (catalog lock held), as ``Catalog.heartbeat`` does; True if visible."""
-    entry.last_beat = now
-    entry.inst.last_heartbeat = stamp
-    entry.beat_dirty = True
-    if load is not None:
-        entry.inst.load = load
-    if status is not None:
-        entry.reported = status
-    was_ttl_critical = entry.ttl_critical
-    entry.ttl_critical = False
-    if entry.recompute() or was_ttl_critical:
-        entry.state_dirty = True
-        return True
-    return False
 
 
 def _json(description: str) -> dict[str, Any]:

@@ -55,6 +55,26 @@ class Entry:
         self.inst.health, self.inst.status, self.inst.status_reason = health, status, reason
         return changed
 
+    def renew(self, now: float, stamp: str, status: str | None, load: dict[str, Any] | None) -> bool:
+        """Apply one heartbeat (catalog lock held); True when the visible state changed.
+
+        The one renewal rule for a worker's own beat (``Catalog.heartbeat``) and a node agent's
+        (``NodeBeats.node_heartbeat``): a visible change is marked for the next flush.
+        """
+        self.last_beat = now
+        self.inst.last_heartbeat = stamp
+        self.beat_dirty = True
+        if load is not None:
+            self.inst.load = load
+        if status is not None:
+            self.reported = status
+        was_ttl_critical = self.ttl_critical
+        self.ttl_critical = False
+        if self.recompute() or was_ttl_critical:
+            self.state_dirty = True
+            return True
+        return False
+
 
 class Beat(NamedTuple):
     """What a heartbeat reply says: the resulting status and the recorded time."""

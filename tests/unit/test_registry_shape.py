@@ -10,7 +10,14 @@ import textwrap
 
 from tests.support import REPO
 
-ETCD_MODULES = ("etcd3gw", "services.registry.etcd_store", "services.registry.etcd_catalog")
+ETCD_MODULES = (
+    "etcd3gw",
+    "services.registry.etcd_store",
+    "services.registry.etcd_wire",
+    "services.registry.etcd_catalog",
+    "services.registry.etcd_mirror",
+    "services.registry.etcd_nodes",
+)
 
 SQLITE_REGISTRY = textwrap.dedent(
     """
