@@ -300,6 +300,8 @@ class Front:
             built_s,
             total,
         )
+        if copy.crowded() and not copy.retired:  # deletes replayed onto the new index crossed the mark again
+            self.rebuild_later(copy)
         self._kick.set()
 
     # -- snapshots --------------------------------------------------------------------------------

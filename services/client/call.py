@@ -67,6 +67,15 @@ class CallState:
         self.attempts.append(attempt)
         return attempt
 
+    def begin_try(self, instance_id: str, now: float) -> float:
+        """Count one try on ``instance_id``; the seconds it may wait (raises once the deadline has passed)."""
+        remaining = self.ends - now
+        if remaining <= 0:
+            raise self.deadline_error(now)
+        self.tried.add(instance_id)
+        self.tries += 1
+        return remaining if self.try_timeout_s is None else min(remaining, self.try_timeout_s)
+
     def deadline_error(self, now: float) -> DeadlineExceeded:
         return DeadlineExceeded(
             f"{self.method} {self.path} to {self.target}: deadline of {self.ends - self.started:.3f}s passed "

@@ -199,12 +199,7 @@ class GrpcRouter(Router):
         payload = call.kwargs.get("json")
         if call.method != GRPC_METHOD or not isinstance(payload, GrpcRequest):
             return super()._send(call, service, inst, snap, panic)
-        remaining = call.ends - self._clock.monotonic()
-        if remaining <= 0:
-            raise call.deadline_error(self._clock.monotonic())
-        timeout = remaining if call.try_timeout_s is None else min(remaining, call.try_timeout_s)
-        call.tried.add(inst.instance_id)
-        call.tries += 1
+        timeout = call.begin_try(inst.instance_id, self._clock.monotonic())
         address = grpc_address(inst)
         if address is None:
             failure = Failure("no-grpc-port", reached=False, details="instance advertises no grpc_port")

@@ -312,12 +312,7 @@ class Router:
 
     def _send(self, call: CallState, service: str, inst: Instance, snap: Snapshot, panic: bool) -> CallResult | None:
         """One try on ``inst``: a result, None to try elsewhere, or raise when nothing more may be tried."""
-        remaining = call.ends - self._clock.monotonic()
-        if remaining <= 0:
-            raise call.deadline_error(self._clock.monotonic())
-        read_timeout = remaining if call.try_timeout_s is None else min(remaining, call.try_timeout_s)
-        call.tried.add(inst.instance_id)
-        call.tries += 1
+        read_timeout = call.begin_try(inst.instance_id, self._clock.monotonic())
         pool = [i.instance_id for i in snap.instances]
         t0 = time.perf_counter()
         with self.loads.track(inst.instance_id):  # counted before the request, released in finally
