@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.support import wait_until
 from vectors import front as front_module
 from vectors import search as searching
 from vectors.filters import build_filter
@@ -143,9 +143,8 @@ def test_deletes_and_upserts_are_reflected(service: VectorService, monkeypatch: 
         hits = service.search(name, {"vector": [0.0, 0, 0, 0], "top_k": 20})["results"][0]
         assert sorted(h["id"] for h in hits) == sorted([f"p{i}" for i in range(10, 20)])
         copy = service.front.copy(service.store.config(name))
-        deadline = time.monotonic() + 60  # compaction builds beside the old index, in a thread of its own
-        while copy.index.rows.dead >= 4 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        # compaction builds beside the old index, in a thread of its own
+        wait_until(lambda c=copy: c.index.rows.dead < 4, timeout=60, interval=0.02, what="the compaction")
         assert copy.index.rows.dead < 4
         hits = service.search(name, {"vector": [0.0, 0, 0, 0], "top_k": 20})["results"][0]
         assert sorted(h["id"] for h in hits) == sorted([f"p{i}" for i in range(10, 20)])

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.support import wait_until
 from vectors.rwlock import RWLock
 from vectors.service import VectorService
 from vectors.settings import VectorSettings
@@ -55,9 +56,8 @@ def test_searches_and_writes_go_on_while_a_new_index_builds(tmp_path: Path) -> N
     body = {"index": "approximate", "index_params": {"M": 32, "efConstruction": 400}}
     put = threading.Thread(target=service.create_index, args=("c", body))
     put.start()
+    wait_until(lambda: copy.building, timeout=120, interval=0.001, what="the new index to start building")
     deadline = time.monotonic() + 120
-    while not copy.building and time.monotonic() < deadline:
-        time.sleep(0.001)
     during: list[dict] = []
     while copy.building and time.monotonic() < deadline:  # answered by the old (FLAT) index meanwhile
         answer = service.search("c", {"vector": data[17].tolist(), "top_k": 3})
@@ -89,9 +89,7 @@ def test_a_start_from_lite_serves_flat_at_once_and_swaps_in_hnsw(tmp_path: Path)
     again.front.warm()
     first = again.search("h", {"vector": data[5].tolist(), "top_k": 1})
     assert first["results"][0][0]["id"] == "5"
-    deadline = time.monotonic() + 120
-    while again.describe_index("h")["info"]["serving"] != "HNSW" and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: again.describe_index("h")["info"]["serving"] == "HNSW", timeout=120, what="HNSW swapped in")
     assert again.describe_index("h")["info"]["serving"] == "HNSW"
     assert again.search("h", {"vector": data[5].tolist(), "top_k": 1})["exact"] is False
     again.close()
