@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from tests.support import wait_until
+from vectors import front as front_module
+from vectors.rows import Rows
 from vectors.rwlock import RWLock
 from vectors.service import VectorService
 from vectors.settings import VectorSettings
@@ -93,3 +95,36 @@ def test_a_start_from_lite_serves_flat_at_once_and_swaps_in_hnsw(tmp_path: Path)
     assert again.describe_index("h")["info"]["serving"] == "HNSW"
     assert again.search("h", {"vector": data[5].tolist(), "top_k": 1})["exact"] is False
     again.close()
+
+
+def test_deletes_replayed_onto_a_compaction_that_cross_the_mark_again_compact_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deletes made while a compaction builds land on the new index as dead rows; past the mark they compact too."""
+    monkeypatch.setattr(front_module, "MIN_DEAD", 4)
+    held, started = threading.Event(), threading.Event()
+    original = Rows.rebuild_later
+
+    def held_build(self: Rows, cfg):  # the build waits until the test has deleted more rows
+        build = original(self, cfg)
+
+        def wait_then_build() -> Rows:
+            started.set()
+            held.wait(60)
+            return build()
+
+        return wait_then_build
+
+    monkeypatch.setattr(Rows, "rebuild_later", held_build)
+    service = VectorService(MilvusStore(str(tmp_path / "d.db")), VectorSettings(max_items=2000))
+    service.create_collection({"name": "d", "dim": 4, "metric": "l2", "index": "exact"})
+    service.insert("d", {"items": [{"id": f"p{i}", "vector": [float(i), 0, 0, 0]} for i in range(40)]})
+    service.delete("d", {"ids": [f"p{i}" for i in range(10)]})  # 10 of 40 dead: the first compaction starts
+    assert started.wait(60), "the compaction did not start"
+    service.delete("d", {"ids": [f"p{i}" for i in range(10, 20)]})  # made during it: replayed as dead rows
+    held.set()
+    copy = service.front.copy(service.store.config("d"))
+    wait_until(lambda: copy.index.rows.dead < 4, timeout=60, interval=0.02, what="the second compaction")
+    hits = service.search("d", {"vector": [0.0, 0, 0, 0], "top_k": 40})["results"][0]
+    assert sorted(h["id"] for h in hits) == sorted(f"p{i}" for i in range(20, 40))
+    service.close()
