@@ -270,14 +270,31 @@ def etcd_counters(port: int) -> dict[str, float]:
 
 def route_histogram(port: int, route: str) -> dict[float, float]:
     """Cumulative bucket counts of the registry's own request duration for ``route`` (in-app time)."""
+    return histogram(port, "registry_http_request_duration_seconds", f'route="{route}"')
+
+
+def histogram(port: int, name: str, labels: str = "") -> dict[float, float]:
+    """Cumulative bucket counts of histogram ``name`` (``labels``: its other labels, as exposed) at ``port``."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
         text = resp.read().decode()
-    pattern = rf'^registry_http_request_duration_seconds_bucket{{le="([^"]+)",route="{re.escape(route)}"}} (\S+)$'
-    return {float(le): float(n) for le, n in re.findall(pattern, text, re.M)}
+    if labels:
+        pattern = rf'^{name}_bucket{{(?:le="([^"]+)",{re.escape(labels)}|{re.escape(labels)},le="([^"]+)")}} (\S+)$'
+    else:
+        pattern = rf'^{name}_bucket{{le="([^"]+)"}} (\S+)$'
+    out = {}
+    for match in re.finditer(pattern, text, re.M):
+        le = next(g for g in match.groups()[:-1] if g is not None) if labels else match.group(1)
+        out[float(le)] = float(match.groups()[-1])
+    return out
+
+
+def gc_pauses(ports: list[int]) -> list[dict[float, float]]:
+    """Each replica's full (generation 2) collections, as a histogram of their pauses."""
+    return [histogram(port, "registry_gc_pause_seconds", 'generation="2"') for port in ports]
 
 
 def histogram_pcts(before: list[dict[float, float]], after: list[dict[float, float]]) -> dict[str, Any]:
-    """The bucket bound under which 50/99/99.9 % of the window's requests finished (all replicas)."""
+    """The bucket bound under which 50/99/99.9 % (and all) of the window's observations fell (all replicas)."""
     total: dict[float, float] = {}
     for b, a in zip(before, after, strict=True):
         for le, n in a.items():
@@ -285,7 +302,7 @@ def histogram_pcts(before: list[dict[float, float]], after: list[dict[float, flo
     bounds = sorted(total)
     count = total.get(float("inf"), 0.0)
     out: dict[str, Any] = {"n": int(count)}
-    for name, q in (("p50_le_ms", 0.5), ("p99_le_ms", 0.99), ("p999_le_ms", 0.999)):
+    for name, q in (("p50_le_ms", 0.5), ("p99_le_ms", 0.99), ("p999_le_ms", 0.999), ("max_le_ms", 1.0)):
         le = next((b for b in bounds if count and total[b] >= q * count), None)
         out[name] = None if le is None or le == float("inf") else round(le * 1000, 1)
     return out
@@ -351,6 +368,8 @@ def run_one(args: argparse.Namespace, store: str, mode: str, log: Any) -> dict[s
         log(f"{tag} measuring for {args.duration:g}s with {args.watchers} watchers")
         route = "/api/v1/nodes/<node>/heartbeat" if mode == "node" else "/api/v1/services/<iid:instance_id>/heartbeat"
         hist0 = [route_histogram(port, route) for port in ports]
+        gc0 = gc_pauses(ports)
+        fsync0 = [histogram(etcd_port, "etcd_disk_wal_fsync_duration_seconds")] if etcd_port else []
         probe = CpuProbe(pids)
         probe.begin()
         etcd0 = etcd_counters(etcd_port) if etcd_port else None
@@ -359,6 +378,9 @@ def run_one(args: argparse.Namespace, store: str, mode: str, log: Any) -> dict[s
             probe.sample()
         usage = probe.end()
         in_app = histogram_pcts(hist0, [route_histogram(port, route) for port in ports])
+        gc_full = histogram_pcts(gc0, gc_pauses(ports))
+        fsync1 = [histogram(etcd_port, "etcd_disk_wal_fsync_duration_seconds")] if etcd_port else []
+        fsync = histogram_pcts(fsync0, fsync1) if etcd_port else {}
         etcd1 = etcd_counters(etcd_port) if etcd_port else None
         killed = gen.wait_event("killed", 60)
         result = gen.wait_event("result", 60)
@@ -383,6 +405,8 @@ def run_one(args: argparse.Namespace, store: str, mode: str, log: Any) -> dict[s
             "missed_expiries": len(missed),
             "detection_s": summarize(detect),
             "in_app_latency": in_app,
+            "gc_full_pauses": gc_full,
+            "etcd_wal_fsync": fsync,
             "watch_answers": sum(c.get("watch_answers", 0) for c in clients),
             "watch_errors": sum(sum(c.get("watch_errors", {}).values()) for c in clients),
             "clients": clients,
@@ -424,6 +448,12 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             f"(its histogram buckets; the rest of a beat's latency is queueing, the network and the machine)"
         )
         print(f"  beats over {SLOW_S * 1000:g} ms by second of the window: {r['beats'].get('slow_by_second')}")
+        gcp, fs = r.get("gc_full_pauses", {}), r.get("etcd_wal_fsync", {})
+        print(
+            f"  registry full GCs in the window: {gcp.get('n')} (all replicas), pause p50/max <= "
+            f"{gcp.get('p50_le_ms')}/{gcp.get('max_le_ms')} ms"
+            + (f"; etcd WAL fsync p99/max <= {fs.get('p99_le_ms')}/{fs.get('max_le_ms')} ms" if fs else "")
+        )
     for r in rows:
         if "etcd_per_beat" in r:
             print(f"etcd writes per beat ({r['mode']}): {r['etcd_per_beat']}  per second: {r['etcd_per_s']}")

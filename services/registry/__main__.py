@@ -28,7 +28,10 @@ from gevent.pool import Pool  # noqa: E402
 
 from services.common.auth import Credentials  # noqa: E402
 from services.common.cli import command, options, parse  # noqa: E402
+from services.common.periodic import Periodic  # noqa: E402
 from services.common.settings import RegistrySettings  # noqa: E402
+from services.registry.gcpolicy import FrozenHeap  # noqa: E402
+from services.registry.metrics import time_gc_pauses  # noqa: E402
 from services.registry.server import RegistryServer  # noqa: E402
 
 log = logging.getLogger("services.registry")
@@ -84,6 +87,12 @@ def main(argv: list[str] | None = None) -> int:
         app = create_app(settings, open_store(settings))
     except StoreUnavailable as exc:
         raise SystemExit(f"cannot start: {exc}") from exc
+    time_gc_pauses(app.extensions["registry"].metrics)  # registry_gc_pause_seconds: this process's collections
+    # The catalog's long-lived objects out of the collector's full passes (services.registry.gcpolicy).
+    heap = FrozenHeap()
+    heap.freeze()
+    freezer = Periodic("gc-freeze", heap.freeze_every, heap.tick)
+    freezer.start()
     server = RegistryServer(
         (settings.host, settings.port),
         app,
@@ -121,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server.serve_forever()
     finally:
+        freezer.stop()
         app.extensions["registry"].stop()
         log.info("registry stopped; heartbeats flushed")
     return 0

@@ -111,7 +111,7 @@ class EtcdMirror:
         start = self._applied + 1
         while not self._stop.is_set():
             try:
-                for item in self.store.watch(start, self._stop):
+                for item in self.store.watch(start, self._stop, self._holds):
                     if isinstance(item, int):  # compacted: our history is gone, list afresh
                         log.warning("etcd history compacted at %d; re-listing", item)
                         items, revision = self.store.list_all()
@@ -125,11 +125,26 @@ class EtcdMirror:
                 log.exception("etcd watch loop failed; resuming at revision %d", start)
                 self._stop.wait(1.0)
 
+    def _holds(self, key: str, revision: int) -> bool:
+        """Whether the mirror already holds ``key`` at ``revision`` or later: our own write, applied when
+        etcd answered it (about half of all beats and writes with two replicas). Its watch event then
+        changes nothing, so its value is not decoded. Revisions only grow, so a True stays true."""
+        node = self.store.beat_node(key)
+        if node is not None:
+            known = self._node_beats.get(node)  # type: ignore[attr-defined]
+            return known is not None and known.revision >= revision
+        if key.startswith(self.store.prefix):
+            entry = self._entries.get(self.store.instance_id(key))
+            return entry is not None and entry.mod_revision >= revision
+        return False
+
     def _apply(self, event: WatchEvent) -> None:
         node = self.store.beat_node(event.key)
         iid = self.store.instance_id(event.key) if event.key.startswith(self.store.prefix) else None
         with self._lock:
-            if node is not None:
+            if event.held:
+                pass  # already applied (our own write): only the revision moves on
+            elif node is not None:
                 self._apply_beat(node, event.value, event.revision, event.lease)
             elif iid is None:
                 pass  # a node's claim record: read when a node is named here, not mirrored

@@ -11,7 +11,8 @@ key**, ``<prefix>beats/<node>`` (the beat's time and its instances' loads, on th
 and an instance record only where the beat changes what the record holds (a reported status, a
 TTL-critical instance revived), plus deletions of the ones a full beat dropped; and a lease
 keep-alive at most once per TTL per node, whichever replica takes the beat (the beat key says
-it kept the lease alive, and the other replicas' watches note it). Every replica watches the beat key and applies it
+it kept the lease alive, and the other replicas' watches note it), sent beside the transaction
+rather than before it, so a beat waits for one round trip. Every replica watches the beat key and applies it
 to the node's instances in its mirror: each one's liveness, ``last_heartbeat`` (the later of its
 record's and its node's beat) and load. It used to put every renewed record (N puts per beat:
 at 10,000 instances, 2,000 puts/s that each replica's watch decoded, and registrations starved).
@@ -25,6 +26,9 @@ so a beat that landed through another replica wins, as a record write did before
 
 from __future__ import annotations
 
+import logging
+import math
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +41,8 @@ from services.registry.etcd_mirror import record_of
 from services.registry.nodes import NodeBeatResult, NodeItem, NodeRecord, claim_decision
 from services.registry.ownership import Caller, secret_digest
 from services.registry.records import copy_instance
+
+log = logging.getLogger(__name__)
 
 CLAIM_TRIES = 5
 TXN_KEYS = 64  # instance keys per transaction; etcd refuses more than --max-txn-ops (128) operations
@@ -99,11 +105,9 @@ class EtcdNodeBeats:
 
     def node_heartbeat(self, node: str, items: list[NodeItem], full: bool) -> NodeBeatResult | None:
         record = self._nodes_seen.get(node)
-        before = self._refreshed.get(record.lease) if record is not None else None  # type: ignore[attr-defined]
-        if record is None or not self._keep_alive(record.lease):  # type: ignore[attr-defined]
-            self._nodes_seen.pop(node, None)
-            return None  # the lease ran out (its instances went with it): the agent claims again
-        kept = self._refreshed.get(record.lease) != before  # type: ignore[attr-defined]
+        if record is None:
+            return None  # unknown here, or its lease ran out (its instances went with it): the agent claims again
+        kept = self._keep_alive_beside(node, record.lease)
         stamp = iso_utc(self.clock.now())  # type: ignore[attr-defined]
         result = NodeBeatResult()
         wanted: dict[str, NodeItem] = {}
@@ -136,6 +140,34 @@ class EtcdNodeBeats:
         result.renewed = len(wanted)
         result.removed = sorted(drop)
         return result
+
+    def _keep_alive_beside(self, node: str, lease: int) -> bool:
+        """Keep the node's lease alive if this replica has not, nor heard that another did, within a
+        TTL; True when this beat does (its beat key says so). The keep-alive runs beside the beat's
+        transaction, not before it: a beat need not wait for a second etcd round trip, and it still
+        learns that the lease ran out from its own transaction ("lease not found": claim again). A
+        keep-alive that finds the lease gone makes the node's next beat claim again; one that fails
+        is tried again by the next beat."""
+        now = time.monotonic()
+        if now - self._refreshed.get(lease, -math.inf) < self.refresh_every:  # type: ignore[attr-defined]
+            return False
+        self._refreshed[lease] = now  # type: ignore[attr-defined]  # one keep-alive at a time per lease
+
+        def keep_alive() -> None:
+            try:
+                alive = self.store.refresh(lease)  # type: ignore[attr-defined]
+            except Exception as exc:  # etcd unreachable: the next beat tries again
+                log.warning("keep-alive of node %s's lease failed: %s", node, exc)
+                alive = None
+            if not alive and self._refreshed.get(lease) == now:  # type: ignore[attr-defined]
+                self._refreshed.pop(lease, None)  # type: ignore[attr-defined]  # the next beat tries again
+            if alive is False:
+                seen = self._nodes_seen.get(node)
+                if seen is not None and seen.lease == lease:
+                    self._nodes_seen.pop(node, None)
+
+        threading.Thread(target=keep_alive, name=f"keep-alive-{node}", daemon=True).start()
+        return True
 
     def _copy(self, iid: str) -> Any:
         entry = self._entries[iid]  # type: ignore[attr-defined]

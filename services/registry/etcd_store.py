@@ -12,6 +12,7 @@ the next revision on another member, or it would miss changes.
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import socket
@@ -24,7 +25,13 @@ from urllib.parse import urlsplit
 import requests
 import requests.adapters
 from etcd3gw.client import Etcd3Client
-from etcd3gw.exceptions import ConnectionFailedError, ConnectionTimeoutError, Etcd3Exception
+from etcd3gw.exceptions import (
+    ConnectionFailedError,
+    ConnectionTimeoutError,
+    Etcd3Exception,
+    InternalServerError,
+    PreconditionFailedError,
+)
 
 from services.registry.etcd_wire import (
     KeyValue,
@@ -48,12 +55,94 @@ T = TypeVar("T")
 
 # Failures that mean "try another member": the member is gone, slow, or between leaders.
 _RETRYABLE = (ConnectionFailedError, ConnectionTimeoutError, requests.exceptions.RequestException)
-POOL_SIZE = 32  # connections per etcd member (the watch stream takes one of them)
+POOL_SIZE = 32  # kept-alive connections per etcd member for calls (the watch stream has its own)
 _TRANSIENT_MESSAGES = ("leader changed", "no leader", "timed out", "timeout", "unavailable", "not capable")
 
 
 class EtcdUnavailable(StoreUnavailable):
     """No etcd member answered within the retry budget."""
+
+
+# As etcd3gw maps the gateway's answers (so callers see the same exceptions as before).
+_ERRORS_BY_STATUS: dict[int, type[Etcd3Exception]] = {
+    500: InternalServerError,
+    503: ConnectionFailedError,
+    408: ConnectionTimeoutError,
+    504: ConnectionTimeoutError,
+    412: PreconditionFailedError,
+}
+_JSON_HEADERS = {"Content-Type": "application/json"}
+# A kept-alive connection the member closed while idle fails like this on its next request.
+_STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
+
+
+class _NoDelayConnection(http.client.HTTPConnection):
+    def connect(self) -> None:
+        super().connect()
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class GatewayConnections:
+    """Kept-alive HTTP/1.1 connections to one member's JSON gateway, for the unary calls.
+
+    ``requests`` + ``etcd3gw`` cost about half of a node beat's CPU on the registry (preparing
+    the request, urllib3's pool and its liveness probe, parsing the answer's headers through
+    ``email``) for a ~300-byte POST; this is ``http.client`` on a pool of at most ``size``
+    connections (callers beyond it wait for one), raising what ``etcd3gw`` raised.
+    """
+
+    def __init__(self, protocol: str, host: str, port: int, api_path: str, timeout: float, size: int) -> None:
+        self.protocol, self.host, self.port = protocol, host, port
+        self.api_path, self.timeout = api_path.rstrip("/"), timeout
+        self._idle: list[http.client.HTTPConnection] = []
+        self._slots = threading.BoundedSemaphore(size)
+        self._closed = False
+
+    def post(self, path: str, body: dict[str, Any] | bytes) -> dict[str, Any]:
+        data = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode()
+        with self._slots:
+            for attempt in range(2):
+                reused = attempt == 0 and bool(self._idle)  # a retry always opens a new connection
+                conn = self._idle.pop() if reused else self._connect()
+                try:
+                    conn.request("POST", self.api_path + path, body=data, headers=_JSON_HEADERS)
+                    resp = conn.getresponse()
+                    raw = resp.read()
+                except TimeoutError as exc:
+                    conn.close()
+                    raise ConnectionTimeoutError(str(exc) or "timed out") from exc
+                except (OSError, http.client.HTTPException) as exc:
+                    conn.close()
+                    if reused and isinstance(exc, _STALE):
+                        self._drop_idle()  # the member closed it while idle (likely all of them: a restart)
+                        continue  # before any answer: once more, on a new connection
+                    raise ConnectionFailedError(str(exc) or type(exc).__name__) from exc
+                if resp.will_close or self._closed:
+                    conn.close()
+                else:
+                    self._idle.append(conn)
+                break
+        if resp.status != 200:
+            error = _ERRORS_BY_STATUS.get(resp.status, Etcd3Exception)
+            raise error(raw.decode(errors="replace"), resp.reason)
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise ConnectionFailedError(f"not JSON from the gateway: {raw[:200]!r}") from exc
+
+    def _connect(self) -> http.client.HTTPConnection:
+        if self.protocol == "https":
+            return http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout)
+        return _NoDelayConnection(self.host, self.port, timeout=self.timeout)
+
+    def _drop_idle(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    def close(self) -> None:
+        self._closed = True
+        self._drop_idle()
 
 
 def _describe(exc: Exception | None) -> str:
@@ -97,7 +186,10 @@ class EtcdStore:
         self.retry_for = retry_for
         self.fail_fast_for = fail_fast_for
         self._down_until = 0.0
-        self._clients = [self._client(url) for url in endpoints]
+        self._clients = [self._client(url) for url in endpoints]  # the watch stream's sessions
+        self._gateways = [
+            GatewayConnections(c.protocol, c.host, c.port, c.api_path, timeout, POOL_SIZE) for c in self._clients
+        ]  # every other call
         self._current = 0
         self._lock = threading.Lock()
         self._watch_response: requests.Response | None = None
@@ -128,7 +220,7 @@ class EtcdStore:
         return client
 
     # ----- failover ----------------------------------------------------------------------
-    def _call(self, fn: Callable[[Etcd3Client], T]) -> T:
+    def _call(self, fn: Callable[[GatewayConnections], T]) -> T:
         """Run ``fn`` on the current member, moving on to the next one while it fails."""
         if time.monotonic() < self._down_until:
             raise EtcdUnavailable(f"no etcd member of {', '.join(self.endpoints)} answered a moment ago")
@@ -139,9 +231,8 @@ class EtcdStore:
             for _ in range(len(self._clients)):
                 with self._lock:
                     slot = self._current
-                client = self._clients[slot]
                 try:
-                    result = fn(client)
+                    result = fn(self._gateways[slot])
                     self._down_until = 0.0
                     return result
                 except _RETRYABLE as exc:
@@ -168,7 +259,7 @@ class EtcdStore:
             delay = min(delay * 2, 0.5)
 
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        return self._call(lambda c: c.post(c.get_url(path), json=body))
+        return self._call(lambda gateway: gateway.post(path, body))
 
     # ----- keys --------------------------------------------------------------------------
     def key(self, instance_id: str) -> str:
@@ -274,9 +365,12 @@ class EtcdStore:
     unchanged_since = staticmethod(unchanged_since)
 
     # ----- watch -------------------------------------------------------------------------
-    def watch(self, start_revision: int, stop: threading.Event) -> Iterator[WatchEvent | int]:
+    def watch(
+        self, start_revision: int, stop: threading.Event, held: Callable[[str, int], bool] | None = None
+    ) -> Iterator[WatchEvent | int]:
         """Events under this mesh's root (instances, node records, node beats) from ``start_revision`` on,
-        across member failures, until ``stop`` is set.
+        across member failures, until ``stop`` is set. ``held(key, revision)``: the caller already
+        holds that put (its own write), whose value need not be decoded (``WatchEvent.held``).
 
         Yields :class:`WatchEvent` objects, and a bare ``int`` (a compacted revision) when
         etcd no longer has the history asked for: the caller must re-list and resume.
@@ -311,7 +405,7 @@ class EtcdStore:
                             yield int(result["compact_revision"])
                             return
                         for raw in result.get("events", []):
-                            event = decode_event(raw)
+                            event = decode_event(raw, held)
                             next_revision = event.revision + 1
                             yield event
                 if stop.is_set():
@@ -339,3 +433,5 @@ class EtcdStore:
                 pass
         for client in self._clients:
             client.session.close()
+        for gateway in self._gateways:
+            gateway.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,12 +26,17 @@ class KeyValue:
 
 @dataclass
 class WatchEvent:
-    """A put (``value`` set) or a delete (``value`` None) at ``revision``."""
+    """A put (``value`` set) or a delete (``value`` None) at ``revision``.
+
+    ``held``: a put the reader already holds at this revision or later (its own write, applied
+    when etcd answered it), so its value was not decoded (``None``); only its revision counts.
+    """
 
     key: str
     value: dict[str, Any] | None
     revision: int
     lease: int
+    held: bool = False
 
 
 def b64(text: str) -> str:
@@ -77,12 +83,12 @@ def decode_kv(raw: dict[str, Any]) -> KeyValue:
     )
 
 
-def decode_event(raw: dict[str, Any]) -> WatchEvent:
+def decode_event(raw: dict[str, Any], held: Callable[[str, int], bool] | None = None) -> WatchEvent:
+    """One watch event; a put for which ``held(key, revision)`` is true keeps its value undecoded."""
     kv = raw["kv"]
-    deleted = raw.get("type") == "DELETE"
-    return WatchEvent(
-        key=unb64(kv["key"]),
-        value=None if deleted else json.loads(unb64(kv.get("value", ""))),
-        revision=int(kv["mod_revision"]),
-        lease=int(kv.get("lease", 0) or 0),
-    )
+    key, revision, lease = unb64(kv["key"]), int(kv["mod_revision"]), int(kv.get("lease", 0) or 0)
+    if raw.get("type") == "DELETE":
+        return WatchEvent(key, None, revision, lease)
+    if held is not None and held(key, revision):
+        return WatchEvent(key, None, revision, lease, held=True)
+    return WatchEvent(key, json.loads(unb64(kv.get("value", ""))), revision, lease)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import time
 from collections import Counter as Tally
 from collections.abc import Callable, Iterator
 
@@ -58,6 +60,28 @@ class RegistryMetrics:
         self.sweep_seconds = Histogram(
             "registry_sweep_duration_seconds", "Health sweep duration", buckets=_LATENCY_BUCKETS, registry=r
         )
+        self.gc_pause = Histogram(
+            "registry_gc_pause_seconds",
+            "Garbage-collector pauses by generation (every request waits them out: one thread)",
+            ["generation"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         index_gauge = Gauge("registry_index", "Current catalog change index", registry=r)
         index_gauge.set_function(lambda: float(index()))
         r.register(_InstanceCollector(snapshot))
+
+
+def time_gc_pauses(metrics: RegistryMetrics) -> Callable[[], None]:
+    """Observe every collection's pause in ``metrics.gc_pause`` (process-wide: the server's process
+    calls this once); returns the function that stops it."""
+    started = [0.0]
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            metrics.gc_pause.labels(generation=str(info["generation"])).observe(time.perf_counter() - started[0])
+
+    gc.callbacks.append(callback)
+    return lambda: gc.callbacks.remove(callback)
