@@ -18,7 +18,8 @@ registry and antiberty workers for the embedding part) and is measured from a cl
   answers; then once more with the saved indexes deleted (it rebuilds from the Lite file: ready
   once FLAT answers, and the time until HNSW answers again).
 * searches during ``PUT /index``: one client searching in a loop while HNSW builds (the old FLAT
-  index keeps answering).
+  index keeps answering). The HNSW figures are taken once the worker has saved the new index
+  (searches during saves: ``bench/vectors_saves.py``).
 * baseline: with the worker gone, the same file is opened here with pymilvus and searched
   directly (``MilvusClient.search``: the Milvus Lite cost the in-process index removes; for
   fingerprints the Milvus path of :mod:`vectors.search`, sparse cosine + exact re-ranking); the
@@ -213,7 +214,7 @@ class SearchesDuring:
         return f"p50 {f['p50_ms']:.1f} ms, p99 {f['p99_ms']:.1f} ms, max {f['max_ms']:.1f} ms" if f else "none"
 
 
-def bench_float(router: GrpcRouter, case: FloatCase, report: dict[str, Any]) -> None:
+def bench_float(router: GrpcRouter, case: FloatCase, report: dict[str, Any], snapshots: Path | None = None) -> None:
     grpc_client = VectorClient(router, transport="grpc")
     grpc_client.create_collection({"name": "floats", "dim": DIM, "metric": "cosine", "index": "exact"})
     data = case.data
@@ -237,6 +238,9 @@ def bench_float(router: GrpcRouter, case: FloatCase, report: dict[str, Any]) -> 
         VectorClient(router, transport="grpc", deadline=3600).create_index("floats", "approximate")
     build_s = time.perf_counter() - t0
     print(f"during the HNSW build: {len(during.latencies)} searches answered (FLAT), {during.summary()}", flush=True)
+    if snapshots is not None:  # the worker saves the new index right after the build: measure after that
+        manifest = snapshots / "floats" / "manifest.json"
+        wait_until(manifest.exists, timeout=1800, interval=0.2, what="the HNSW index saved after its build")
     approx_grpc, approx_rest, approx_ids = both(router, "floats", case.bodies)
     r = recall(approx_ids, case.truth)
     print(
@@ -548,7 +552,7 @@ def main() -> None:
         proc, router = start_worker(tmp)
         try:
             if fc is not None:
-                bench_float(router, fc, report)
+                bench_float(router, fc, report, tmp / "bench.db.index")
             if fpc is not None:
                 bench_fingerprints(router, fpc, report)
         finally:

@@ -306,12 +306,12 @@ class Front:
 
     # -- snapshots --------------------------------------------------------------------------------
 
-    def save(self, copy: Copy) -> bool:
-        """Save the copy's snapshot now (one save per copy at a time)."""
+    def save(self, copy: Copy, urgent: bool = False) -> bool:
+        """Save the copy's snapshot now (one save per copy at a time); ``urgent``: at shutdown (full priority)."""
         with copy.save_lock:
             if copy.retired or copy.gen == copy.saved_gen:
                 return copy.gen == copy.saved_gen
-            return self.snapshots.save(copy)
+            return self.snapshots.save(copy, urgent)
 
     def save_due(self, quiet_s: float = 0.0, force: bool = False) -> None:
         """Save every copy changed since its snapshot: not while it builds, nor within ``quiet_s`` of a write."""
@@ -321,7 +321,7 @@ class Front:
             idle = time.monotonic() - copy.last_write >= quiet_s
             if copy.gen != copy.saved_gen and (force or (idle and not copy.building)):
                 try:
-                    self.save(copy)
+                    self.save(copy, urgent=force)
                 except Exception:
                     log.exception("saving the index of %s failed; a restart rebuilds it from Lite", copy.cfg.name)
 

@@ -152,12 +152,15 @@ class FloatIndex:
 
         return old, build
 
-    def freeze(self, path: str) -> tuple[dict[str, Any], np.ndarray]:
-        """For a snapshot: the faiss index written to ``path`` in faiss's own format; parameters and alive bits."""
-        faiss.write_index(self.index, path)
+    def freeze(self, clone: Callable[[Any], Any] = faiss.clone_index) -> tuple[dict[str, Any], np.ndarray, Any]:
+        """For a snapshot (the caller holds the lock): parameters, alive bits and a copy of the faiss index.
+
+        The copy (``clone``: ``faiss.clone_index``, which runs without the GIL) is what the snapshot
+        writes afterwards with no lock held: writes may change this index meanwhile, the copy stays as it was.
+        """
         meta = {"type": "float", "dim": self.dim, "metric": self.metric, "kind": self.kind, "m": self.m}
         meta["ef_construction"] = self.ef_construction
-        return meta, self.rows.view().copy()
+        return meta, self.rows.view().copy(), clone(self.index)
 
     @classmethod
     def thaw(cls, meta: dict[str, Any], index: Any, alive: np.ndarray) -> FloatIndex:

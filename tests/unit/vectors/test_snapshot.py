@@ -6,24 +6,29 @@ after a write reached Lite, before anything could update the snapshot.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import random
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.support import wait_until
+from vectors import snapshot
 from vectors.service import VectorService
 from vectors.settings import VectorSettings
 from vectors.snapshot import MANIFEST
 from vectors.store import MilvusStore
 
 pytest.importorskip("milvus_lite")
-pytest.importorskip("faiss")
+faiss = pytest.importorskip("faiss")
 
 SETTINGS = VectorSettings(max_items=2000, max_top_k=500)
 ROOT = Path(__file__).resolve().parents[3]
@@ -176,3 +181,74 @@ def test_kill_9_between_a_lite_write_and_the_snapshot_loses_nothing(tmp_path: Pa
     assert (hit["id"], hit["metadata"], hit["score"]) == ("r7", {"v": 2}, 0.0)
     assert again.info("c")["row_count"] == 50
     again.close()
+
+
+def test_a_save_holds_the_collection_only_while_it_copies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the faiss file is written, searches and writes go on; a write that lands before the commit
+    makes that save give up (no manifest that the write could outlive), and the next save commits."""
+    db = tmp_path / "busy.db"
+    service = open_service(db)
+    service.create_collection({"name": "c", "dim": 8, "metric": "l2", "index": "approximate"})
+    data = np.random.default_rng(2).standard_normal((300, 8)).astype(np.float32)
+    service.insert("c", {"items": [{"id": f"r{i}", "vector": v.tolist()} for i, v in enumerate(data)]})
+    assert service.front is not None
+    copy = service.front.copy(service.store.config("c"))
+    writing, release = threading.Event(), threading.Event()
+    real = faiss.write_index
+
+    def held_up(index: object, path: str) -> None:
+        writing.set()
+        assert release.wait(60)
+        real(index, path)
+
+    monkeypatch.setattr(faiss, "write_index", held_up)
+    outcome: list[bool] = []
+    saver = threading.Thread(target=lambda: outcome.append(service.front.save(copy)))  # type: ignore[union-attr]
+    saver.start()
+    try:
+        wait_until(writing.is_set, timeout=30, what="the save writing the faiss file")
+        hit = service.search("c", {"vector": data[7].tolist(), "top_k": 1})["results"][0][0]
+        assert hit["id"] == "r7"
+        late = {"items": [{"id": "late", "vector": [9.0] * 8}]}
+        insert = threading.Thread(target=service.insert, args=("c", late))
+        insert.start()
+        wait_until(lambda: not insert.is_alive(), timeout=30, what="an insert while the save writes")
+    finally:
+        release.set()
+        saver.join(60)
+    manifest = Path(str(db) + ".index") / "c" / MANIFEST
+    assert outcome == [False] and not manifest.exists()
+    assert [p.name for p in manifest.parent.iterdir()] == []  # the given-up save left no files
+    monkeypatch.setattr(faiss, "write_index", real)
+    assert service.front.save(copy) and manifest.is_file()
+    service.front.close()
+    service.store.close()
+    again = open_service(db)
+    assert again.search("c", {"vector": [9.0] * 8, "top_k": 1})["results"][0][0]["id"] == "late"
+    assert again.info("c")["row_count"] == 301
+    again.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="niceness per thread is Linux's")
+def test_snapshot_files_are_written_by_a_low_priority_thread() -> None:
+    here = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    there = snapshot.in_background(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+    assert there >= max(here, snapshot.SAVE_NICE)
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == here  # only that thread
+
+
+def test_the_digest_and_table_read_as_before() -> None:
+    """Snapshots saved before (an update per id, one json.dumps) stay valid: same digest, same table."""
+    r = random.Random(4)
+    ids = [f"{r.choice('abé~')}{r.randrange(10**6)}" for _ in range(snapshot.JSON_SLICE * 2 + 5)]
+    old = hashlib.sha256()
+    for i in sorted(ids):
+        old.update(i.encode())
+        old.update(b"\n")
+    assert snapshot.ids_digest(iter(ids)) == old.hexdigest()
+    assert snapshot.ids_digest([]) == hashlib.sha256().hexdigest()
+    metadata = [None if r.random() < 0.2 else {"k": r.random(), "s": 'q"\u00e9'} for _ in ids]
+    assert (
+        snapshot.table_json(ids, metadata)
+        == json.dumps({"ids": ids, "metadata": metadata}, separators=(",", ":")).encode()
+    )
