@@ -1,7 +1,8 @@
 """The node agents' routes (DESIGN "Node agents"): claim a node, beat for its instances, list them.
 
 The rules live in :mod:`services.registry.nodes`; the caller's node is proved in
-:func:`services.registry.state.caller` (``X-Node`` + ``X-Node-Secret``).
+:func:`services.registry.state.caller` (``X-Node`` + ``X-Node-Secret``). The plain beat is answered
+before Flask by :mod:`services.registry.fastpath`, with the same checks and answer; keep the two alike.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def node_heartbeat(node: str) -> Response:
     items, full = parse_node_beat(read_body())
     result = st.catalog.node_heartbeat(node, items, full)
     if result is None:
-        raise ApiError(ErrorCode.NOT_FOUND, f"node {node!r} is not claimed; claim it again (PUT /api/v1/nodes/{node})")
+        raise node_gone(node)
     st.metrics.heartbeats.labels(result="node").inc()
     if result.unknown:
         st.metrics.heartbeats.labels(result="unknown").inc(len(result.unknown))
@@ -56,6 +57,11 @@ def node_heartbeat(node: str) -> Response:
         "removed": result.removed,
     }
     return ok(data, f"{result.renewed} instance(s) renewed")
+
+
+def node_gone(node: str) -> ApiError:
+    """The 404 of a beat for a node that is not claimed (its lease ran out): the agent claims it again."""
+    return ApiError(ErrorCode.NOT_FOUND, f"node {node!r} is not claimed; claim it again (PUT /api/v1/nodes/{node})")
 
 
 @nodes.get("/nodes/<node>")

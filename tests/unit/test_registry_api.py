@@ -389,6 +389,10 @@ def test_heartbeat_fast_path_matches_the_flask_answer_and_hands_over_errors(make
     bad = client.put(f"/api/v1/services/{iid}/heartbeat", json={"status": "dead"}, headers=AUTH)
     assert "status" in assert_error(bad, 400, "INVALID_REQUEST")["error"]["details"]
     assert_error(client.put(f"/api/v1/services/{iid}/heartbeat", data="{x", headers=AUTH), 400, "INVALID_REQUEST")
+    # NaN or nesting past 16 levels is a 400 even in a key the heartbeat does not read, as in Flask's read_body().
+    for raw in ('{"x": NaN}', '{"x": ' + "[" * 20 + "]" * 20 + "}"):
+        resp = client.put(f"/api/v1/services/{iid}/heartbeat", data=raw, content_type="application/json", headers=AUTH)
+        assert_error(resp, 400, "INVALID_REQUEST")
     assert_error(client.put("/api/v1/services/ghost/heartbeat", json={}, headers=AUTH), 404, "NOT_FOUND")
     text = client.get("/metrics").get_data(as_text=True)
     assert 'registry_heartbeats_total{result="ok"} 1.0' in text

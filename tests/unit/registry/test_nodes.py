@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.unit.test_registry_api import assert_error, make_app  # noqa: F401 - make_app is a fixture
+from tests.unit.test_registry_api import AUTH, TOKEN, assert_error, make_app  # noqa: F401 - make_app is a fixture
 
 REGISTER = "/api/v1/services/register"
 NODE = "host-a"
@@ -174,3 +174,159 @@ def test_two_replicas_claiming_one_node_at_once_agree(make_app, request):  # noq
     for t in threads:
         t.join(timeout=30)
     assert errors == []
+
+
+# ----- the WSGI fast path (services/registry/fastpath.py) answers the plain beat without Flask ----
+
+NODE_ROUTE = 'method="PUT",route="/api/v1/nodes/<node>/heartbeat"'  # prometheus_client sorts the labels
+
+
+def metric(client, name: str) -> float:
+    """One sample of /metrics (0 when absent), e.g. ``registry_heartbeats_total{result="node"}``."""
+    for line in client.get("/metrics").get_data(as_text=True).splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+@pytest.fixture
+def fast_app(make_app):  # noqa: F811
+    """A node app with a token, a count of the requests that reached Flask, and a Flask-only switch."""
+    app, clock = make_app(deregister_after=60.0, token=TOKEN)
+    fast = app.wsgi_app
+    flask_app, reached = fast.app, []
+
+    def counting(environ, start_response):
+        reached.append(environ["PATH_INFO"])
+        return flask_app(environ, start_response)
+
+    fast.app = counting
+
+    class Paths:
+        def flask_only(self, call):
+            app.wsgi_app = counting
+            try:
+                return call()
+            finally:
+                app.wsgi_app = fast
+
+    return app, app.test_client(), clock, reached, Paths()
+
+
+AS_AGENT = {**AUTH, **AS_NODE}
+HOST_B = {"X-Node": "host-b", "X-Node-Secret": "node-secret-of-host-b-0123456789"}
+
+
+def comparable(resp) -> tuple[int, str, dict]:
+    body = resp.get_json()
+    assert body["timestamp"].endswith("Z") and resp.headers["X-Request-ID"] == body["request_id"]
+    return resp.status_code, resp.headers["Content-Type"], {k: v for k, v in body.items() if k != "timestamp"}
+
+
+def test_the_fast_path_answers_a_plain_beat_exactly_as_flask_does(fast_app):
+    app, client, clock, reached, paths = fast_app
+    a, b = register(client, 9001, AS_AGENT), register(client, 9002, AS_AGENT)
+    clock.advance(5.0)
+    body = {"instances": [{"instance_id": a, "status": "warning", "load": {"inflight": 3}}, {"instance_id": "ghost"}]}
+    headers = {**AS_AGENT, "X-Request-ID": "node-beat-1"}
+    reached.clear()
+    fast = client.put(BEAT, json=body, headers=headers)
+    assert reached == [], "the plain beat reached Flask"
+    slow = paths.flask_only(lambda: client.put(BEAT, json=body, headers=headers))
+    assert reached == [BEAT]
+    assert comparable(fast) == comparable(slow)
+    assert fast.get_json()["data"] == {
+        "node": NODE,
+        "heartbeat_interval_s": 2.0,
+        "ttl_s": app.extensions["registry"].settings.ttl_s,
+        "deregister_after_s": 60.0,
+        "renewed": 2,
+        "unknown": ["ghost"],
+        "removed": [],
+    }
+    assert fast.get_json()["message"] == "2 instance(s) renewed"
+    assert client.get(f"/api/v1/services/{a}").get_json()["data"]["load"] == {"inflight": 3}
+    assert status_of(client, a) == "warning"
+    # Both paths count alike: two node beats, two unknown ids, two 200s on the node route.
+    assert metric(client, 'registry_heartbeats_total{result="node"}') == 2
+    assert metric(client, 'registry_heartbeats_total{result="unknown"}') == 2
+    assert metric(client, f'registry_http_requests_total{{code="200",{NODE_ROUTE}}}') == 2
+    assert metric(client, 'registry_http_request_duration_seconds_count{route="/api/v1/nodes/<node>/heartbeat"}') == 2
+    # A full beat removes the omitted instance on the fast path too; an empty body is a plain beat.
+    reached.clear()
+    full = client.put(BEAT, json={"instances": [{"instance_id": a}], "full": True}, headers=AS_AGENT)
+    assert client.put(BEAT, headers=AS_AGENT).get_json()["data"]["renewed"] == 1
+    assert reached == []
+    assert full.get_json()["data"]["removed"] == [b] and status_of(client, b) is None
+    assert metric(client, 'registry_deregistrations_total{reason="node"}') == 1
+    # An unclaimed node is claimed by its first beat, as Flask's caller() claims it.
+    other = {**AUTH, "X-Node": "host-new", "X-Node-Secret": "node-secret-of-host-new-0123456"}
+    reached.clear()
+    fresh = client.put("/api/v1/nodes/host-new/heartbeat", json={}, headers=other)
+    assert fresh.status_code == 200 and fresh.get_json()["data"]["renewed"] == 0 and reached == []
+    assert_error(
+        client.put("/api/v1/nodes/host-new/heartbeat", json={}, headers={**other, "X-Node-Secret": "w" * 32}),
+        409,
+        "CONFLICT",
+    )
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "query", "status", "code"),
+    [
+        ({**AS_NODE}, {}, "", 401, "UNAUTHORIZED"),  # no token
+        ({**AS_NODE, "Authorization": "Bearer wrong"}, {}, "", 401, "UNAUTHORIZED"),
+        (AUTH, {}, "", 401, "UNAUTHORIZED"),  # no X-Node
+        ({**AUTH, "X-Node": NODE, "X-Node-Secret": "short"}, {}, "", 401, "UNAUTHORIZED"),
+        ({**AUTH, **HOST_B}, {}, "", 401, "UNAUTHORIZED"),  # another node's headers
+        ({**AUTH, "X-Node": NODE, "X-Node-Secret": "x" * 32}, {}, "", 409, "CONFLICT"),  # another secret
+        ({**AS_AGENT, "X-Instance-Secret": "not a secret"}, {}, "", 400, "INVALID_REQUEST"),
+        (AS_AGENT, {}, "?take_over=maybe", 400, "INVALID_REQUEST"),
+        (AS_AGENT, {"instances": [{"instance_id": "a b"}]}, "", 400, "INVALID_REQUEST"),
+        (AS_AGENT, {"instances": [], "full": "yes"}, "", 400, "INVALID_REQUEST"),
+        (AS_AGENT, '{"instances": [], "x": NaN}', "", 400, "INVALID_REQUEST"),  # NaN anywhere, as read_body()
+        (AS_AGENT, '{"instances": [], "x": ' + "[" * 20 + "]" * 20 + "}", "", 400, "INVALID_REQUEST"),  # too deep
+        (AS_AGENT, "{x", "", 400, "INVALID_REQUEST"),
+        (AS_AGENT, "[]", "", 400, "INVALID_REQUEST"),
+        (AS_AGENT, {"instances": [{"instance_id": f"i-{k}"} for k in range(1025)]}, "", 413, "PAYLOAD_TOO_LARGE"),
+        (AS_AGENT, {"instances": [], "pad": "x" * 70_000}, "", 413, "PAYLOAD_TOO_LARGE"),
+    ],
+)
+def test_every_bad_beat_reaches_flask_and_keeps_its_envelope(fast_app, headers, body, query, status, code):
+    _, client, _, reached, _ = fast_app
+    register(client, 9001, AS_AGENT)
+    reached.clear()
+    kwargs = {"data": body, "content_type": "application/json"} if isinstance(body, str) else {"json": body}
+    assert_error(client.put(BEAT + query, headers=headers, **kwargs), status, code)
+    assert reached == [BEAT], "the bad beat was not handed to Flask"
+
+
+def test_a_beat_whose_node_went_meanwhile_is_the_same_404_on_both_paths(fast_app, monkeypatch):
+    """The node's lease ran out during the beat (etcd): the fast path answers Flask's 404 itself."""
+    app, client, _, reached, paths = fast_app
+    register(client, 9001, AS_AGENT)
+    monkeypatch.setattr(app.extensions["registry"].catalog, "node_heartbeat", lambda *args: None)
+    headers = {**AS_AGENT, "X-Request-ID": "node-beat-404"}
+    reached.clear()
+    fast = client.put(BEAT, json={}, headers=headers)
+    assert reached == []
+    slow = paths.flask_only(lambda: client.put(BEAT, json={}, headers=headers))
+    assert_error(fast, 404, "NOT_FOUND")
+    assert comparable(fast) == comparable(slow)
+    assert metric(client, f'registry_http_requests_total{{code="404",{NODE_ROUTE}}}') == 2
+    assert metric(client, 'registry_heartbeats_total{result="node"}') == 0
+
+
+def test_a_store_failure_in_the_beat_is_handed_to_flask(fast_app, monkeypatch):
+    app, client, _, reached, _ = fast_app
+    register(client, 9001, AS_AGENT)
+    from services.registry.store import StoreUnavailable
+
+    def down(*args):
+        raise StoreUnavailable("etcd is unreachable")
+
+    monkeypatch.setattr(app.extensions["registry"].catalog, "node_heartbeat", down)
+    reached.clear()
+    resp = client.put(BEAT, json={}, headers=AS_AGENT)
+    assert resp.status_code == 503 and resp.get_json()["success"] is False
+    assert reached == [BEAT]
