@@ -131,12 +131,16 @@ def envelope(
     *,
     success: bool = True,
     error: dict[str, Any] | None = None,
+    request_id: str | None = None,
 ) -> dict[str, Any]:
-    """Build the envelope dict (outside a request the request id is minted)."""
-    try:
-        rid = current_request_id()
-    except RuntimeError:  # outside an application context
-        rid = new_request_id()
+    """Build the envelope dict: the request's id, ``request_id`` when given (a WSGI path before Flask),
+    else one minted (outside a request)."""
+    rid = request_id
+    if rid is None:
+        try:
+            rid = current_request_id()
+        except RuntimeError:  # outside an application context
+            rid = new_request_id()
     return {
         "success": success,
         "message": message,
@@ -183,15 +187,15 @@ def ok_raw(data_json: str, message: str, headers: dict | None = None) -> Respons
     return resp
 
 
+def error_envelope(err: ApiError, request_id: str | None = None) -> dict[str, Any]:
+    """The envelope dict of an error (``request_id`` as in :func:`envelope`)."""
+    error = {"code": err.code.value, "details": err.details, **err.extra}
+    return envelope(None, err.details, success=False, error=error, request_id=request_id)
+
+
 def error_response(err: ApiError) -> Response:
     """An error response in the envelope; 503/429 carry Retry-After."""
-    body = envelope(
-        None,
-        err.details,
-        success=False,
-        error={"code": err.code.value, "details": err.details, **err.extra},
-    )
-    resp = jsonify(body)
+    resp = jsonify(error_envelope(err))
     resp.status_code = err.status
     if err.retry_after is not None:
         resp.headers["Retry-After"] = str(max(1, round(err.retry_after)))

@@ -16,7 +16,7 @@ and :func:`~services.registry.nodes.parse_node_beat` accept. Anything else goes 
 claim or a beat that raises (a 409, a store that is down), which Flask then tries again and answers
 in the envelope. The one error answered here is the 404 of a node whose lease ran out during the
 beat (etcd): handing that to Flask would claim the node again and turn the 404 into a 200, so it is
-built here as :func:`~services.common.envelope.error_response` builds it.
+built here by :func:`~services.common.envelope.error_envelope`, as Flask's error handler does.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any
 
 from services.common.auth import bearer_from_header
 from services.common.clock import iso_utc, utc_now
-from services.common.envelope import REQUEST_ID_RE, ApiError, new_request_id
+from services.common.envelope import REQUEST_ID_RE, ApiError, envelope, error_envelope, new_request_id
 from services.common.instance import HEALTH_STATES, INSTANCE_ID_RE, validate_load
 from services.registry.bodies import check_json
 from services.registry.node_routes import node_gone
@@ -116,7 +116,7 @@ class HeartbeatFastPath:
             "status": inst.status,
             "heartbeat_interval_s": st.settings.heartbeat_interval,
         }
-        envelope = {
+        body = {  # the envelope, stamped with the heartbeat's own time
             "success": True,
             "message": "ok",
             "data": data,
@@ -127,7 +127,7 @@ class HeartbeatFastPath:
         self._beats_ok.inc()
         self._requests_ok.inc()
         self._latency.observe(time.perf_counter() - started)
-        return _answer("200 OK", envelope, rid)
+        return _answer("200 OK", body, rid)
 
     def _serve_node(self, environ: dict[str, Any], node: str) -> tuple[str, list[tuple[str, str]], bytes] | None:
         """A node agent's plain beat (see the module docstring); None hands the request to Flask."""
@@ -158,11 +158,9 @@ class HeartbeatFastPath:
             return None
         rid = _request_id(environ)
         if result is None:  # the node's lease ran out during the beat: see the module docstring
-            err = node_gone(node)
-            error = {"code": err.code.value, "details": err.details, **err.extra}
             self._node_gone.inc()
             self._node_latency.observe(time.perf_counter() - started)
-            return _answer("404 NOT FOUND", _envelope(None, err.details, rid, success=False, error=error), rid)
+            return _answer("404 NOT FOUND", error_envelope(node_gone(node), rid), rid)
         self._node_beats.inc()
         if result.unknown:
             self._node_unknown.inc(len(result.unknown))
@@ -180,26 +178,12 @@ class HeartbeatFastPath:
         }
         self._node_ok.inc()
         self._node_latency.observe(time.perf_counter() - started)
-        return _answer("200 OK", _envelope(data, f"{result.renewed} instance(s) renewed", rid), rid)
+        return _answer("200 OK", envelope(data, f"{result.renewed} instance(s) renewed", request_id=rid), rid)
 
 
 def _request_id(environ: dict[str, Any]) -> str:
     rid = environ.get("HTTP_X_REQUEST_ID", "")
     return rid if REQUEST_ID_RE.match(rid) else new_request_id()
-
-
-def _envelope(
-    data: Any, message: str, rid: str, *, success: bool = True, error: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """The envelope :func:`services.common.envelope.envelope` builds, for a request Flask never saw."""
-    return {
-        "success": success,
-        "message": message,
-        "data": data,
-        "error": error,
-        "timestamp": iso_utc(utc_now()),
-        "request_id": rid,
-    }
 
 
 def _answer(status: str, envelope: dict[str, Any], rid: str) -> tuple[str, list[tuple[str, str]], bytes]:
