@@ -1,30 +1,44 @@
-"""Docking throughput: ligands per minute with 1 dock worker and with 2, through the real screen CLI.
+"""Docking throughput: ligands per minute with 1 dock worker busy and with 2, through the real screen CLI.
 
-Each dock worker runs one Vina search at a time on one thread (``--processes 1 --vina-cpu 1``), so
-on this 2-core machine 2 workers can at best double the rate. The library is a fixed set of
-drug-like SMILES docked into the 1o3f example pocket (box = its ligand + 4 Å), exhaustiveness 8 by
-default, COMPASS scoring off (that is the affinity service's throughput, not docking's). With 2
-workers the same ligands are docked twice, so both phases do the same work per ligand. The
-receptor is prepared once before timing (the cache every worker shares). Printed: ligands/min per
-worker, the 2-worker rate, their ratio (goal ≥ 1.8), and the load average around each phase: on
-a shared machine other people's work lowers both rates and the ratio.
+Each dock worker runs one Vina search at a time on one thread (``--processes 1``), so on this
+2-core machine 2 workers can at best double the rate. The library is a fixed set of drug-like
+SMILES docked into the 1o3f example pocket (box = its ligand + 4 Å), exhaustiveness 8 by default,
+COMPASS scoring off (that is the affinity service's throughput, not docking's). Two dock workers
+run throughout; "1 worker" is the screen with one ligand in flight (one worker busy at a time),
+"2 workers" the screen with two in flight and the same ligands twice, so both phases do the same
+work per ligand. The receptor is prepared once before timing (the cache every worker shares).
 
-    python -m bench.docking_throughput [--per-worker 4] [--exhaustiveness 8]
+The baseline, in the same run: the same Vina work with no mesh at all, one bare process and then
+two at once. Its ratio is what this machine's two cores give Vina (on a shared virtual machine,
+the host's load moves it between runs); the mesh's efficiency is its ratio over that one. The
+phases alternate for ``--rounds`` rounds, so a slow spell on the host lands on both sides, and
+the medians are printed with every round's figures. Goal: mesh ratio ≥ 1.8.
+
+    python -m bench.docking_throughput [--per-worker 6] [--rounds 3] [--exhaustiveness 8] [--balancer p2c]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
 import requests
+from rdkit import Chem
 
+from docking import box as bx
+from docking import engine
+from docking import ligand as lig
+from docking import receptor as rec
 from tests.support import REPO, Proc, python_env, start_registry, start_workers, stop_all, wait_until
 
 EXAMPLE = REPO / "examples" / "complexes" / "1o3f"
@@ -59,7 +73,43 @@ def wait_registered(registry: Proc, count: int) -> None:
     wait_until(passing, timeout=300, interval=0.5, what=f"{count} dock worker(s) in the registry")
 
 
-def screen(registry: str, library: list[str], out: Path, concurrency: int, exhaustiveness: int) -> dict:
+def _bare_vina(ligands: list[str], cache: Path, exhaustiveness: int, start: Any, seconds: mp.Queue) -> None:
+    """Dock ``ligands`` one after another in this process, as a worker's Vina child does; put the seconds taken."""
+    receptor = rec.prepare((EXAMPLE / "1o3f_pocket.pdb").read_text(), rec.ReceptorOptions(), cache)
+    ref = Chem.MolFromMolFile(str(EXAMPLE / "1o3f_ligand.sdf"))
+    box = bx.around(ref.GetConformer().GetPositions(), 4.0)
+    warm = engine.DockParams(exhaustiveness=1)
+    engine.dock(receptor, lig.from_smiles(ligands[0]), box, warm)  # grid maps first, as in the warmed workers
+    start.wait()  # every process starts timing together
+    started = time.perf_counter()
+    for smiles in ligands:
+        engine.dock(receptor, lig.from_smiles(smiles), box, engine.DockParams(exhaustiveness=exhaustiveness))
+    seconds.put(time.perf_counter() - started)
+
+
+def bare_ratio(ligands: list[str], cache: Path, exhaustiveness: int) -> tuple[float, float, float]:
+    """Seconds for ``ligands`` in one bare process, in each of two at once (the slower), and the rate ratio."""
+    ctx = mp.get_context("spawn")  # a clean interpreter per process, as the workers' children are
+    queue = ctx.Queue()
+
+    def run(copies: int) -> float:
+        start = ctx.Barrier(copies)
+        job = (ligands, cache, exhaustiveness, start, queue)
+        procs = [ctx.Process(target=_bare_vina, args=job) for _ in range(copies)]
+        for proc in procs:
+            proc.start()
+        times = [queue.get(timeout=3600) for _ in procs]
+        for proc in procs:
+            proc.join()
+        return max(times)
+
+    one, two = run(1), run(2)
+    return one, two, 2 * one / two
+
+
+def screen(
+    registry: str, library: list[str], out: Path, concurrency: int, exhaustiveness: int, balancer: str | None = None
+) -> dict:
     lib = out.with_suffix(".smi")
     lib.write_text("".join(f"{s} L{i}\n" for i, s in enumerate(library)))
     cmd = [
@@ -82,6 +132,7 @@ def screen(registry: str, library: list[str], out: Path, concurrency: int, exhau
         str(exhaustiveness),
         "--no-score",
         "--no-progress",
+        *(["--balancer", balancer] if balancer else []),
     ]
     done = subprocess.run(cmd, capture_output=True, text=True, env=python_env(), cwd=REPO, check=False)
     lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
@@ -92,8 +143,10 @@ def screen(registry: str, library: list[str], out: Path, concurrency: int, exhau
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.docking_throughput", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--per-worker", type=int, default=4, help="ligands per worker in each phase")
+    parser.add_argument("--per-worker", type=int, default=6, help="ligands per worker in each phase")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of every phase")
     parser.add_argument("--exhaustiveness", type=int, default=8)
+    parser.add_argument("--balancer", default=None, help="the screen's --balancer (default: the screen's own)")
     args = parser.parse_args(argv)
     if not 1 <= args.per_worker <= len(LIBRARY):
         parser.error(f"--per-worker must be between 1 and {len(LIBRARY)}")
@@ -102,30 +155,32 @@ def main(argv: list[str] | None = None) -> int:
     registry = start_registry(tmp)
     procs: list[Proc] = [registry]
     env_flags = ("--registry", registry.base_url, "--state-dir", str(tmp / "state"), "--processes", "1")
+    ligands = LIBRARY[: args.per_worker]
+    bare_ratios, mesh_ratios = [], []
     try:
-        procs += start_workers(tmp, 1, *env_flags, module="docking.worker", name="dock")
-        wait_registered(registry, 1)
-        screen(registry.base_url, LIBRARY[:1], tmp / "warm", 1, 1)  # receptor prepared once, imports warm
-        print(f"cpus {os.cpu_count()}, exhaustiveness {args.exhaustiveness}, {args.per_worker} ligands per worker")
-        load0 = load_average()
-        one = screen(registry.base_url, LIBRARY[: args.per_worker], tmp / "one", 1, args.exhaustiveness)
-        print(
-            f"1 worker : {one['ligands_per_min']:.2f} ligands/min ({one['succeeded']} docked, "
-            f"{one['elapsed_s']:.0f} s; load average before {load0}, after {load_average()})",
-            flush=True,
-        )
-        procs += start_workers(tmp, 1, *env_flags, module="docking.worker", name="dock", first=1)
+        procs += start_workers(tmp, 2, *env_flags, module="docking.worker", name="dock")
         wait_registered(registry, 2)
-        screen(registry.base_url, LIBRARY[:2], tmp / "warm2", 2, 1)
-        load1 = load_average()
-        two = screen(registry.base_url, LIBRARY[: args.per_worker] * 2, tmp / "two", 2, args.exhaustiveness)
-        print(
-            f"2 workers: {two['ligands_per_min']:.2f} ligands/min ({two['succeeded']} docked, "
-            f"{two['elapsed_s']:.0f} s; load average before {load1}, after {load_average()})",
-            flush=True,
-        )
-        ratio = two["ligands_per_min"] / one["ligands_per_min"] if one["ligands_per_min"] else float("nan")
-        print(f"ratio 2 workers / 1 worker: {ratio:.2f} (goal ≥ 1.8; the same ligands, each docked twice with 2)")
+        screen(registry.base_url, LIBRARY[:2], tmp / "warm", 2, 1)  # receptor prepared once, both workers warm
+        print(f"cpus {os.cpu_count()}, exhaustiveness {args.exhaustiveness}, {args.per_worker} ligands per worker")
+        for r in range(args.rounds):
+            load = load_average()
+            one_s, two_s, bare = bare_ratio(ligands, tmp / "bare", args.exhaustiveness)
+            one = screen(registry.base_url, ligands, tmp / f"one{r}", 1, args.exhaustiveness, args.balancer)
+            two = screen(registry.base_url, ligands * 2, tmp / f"two{r}", 2, args.exhaustiveness, args.balancer)
+            mesh = two["ligands_per_min"] / one["ligands_per_min"] if one["ligands_per_min"] else float("nan")
+            bare_ratios.append(bare)
+            mesh_ratios.append(mesh)
+            print(
+                f"round {r + 1}: bare Vina 1 process {one_s:.0f} s, 2 at once {two_s:.0f} s (ratio {bare:.2f}); "
+                f"mesh 1 worker {one['ligands_per_min']:.2f}/min ({one['elapsed_s']:.0f} s), "
+                f"2 workers {two['ligands_per_min']:.2f}/min ({two['elapsed_s']:.0f} s): ratio {mesh:.2f}; "
+                f"failed {one['failed'] + two['failed']}; load average before {load}, after {load_average()}",
+                flush=True,
+            )
+        bare, mesh = statistics.median(bare_ratios), statistics.median(mesh_ratios)
+        print(f"median ratio, bare Vina 2 processes / 1: {bare:.2f} (this machine's ceiling for the same work)")
+        print(f"median ratio, mesh 2 workers / 1: {mesh:.2f} (goal ≥ 1.8)")
+        print(f"mesh efficiency: {mesh:.2f} / {bare:.2f} = {mesh / bare:.2f}")
     finally:
         stop_all(list(reversed(procs)))
     return 0

@@ -36,6 +36,10 @@ from services.common.settings import ClientSettings
 log = logging.getLogger("docking.screen")
 SERVICE = "docking"
 KEEP = ("index", "name")  # task metadata each result carries, for results.csv
+# A docking takes 5 s to minutes depending on the ligand, so p2c's latency estimate describes the last
+# ligand, not the worker, and can queue a ligand behind a busy worker while another is idle; the count
+# of dockings in flight is the signal that keeps every worker busy (--balancer overrides it).
+SCREEN_BALANCER = "least_connections"
 CSV_FIELDS = [
     "rank",
     "index",
@@ -198,7 +202,7 @@ def screen_params(settings: ClientSettings) -> list[click.Parameter]:
         click.Option(["--seed"], type=click.IntRange(min=0), default=0, show_default=True),
         click.Option(["--ph"], type=float, default=7.4, show_default=True, help="protonation pH for SMILES"),
         click.Option(["--no-score"], is_flag=True, help="skip COMPASS scoring"),
-        *routing_params(replace(settings, deadline_s=1800.0), "ligand"),
+        *routing_params(replace(settings, deadline_s=1800.0, balancer=SCREEN_BALANCER), "ligand"),
     ]
 
 

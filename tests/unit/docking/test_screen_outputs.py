@@ -86,3 +86,14 @@ def test_crop_keeps_whole_residues_near_the_points() -> None:
     ]
     cropped = crop_protein("\n".join(lines), np.array([[1.0, 0.0, 0.0]]), 5.0)
     assert cropped.count("ATOM") == 2 and "GLY" not in cropped
+
+
+def test_screen_spreads_ligands_by_dockings_in_flight() -> None:
+    """Dockings vary from seconds to minutes, so the screen balances on in-flight counts unless told otherwise."""
+    from services.common.cli import command, parse
+    from services.common.settings import ClientSettings
+
+    cmd = command("screen", screen.screen_params(ClientSettings()))
+    required = ["--protein", "p.pdb", "--ligands", "l.smi", "--out", "o", "--box-ligand", "r.sdf"]
+    assert parse(cmd, required).params["balancer"] == "least_connections"
+    assert parse(cmd, [*required, "--balancer", "p2c"]).params["balancer"] == "p2c"
