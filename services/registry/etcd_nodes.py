@@ -12,7 +12,9 @@ and an instance record only where the beat changes what the record holds (a repo
 TTL-critical instance revived), plus deletions of the ones a full beat dropped; and a lease
 keep-alive at most once per TTL per node, whichever replica takes the beat (the beat key says
 it kept the lease alive, and the other replicas' watches note it), sent beside the transaction
-rather than before it, so a beat waits for one round trip. Every replica watches the beat key and applies it
+rather than before it, so a beat waits for one round trip. Beats that arrive while another
+beat's transaction is in flight share the next one (group commit, :mod:`services.registry.etcd_batch`):
+under a burst the round trips no longer pile up. Every replica watches the beat key and applies it
 to the node's instances in its mirror: each one's liveness, ``last_heartbeat`` (the later of its
 record's and its node's beat) and load. It used to put every renewed record (N puts per beat:
 at 10,000 instances, 2,000 puts/s that each replica's watch decoded, and registrations starved).
@@ -37,6 +39,7 @@ from etcd3gw.exceptions import Etcd3Exception
 
 from services.common.clock import iso_utc
 from services.common.envelope import ApiError, ErrorCode
+from services.registry.etcd_batch import GroupCommit
 from services.registry.etcd_mirror import record_of
 from services.registry.nodes import NodeBeatResult, NodeItem, NodeRecord, claim_decision
 from services.registry.ownership import Caller, secret_digest
@@ -60,6 +63,7 @@ class EtcdNodeBeats:
     _node_ids: dict[str, set[str]]
     _nodes_seen: dict[str, NodeRecord]
     _node_beats: dict[str, NodeBeatSeen]
+    _beat_txns: GroupCommit
 
     def _init_nodes(self) -> None:
         """No restore: node records are read from etcd when a node is first named here; beats come
@@ -67,6 +71,7 @@ class EtcdNodeBeats:
         self._node_ids = {}
         self._nodes_seen = {}
         self._node_beats = {}
+        self._beat_txns = GroupCommit(lambda compare, success: self.store.txn(compare, success))  # type: ignore[attr-defined]
 
     def claim_node(self, node: str, secret: str, caller: Caller) -> None:
         digest = secret_digest(secret)
@@ -192,7 +197,9 @@ class EtcdNodeBeats:
         beat_op = [store.put_op(store.beat_key(node), beat, lease)] if beat is not None else []
         for attempt in range(2):
             compare, ops, changed = self._chunk_ops(ids, seen, drop, stamp, wanted)
-            written, revision = store.txn(compare, beat_op + ops)
+            # First try: beside the beats that arrive with it, in one transaction (etcd_batch).
+            grouped = self._beat_txns.submit(compare, beat_op + ops) if attempt == 0 else None
+            written, revision = grouped if grouped is not None else store.txn(compare, beat_op + ops)
             if written:
                 if beat is not None:
                     self._beat_wrote(node, beat, revision, lease)

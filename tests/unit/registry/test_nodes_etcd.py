@@ -9,11 +9,16 @@ wall-time assertions: every cross-replica look polls with a deadline.
 from __future__ import annotations
 
 import dataclasses
+import threading
+
+from etcd3gw.exceptions import Etcd3Exception
 
 from services.common.clock import FakeClock, iso_utc
+from services.registry.etcd_batch import GroupCommit
 from services.registry.etcd_catalog import EtcdCatalog
 from services.registry.nodes import NodeItem
 from services.registry.ownership import TRUSTED
+from services.registry.store import StoreUnavailable
 from tests.support import wait_until
 from tests.unit.test_registry_etcd import reg, replicas  # noqa: F401 - replicas is a fixture
 
@@ -110,3 +115,136 @@ def test_a_beat_on_a_lease_that_ran_out_asks_the_agent_to_claim_again(replicas):
     a.store.revoke(a._nodes_seen[NODE].lease)  # as if it had run out just after a kept it alive
     assert a.node_heartbeat(NODE, [NodeItem(iid)], full=False) is None  # the route answers 404
     assert NODE not in a._nodes_seen
+
+
+# ----- group commit (services.registry.etcd_batch): beats that queue up share one transaction -----
+
+
+class GatedTxn:
+    """A stand-in for ``store.txn`` whose first call waits for ``release``; records every call."""
+
+    def __init__(self, answer=lambda compare, success: (True, 7)) -> None:
+        self.calls: list[tuple[list, list]] = []
+        self.release = threading.Event()
+        self.answer = answer
+
+    def __call__(self, compare, success):
+        self.calls.append((compare, success))
+        if len(self.calls) == 1:
+            self.release.wait(10)
+        return self.answer(compare, success)
+
+
+def put(key: str) -> dict:
+    return {"request_put": {"key": key, "value": "", "lease": 0}}
+
+
+def queued_behind_one(group: GroupCommit, txn: GatedTxn, parts: list[tuple[list, list]]) -> list:
+    """Submit ``parts[0]``, let it reach etcd, queue the rest behind it, release; every caller's outcome."""
+    outcomes: list = [None] * len(parts)
+
+    def one(k: int) -> None:
+        try:
+            outcomes[k] = group.submit(*parts[k])
+        except Exception as exc:  # the outcome under test
+            outcomes[k] = exc
+
+    threads = [threading.Thread(target=one, args=(0,))]
+    threads[0].start()
+    wait_until(lambda: len(txn.calls) == 1, timeout=5, what="the first transaction in flight")
+    for k in range(1, len(parts)):
+        threads.append(threading.Thread(target=one, args=(k,)))
+        threads[-1].start()
+    wait_until(lambda: len(group._queue) == len(parts) - 1, timeout=5, what="the others to queue up")
+    txn.release.set()
+    for thread in threads:
+        thread.join(10)
+    return outcomes
+
+
+def test_transactions_that_queue_up_behind_one_in_flight_go_together():
+    txn = GatedTxn()
+    group = GroupCommit(txn)
+    parts = [([{"c": k}], [put(f"k{k}")]) for k in range(4)]
+    assert queued_behind_one(group, txn, parts) == [(True, 7)] * 4
+    assert len(txn.calls) == 2  # the first alone, then the three that waited, as one
+    assert txn.calls[1] == ([{"c": 1}, {"c": 2}, {"c": 3}], [put("k1"), put("k2"), put("k3")])
+    assert (group.transactions, group.combined) == (2, 1)
+
+
+def test_a_combined_transaction_that_did_not_land_sends_each_caller_back_alone():
+    """A failed compare (perhaps one caller's) or a refusal: nothing landed, so no caller hears success."""
+    for answer in (lambda c, s: (False, 9), lambda c, s: (_ for _ in ()).throw(Etcd3Exception("lease not found"))):
+        txn = GatedTxn(lambda c, s, answer=answer: (True, 7) if len(c) == 1 else answer(c, s))
+        group = GroupCommit(txn)
+        outcomes = queued_behind_one(group, txn, [([{"c": k}], [put(f"k{k}")]) for k in range(3)])
+        assert outcomes == [(True, 7), None, None]  # None: send your own transaction alone
+
+
+def test_etcd_unreachable_fails_every_caller_of_the_combined_transaction():
+    down = StoreUnavailable("no etcd member answered")
+
+    def answer(compare, success):
+        if len(compare) > 1:
+            raise down
+        return (True, 7)
+
+    txn = GatedTxn(answer)
+    outcomes = queued_behind_one(GroupCommit(txn), txn, [([{"c": k}], [put(f"k{k}")]) for k in range(3)])
+    assert outcomes == [(True, 7), down, down]
+
+
+def test_a_batch_stays_within_etcds_operation_limit_and_writes_no_key_twice():
+    txn = GatedTxn()
+    group = GroupCommit(txn, max_ops=4)
+    parts = [
+        ([{"c": 0}], [put("a")]),
+        ([{"c": 1}, {"c": 2}], [put("b")]),
+        ([{"c": 3}, {"c": 4}], [put("c")]),  # 2 + 2 compares fit beside b's
+        ([{"c": 5}], [put("d")]),  # a fifth compare would not: the next batch
+        ([{"c": 6}], [put("d")]),  # d again: not in the same transaction as the first d
+    ]
+    assert queued_behind_one(group, txn, parts) == [(True, 7)] * 5
+    assert [len(compare) for compare, _ in txn.calls] == [1, 4, 1, 1]
+
+
+def test_node_beats_queued_on_one_replica_land_in_one_transaction_each_with_its_answer(replicas):  # noqa: F811
+    """Through real etcd: three nodes' beats wait behind a fourth's transaction and go together,
+    each renewing its own node's instances and naming its own unknown ids."""
+    clock = FakeClock()
+    a, b = replicas(clock=clock), replicas(clock=clock)
+    nodes = [f"host-g{k}" for k in range(4)]
+    ids = {}
+    for node in nodes:
+        caller = dataclasses.replace(TRUSTED, node=node)
+        a.claim_node(node, SECRET, caller)
+        ids[node] = a.register(reg(port=9100 + len(ids)), caller)[0].instance_id
+    sent = GatedTxn(lambda compare, success: a.store.txn(compare, success))
+    a._beat_txns.txn = sent
+    before = a.store.txn([], [])[1]
+    clock.advance(5.0)
+    results: dict[str, object] = {}
+
+    def beat(node: str) -> None:
+        results[node] = a.node_heartbeat(
+            node, [NodeItem(ids[node], "passing", {"q": 1}), NodeItem("nope-" + node)], False
+        )
+
+    threads = [threading.Thread(target=beat, args=(nodes[0],))]
+    threads[0].start()
+    wait_until(lambda: len(sent.calls) == 1, timeout=5, what="the first beat's transaction in flight")
+    threads += [threading.Thread(target=beat, args=(node,)) for node in nodes[1:]]
+    for thread in threads[1:]:
+        thread.start()
+    wait_until(lambda: len(a._beat_txns._queue) == 3, timeout=5, what="three beats queued behind it")
+    sent.release.set()
+    for thread in threads:
+        thread.join(10)
+    assert len(sent.calls) == 2 and a._beat_txns.combined == 1
+    for node in nodes:
+        assert results[node].renewed == 1 and results[node].unknown == ["nope-" + node]
+    # Each node's beat key landed (two revisions: the lone one, then the combined one), and the
+    # other replica applies them all.
+    revs = {a.store._get_key(a.store.beat_key(node)).mod_revision for node in nodes}
+    assert len(revs) == 2 and min(revs) > before
+    wait_until(lambda: all(b.get(ids[n]) and b.get(ids[n]).load == {"q": 1} for n in nodes), timeout=5, what="b")
