@@ -5,6 +5,7 @@ and every code version under test starts from the same files:
 
     OMP_NUM_THREADS=2 python -m bench.vectors_saves build --n 100000 --out /tmp/vsaves-100k
     OMP_NUM_THREADS=1 python -m bench.vectors_saves probe --fixture /tmp/vsaves-100k
+    OMP_NUM_THREADS=1 python -m bench.vectors_saves restart --fixture /tmp/vsaves-100k --runs 2
 
 ``build`` fills a Milvus Lite file in-process (``VectorService``, no transport): ``floats``
 (N × 512 cosine, 1,000 Gaussian clusters, HNSW M 16 / efConstruction 200) and ``fps`` (N
@@ -19,6 +20,11 @@ write), and measures one search at a time from this process, over gRPC and over 
   polls the snapshot folder for the new manifest). Searches overlapping a save, as the worker's
   log dates it ("saved NAME: N rows in S s", logged when it ends), are reported as "in a save"
   too, and all the cycle's searches as "all".
+
+``restart`` times a start on a copy of the fixture: until ``/health/ready``, one search per
+collection right after it, and until the background check of each loaded snapshot's ids against
+Lite has finished (``index_info.snapshot_check`` of each collection; a worker without that check
+finishes it before ready).
 
 Figures only; it never asserts. Run the same fixture against two code trees (``git archive`` a
 commit into a folder and run the probe from there) for a before/after on the same machine.
@@ -40,11 +46,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import requests
 
 from bench.vectors_bench import DIM, TOP_K, FingerprintCase, clustered, pct, start_worker
+from tests.support import wait_until
 from vectors.client import VectorClient
 
 COLLECTIONS = ("floats", "fps")
+PENDING = ("queued", "running")  # states of a background ids check that has not ended
 
 
 def build(n: int, out: Path, queries: int) -> None:
@@ -172,9 +181,7 @@ def probe(fixture: Path, queries: int, cycles: int, report: dict[str, Any]) -> N
     rng = np.random.default_rng(5)
     with tempfile.TemporaryDirectory(prefix="vectors-saves-") as tmp_name:
         tmp = Path(tmp_name)
-        for part in ("bench.db", "bench.db.index"):  # Lite's "file" is a folder
-            copy = shutil.copytree if (fixture / part).is_dir() else shutil.copy
-            copy(fixture / part, tmp / part)
+        copy_fixture(fixture, tmp)
         t0 = time.perf_counter()
         proc, router = start_worker(tmp, "--index-save-s", "1")
         report["ready_s"] = time.perf_counter() - t0
@@ -256,6 +263,78 @@ def probe(fixture: Path, queries: int, cycles: int, report: dict[str, Any]) -> N
             report["log_saves"] = [ln for ln in text.splitlines() if "saved " in ln][-4:]
 
 
+def copy_fixture(fixture: Path, tmp: Path) -> None:
+    """The Lite file and its saved indexes into ``tmp`` (a run writes to them; the fixture stays as built)."""
+    for part in ("bench.db", "bench.db.index"):  # Lite's "file" is a folder
+        copy = shutil.copytree if (fixture / part).is_dir() else shutil.copy
+        copy(fixture / part, tmp / part)
+
+
+def check_state(base_url: str, name: str) -> str:
+    """The state of the background ids check of ``name`` ("none" when the worker reports none)."""
+    url = f"{base_url}/api/v1/vectors/collections/{name}"
+    info = requests.get(url, timeout=30).json()["data"]["index_info"]
+    return info.get("snapshot_check", {}).get("state", "none")
+
+
+def restart_once(fixture: Path) -> dict[str, Any]:
+    """One start on a copy of the fixture: ready, a search per collection, the end of the ids checks."""
+    qs = np.load(fixture / "queries.npy")[:1]
+    fq = json.loads((fixture / "fp_queries.json").read_text())[:1]
+    bodies = {
+        "floats": {"vectors": [qs[0].tolist()], "top_k": TOP_K},
+        "fps": {"vectors": [{"on_bits": fq[0]}], "top_k": TOP_K},
+    }
+    out: dict[str, Any] = {"load_before": os.getloadavg()}
+    with tempfile.TemporaryDirectory(prefix="vectors-restart-") as tmp_name:
+        tmp = Path(tmp_name)
+        copy_fixture(fixture, tmp)
+        t0 = time.perf_counter()
+        proc, router = start_worker(tmp)
+        out["ready_s"] = time.perf_counter() - t0
+        try:
+            client = VectorClient(router, transport="grpc")
+            for name in COLLECTIONS:
+                a = time.perf_counter()
+                client.search(name, bodies[name])
+                out[f"{name}_first_search_ms"] = 1000 * (time.perf_counter() - a)
+                out[f"{name}_check_at_first_search"] = check_state(proc.base_url, name)
+            for name in COLLECTIONS:
+                # each poll asks Lite for the row count too: not too often, it competes with the check
+                wait_until(lambda n=name: check_state(proc.base_url, n) not in PENDING, timeout=600, interval=0.5)
+                out[f"{name}_check_state"] = check_state(proc.base_url, name)
+            out["checks_done_s"] = time.perf_counter() - t0
+            checked = r"checked the saved index of (\w+) against Milvus Lite in ([\d.]+) s"
+            text = proc.log()
+            out["checked_in_log"] = re.findall(checked, text)
+            steps = ("checked ", "loaded ", "ids of ", "vectors on ", "saved index", "ready")
+            out["log"] = [ln for ln in text.splitlines() if any(w in ln for w in steps)]
+        finally:
+            router.close()
+            proc.terminate(timeout=600)
+    out["load_after"] = os.getloadavg()
+    return out
+
+
+def restart(fixture: Path, runs: int, report: dict[str, Any]) -> None:
+    """``runs`` starts on fresh copies of the fixture, one after the other."""
+    report["restarts"] = []
+    for run in range(runs):
+        r = restart_once(fixture)
+        report["restarts"].append(r)
+        searches = ", ".join(
+            f"{n} first search {r[f'{n}_first_search_ms']:.0f} ms (check {r[f'{n}_check_at_first_search']})"
+            for n in COLLECTIONS
+        )
+        states = ", ".join(f"{n} {r[n + '_check_state']}" for n in COLLECTIONS)
+        print(
+            f"run {run + 1}: ready in {r['ready_s']:.1f} s; {searches}; ids checks done at {r['checks_done_s']:.1f} s "
+            f"({states}; log: {r['checked_in_log']}); "
+            f"load average {r['load_before'][0]:.2f} -> {r['load_after'][0]:.2f}",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -268,12 +347,19 @@ def main() -> None:
     p.add_argument("--queries", type=int, default=200)
     p.add_argument("--cycles", type=int, default=8)
     p.add_argument("--json", type=Path)
+    r = sub.add_parser("restart")
+    r.add_argument("--fixture", type=Path, required=True)
+    r.add_argument("--runs", type=int, default=2)
+    r.add_argument("--json", type=Path)
     args = parser.parse_args()
     if args.cmd == "build":
         build(args.n, args.out, args.queries)
         return
     report: dict[str, Any] = {"load_before": os.getloadavg()}
-    probe(args.fixture, args.queries, args.cycles, report)
+    if args.cmd == "restart":
+        restart(args.fixture, args.runs, report)
+    else:
+        probe(args.fixture, args.queries, args.cycles, report)
     report["load_after"] = os.getloadavg()
     print(f"load average before {report['load_before']}, after {report['load_after']}", flush=True)
     if args.json:

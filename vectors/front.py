@@ -9,6 +9,10 @@ that; with a Milvus server URI there is no front and searches go to the server.
   under the collection's write lock (so memory applies writes in Lite's order). A process that
   dies loses nothing: on start the copy comes from a saved snapshot that provably matches Lite
   (:mod:`vectors.snapshot`), else it is rebuilt from Lite.
+* Start-up: a snapshot that passes the quick checks answers at once; the scan of Lite's ids that
+  completes the proof runs in the background (:class:`IdCheck`). Writes to that collection wait
+  for it (:meth:`Front.settled`: Lite must not change under the scan); searches do not. A
+  mismatch drops the snapshot and rebuilds the copy from Lite, as a refused snapshot does at start.
 * Concurrency: a reader-writer lock per collection (:mod:`vectors.rwlock`): searches run side by
   side (faiss releases the GIL), writes alone.
 * No stalls: a rebuild (compaction once dead rows pile up, ``PUT /index``, HNSW after a start
@@ -25,18 +29,21 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from services.common.envelope import ApiError, ErrorCode
+from services.worker.limits import OVERLOADED_RETRY_AFTER_S
 from vectors import rowfilter
 from vectors.memindex import FloatIndex
 from vectors.rows import Op, Rows, new_index, public_vector
 from vectors.rwlock import RWLock
-from vectors.snapshot import MANIFEST, Snapshots
+from vectors.snapshot import MANIFEST, Snapshots, ids_digest
 from vectors.store import CollectionConfig, MilvusStore
 
 log = logging.getLogger(__name__)
@@ -48,6 +55,50 @@ MIN_DEAD = 1024
 # A rebuild replays writes that arrived during its build outside the lock until this few are left.
 REPLAY_UNDER_LOCK = 64
 LABELS = {"approximate": "HNSW", "exact": "FLAT", "fingerprint": "TANIMOTO"}
+# How long a write waits for the background ids check of a loaded snapshot before it is answered
+# 503 OVERLOADED (retryable): the scan takes ~5-30 s per 100k rows on a busy 2-core machine.
+CHECK_WAIT_S = 30.0
+
+
+@dataclass(eq=False)
+class IdCheck:
+    """The background scan of Lite's ids against a loaded snapshot's digest, and how far it got.
+
+    Why in the background: Lite iterates its ids in Python (~5-30 s at 100k rows); the manifest
+    protocol already rules out this process's own writes, the scan only catches another program
+    having written the file, so the loaded index may answer searches meanwhile.
+    """
+
+    digest: str  # the manifest's SHA-256 of the sorted ids
+    row_count: int
+    state: str = "queued"  # then "running" (the scan), then "passed" or "refused"
+    reason: str = ""
+    ids_checked: int = 0
+    started: float | None = None
+    seconds: float | None = None
+    done: threading.Event = field(default_factory=threading.Event)  # the check (and any rebuild) is over: writes go on
+
+    def count(self, ids: Iterable[str], stop: threading.Event) -> Iterator[str]:
+        """``ids``, counted as they pass (the progress reported by :meth:`describe`); cut short by ``stop``
+        (a shutdown must not wait for a scan of Lite, nor close Lite under one)."""
+        for i in ids:
+            if stop.is_set():
+                raise RuntimeError("the worker is shutting down")
+            self.ids_checked += 1
+            yield i
+
+    def begin(self) -> None:
+        self.state, self.started = "running", time.monotonic()
+
+    def finish(self, why: str) -> None:
+        self.state, self.reason = ("refused", why) if why else ("passed", "")
+        self.seconds = time.monotonic() - (self.started or time.monotonic())
+
+    def describe(self) -> dict[str, Any]:
+        running = time.monotonic() - self.started if self.started is not None else 0.0
+        seconds = self.seconds if self.seconds is not None else running
+        out = {"state": self.state, "ids_checked": self.ids_checked, "row_count": self.row_count}
+        return {**out, "seconds": round(seconds, 1), **({"reason": self.reason} if self.reason else {})}
 
 
 @dataclass(eq=False)
@@ -70,6 +121,7 @@ class Copy:
     save_lock: threading.Lock = field(default_factory=threading.Lock)
     masks: OrderedDict[str, np.ndarray] = field(default_factory=OrderedDict)
     mask_lock: threading.Lock = field(default_factory=threading.Lock)
+    check: IdCheck | None = None  # loaded from a snapshot: the ids check against Lite (writes wait for it)
 
     @property
     def index(self) -> Any:
@@ -124,6 +176,9 @@ class Front:
         self._kick = threading.Event()
         self._stop = threading.Event()
         self._saver: threading.Thread | None = None
+        # One thread checks the loaded snapshots' ids, one collection after the other: the scans are
+        # Python under the GIL, so side by side they would only all finish late (writes wait for them).
+        self._checker = ThreadPoolExecutor(1, thread_name_prefix="vectors-ids-check")
 
     # -- copies -----------------------------------------------------------------------------------
 
@@ -141,6 +196,8 @@ class Front:
                 found = self._load(cfg)
                 with self._lock:
                     self._copies[cfg.name] = found
+                if found.check is not None:
+                    self._check_later(found)
                 if not found.rows.matches(cfg):
                     self.rebuild_later(found)
         return found
@@ -153,10 +210,16 @@ class Front:
             log.info(
                 "loaded %s from its saved index: %d rows in %.1f s",
                 cfg.name,
-                len(saved.where),
+                len(saved.rows.where),
                 time.perf_counter() - t0,
             )
-            return Copy(cfg, saved, saved_gen=0, manifest_present=True)
+            check = IdCheck(saved.ids_sha256, len(saved.rows.where))
+            return Copy(cfg, saved.rows, saved_gen=0, manifest_present=True, check=check)
+        return self._from_lite(cfg, present)
+
+    def _from_lite(self, cfg: CollectionConfig, present: bool) -> Copy:
+        """A copy filled by a scan of Lite (no usable snapshot)."""
+        t0 = time.perf_counter()
         # From Lite an HNSW collection first gets FLAT (seconds to fill): it answers, exactly, while HNSW builds.
         rows = Rows(new_index(cfg, "exact" if cfg.vector_type == "float" else None))
         for batch in self.store.scan(cfg.name):
@@ -164,6 +227,81 @@ class Front:
         log.info("rebuilt %s from Milvus Lite: %d rows in %.1f s", cfg.name, len(rows.where), time.perf_counter() - t0)
         self._kick.set()  # worth saving once built
         return Copy(cfg, rows, manifest_present=present)
+
+    # -- the background ids check of a loaded snapshot --------------------------------------------
+
+    def _check_later(self, copy: Copy) -> None:
+        """Queue the copy's ids check (one thread checks them all, one after the other)."""
+        self._checker.submit(self._check_ids, copy)
+
+    def _check_ids(self, copy: Copy) -> None:
+        """Lite's ids against the loaded snapshot's digest; on a mismatch the copy is rebuilt from Lite.
+
+        Writes to the collection wait until this ends (:meth:`settled`), so Lite's ids cannot change
+        under the scan; the loaded index answers searches meanwhile.
+        """
+        check, name = copy.check, copy.cfg.name
+        assert check is not None
+        check.begin()
+        try:
+            why = self._ids_mismatch(name, check)
+            check.finish(why)
+            if not why:
+                log.info(
+                    "ids of %s match its saved index: %d checked in %.1f s", name, check.ids_checked, check.seconds
+                )
+            elif self._stop.is_set():  # shutting down (the store may be closed): the next start checks again
+                log.info("check of the saved index of %s cut short by the shutdown: %s", name, why)
+            else:
+                log.warning("not keeping the saved index of %s: %s; rebuilding from Milvus Lite", name, why)
+                self._replace_from_lite(copy)
+        except Exception:
+            log.exception("rebuilding %s from Milvus Lite failed; its next use rebuilds it", name)
+        finally:
+            check.done.set()
+
+    def _ids_mismatch(self, name: str, check: IdCheck) -> str:
+        """Why Lite's ids do not prove the snapshot ('' when they match its digest)."""
+        if self._stop.is_set():
+            return "not checked: the worker is shutting down"
+        try:
+            same = ids_digest(check.count(self.store.ids(name), self._stop)) == check.digest
+        except Exception as err:  # unproven is refused, as at start
+            return f"the scan of Lite's ids failed ({err})"
+        return "" if same else "Lite's ids differ from the snapshot's"
+
+    def _replace_from_lite(self, copy: Copy) -> None:
+        """Retire a copy whose snapshot Lite contradicts and load its successor from Lite.
+
+        Searches that arrive meanwhile wait for the successor (the loading gate of :meth:`copy`),
+        as any first use of a collection does, rather than read the contradicted index.
+        """
+        name = copy.cfg.name
+        self.snapshots.discard(name)  # first: the successor must load from Lite, and no later start may trust it
+        self.forget(name)
+        successor = self.copy(copy.cfg)
+        successor.check = successor.check or copy.check  # its state stays reported (refused, and why)
+
+    def settled(self, name: str) -> None:
+        """Wait until no ids check runs on ``name`` (writes and index changes: Lite must not change under it).
+
+        Bounded by :data:`CHECK_WAIT_S`; then 503 OVERLOADED, which clients retry.
+        """
+        with self._lock:
+            copy = self._copies.get(name)
+        if copy is not None:
+            self._await_check(copy)
+
+    def _await_check(self, copy: Copy) -> None:
+        """Return once the copy's ids check is over; 503 OVERLOADED (retryable) after :data:`CHECK_WAIT_S`."""
+        check = copy.check
+        if check is not None and not check.done.wait(CHECK_WAIT_S):
+            raise ApiError(
+                ErrorCode.OVERLOADED,
+                f"collection {copy.cfg.name!r} is being checked against Milvus Lite after a restart "
+                f"({check.ids_checked:,} of {check.row_count:,} ids): retry",
+                retry_after=OVERLOADED_RETRY_AFTER_S,
+            )
 
     def warm(self) -> None:
         """Load every collection now (worker start), so no search pays for it."""
@@ -189,13 +327,17 @@ class Front:
             copy = self._copies.get(name)
         if copy is None:
             return {}
-        return {"serving": LABELS[copy.rows.kind], "rebuilding": copy.building}
+        out = {"serving": LABELS[copy.rows.kind], "rebuilding": copy.building}
+        return {**out, "snapshot_check": copy.check.describe()} if copy.check else out
 
     # -- writes and searches ----------------------------------------------------------------------
 
     def apply(self, cfg: CollectionConfig, write: Callable[[], Any], op: Op) -> Any:
         """Run ``write`` on Lite, then ``op`` on the copy, under the copy's write lock; ``write``'s answer."""
         copy = self.copy(cfg)
+        self._await_check(copy)
+        if copy.retired and copy.check and copy.check.state == "refused":  # the successor, from Lite, takes it
+            copy = self.copy(cfg)
         with copy.writing():
             self.snapshots.invalidate(copy)  # before Lite changes: no snapshot may outlive this write
             answer = write()
@@ -342,6 +484,7 @@ class Front:
         """Clean shutdown: stop the saver and save what changed, so the next start loads instead of rebuilding."""
         self._stop.set()
         self._kick.set()
+        self._checker.shutdown(wait=True)  # ids checks stop at their next id: Lite is closed after this
         if self._saver is not None:
             self._saver.join(timeout=60)
         self.save_due(force=True)

@@ -107,8 +107,14 @@ class VectorService:
     def has_collection(self, name: str) -> dict[str, Any]:
         return {"exists": self.store.exists(check_name(name))}
 
+    def _settled(self, name: str) -> str:
+        """``name``, once Lite may change: not while a restart's ids check of its snapshot runs (bounded; 503)."""
+        if self.front:
+            self.front.settled(name)
+        return name
+
     def drop_collection(self, name: str) -> dict[str, Any]:
-        self.store.drop(check_name(name))
+        self.store.drop(self._settled(check_name(name)))
         if self.front:
             self.front.forget(name, discard=True)
         return {"name": name, "message": "dropped"}
@@ -131,13 +137,13 @@ class VectorService:
         if kind not in ("exact", "approximate"):
             raise bad("index must be exact or approximate")
         params = index_params(body.get("index_params", body.get("params")))
-        cfg = self.store.set_index(check_name(name), kind, params)
+        cfg = self.store.set_index(self._settled(check_name(name)), kind, params)
         if self.front:
             self.front.reindex(cfg)
         return self.describe_index(cfg.name)
 
     def drop_index(self, name: str) -> dict[str, Any]:
-        dropped = self.store.drop_index(check_name(name))
+        dropped = self.store.drop_index(self._settled(check_name(name)))
         return {"name": name, "message": "index dropped" if dropped else "no index to drop"}
 
     # -- rows -------------------------------------------------------------------------------------
@@ -238,7 +244,7 @@ class VectorService:
         return results, exact
 
     def compact(self, name: str) -> dict[str, Any]:
-        self.store.compact(check_name(name))
+        self.store.compact(self._settled(check_name(name)))
         return {"name": name, "message": "compaction requested"}
 
     def close(self) -> None:

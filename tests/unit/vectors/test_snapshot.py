@@ -1,7 +1,9 @@
 """Saved in-process indexes: loaded when they match Lite, refused when they do not, never stale after kill -9.
 
 Real Milvus Lite files throughout; the kill -9 runs in a child process that kills itself right
-after a write reached Lite, before anything could update the snapshot.
+after a write reached Lite, before anything could update the snapshot. The check of Lite's ids
+runs after the snapshot is loaded, in the background: tests make it observably slow by holding
+``MilvusStore.ids`` until they release it.
 """
 
 from __future__ import annotations
@@ -15,17 +17,21 @@ import subprocess
 import sys
 import textwrap
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from services.common.envelope import ApiError, ErrorCode
 from tests.support import wait_until
+from vectors import front as front_module
 from vectors import snapshot
 from vectors.service import VectorService
 from vectors.settings import VectorSettings
 from vectors.snapshot import MANIFEST
 from vectors.store import MilvusStore
+from vectors.worker import VectorModel
 
 pytest.importorskip("milvus_lite")
 faiss = pytest.importorskip("faiss")
@@ -71,6 +77,50 @@ def answers(service: VectorService, queries: dict[str, list[dict]]) -> dict[str,
     return {name: [service.search(name, q) for q in qs] for name, qs in queries.items()}
 
 
+def check_state(service: VectorService, name: str) -> str:
+    return service.describe_index(name)["info"].get("snapshot_check", {}).get("state", "none")
+
+
+def checks_done(service: VectorService, names: list[str] | dict[str, list[dict]]) -> bool:
+    return all(check_state(service, n) in ("passed", "refused") for n in names)
+
+
+class HeldIds:
+    """``MilvusStore.ids`` that waits for :meth:`release` before it yields: an ids check as slow as the test wants."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.started, self.released = threading.Event(), threading.Event()
+        real = MilvusStore.ids
+
+        def held(store: MilvusStore, name: str) -> Iterator[str]:
+            self.started.set()
+            assert self.released.wait(120), "the test never released the ids check"
+            yield from real(store, name)
+
+        monkeypatch.setattr(MilvusStore, "ids", held)
+
+    def release(self) -> None:
+        self.released.set()
+
+
+def insert_waiting_for_the_check(
+    service: VectorService, monkeypatch: pytest.MonkeyPatch, name: str, items: list[dict]
+) -> threading.Thread:
+    """An insert started in a thread, returned once it waits for the collection's ids check."""
+    assert service.front is not None
+    waiting, real = threading.Event(), service.front._await_check
+
+    def spied(copy: object) -> None:
+        waiting.set()
+        real(copy)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(service.front, "_await_check", spied)
+    insert = threading.Thread(target=service.insert, args=(name, {"items": items}))
+    insert.start()
+    wait_until(waiting.is_set, timeout=30, what="the insert waiting for the ids check")
+    return insert
+
+
 def test_a_restart_loads_the_saved_index_and_answers_identically(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -93,7 +143,11 @@ def test_a_restart_loads_the_saved_index_and_answers_identically(
     again.close()
 
 
-def test_a_snapshot_that_lite_contradicts_is_rebuilt(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_snapshot_that_lite_contradicts_is_rebuilt(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """By row count before loading; by ids in the background check, which then rebuilds from Lite; a write
+    that waited for that check lands on the rebuilt copy."""
     db = tmp_path / "stale.db"
     service = open_service(db)
     queries = fill(service)
@@ -104,15 +158,106 @@ def test_a_snapshot_that_lite_contradicts_is_rebuilt(tmp_path: Path, caplog: pyt
     other.delete("hnsw", ["hnsw2"])  # one row fewer: the row count tells
     other.close()
     (Path(str(db) + ".index") / "fps" / "rows-corrupt.npz").write_bytes(b"x")  # stray file: ignored
+    held = HeldIds(monkeypatch)
     with caplog.at_level(logging.INFO, logger="vectors"):
         again = open_service(db)
-    assert "flat: Lite's ids differ from the snapshot's" in caplog.text.replace("of flat: ", "flat: ")
-    assert "Lite has 585 rows, the snapshot 586" in caplog.text
-    assert "loaded fps from its saved index" in caplog.text
+        assert "Lite has 585 rows, the snapshot 586" in caplog.text  # the row count: refused before loading
+        assert "loaded fps from its saved index" in caplog.text and "loaded flat from its saved index" in caplog.text
+        insert = insert_waiting_for_the_check(again, monkeypatch, "flat", [{"id": "waited", "vector": [-0.5] * 16}])
+        held.release()
+        insert.join(60)
+        assert not insert.is_alive()
+        wait_until(lambda: checks_done(again, ["flat", "fps"]), timeout=60, what="the background ids checks")
+        # the ids only differ: found by the background check, which rebuilds from Lite
+        assert check_state(again, "flat") == "refused" and check_state(again, "fps") == "passed"
+        assert "flat: Lite's ids differ from the snapshot's" in caplog.text.replace("of flat: ", "flat: ")
+    assert not (Path(str(db) + ".index") / "flat" / MANIFEST).exists()  # never trusted again
     hits = again.search("flat", {"vector": [0.5] * 16, "top_k": 1})["results"][0]
     assert hits[0]["id"] == "intruder"
+    assert again.search("flat", {"vector": [-0.5] * 16, "top_k": 1})["results"][0][0]["id"] == "waited"
+    assert again.info("flat")["row_count"] == 587
+    assert "flat1" not in {h["id"] for h in again.search("flat", {**queries["flat"][0], "top_k": 500})["results"][0]}
     assert "hnsw2" not in {h["id"] for h in again.search("hnsw", {**queries["hnsw"][0], "top_k": 500})["results"][0]}
     again.close()
+
+
+def test_the_worker_is_ready_and_searches_while_the_ids_check_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ids scan no longer delays readiness: the loaded snapshot answers while it runs, writes wait for it."""
+    db = tmp_path / "bg.db"
+    service = open_service(db)
+    queries = fill(service)
+    before = answers(service, queries)
+    service.close()
+    held = HeldIds(monkeypatch)
+    model = VectorModel(VectorSettings(milvus_uri=str(db), max_items=2000, max_top_k=500, index_save_s=0))
+    model.load()  # returns while every ids check is held
+    again = model.service
+    assert again is not None and again.front is not None and model.ready()
+    try:
+        assert held.started.is_set() and not held.released.is_set()
+        states = [check_state(again, n) for n in queries]  # one scan at a time: the others queue behind it
+        assert states.count("running") == 1 and set(states) == {"running", "queued"}
+        assert answers(again, queries) == before  # answered by the loaded snapshots
+        # A write waits for the check: refused as retryable once the wait passes its deadline ...
+        monkeypatch.setattr(front_module, "CHECK_WAIT_S", 0.2)
+        with pytest.raises(ApiError) as refused:
+            again.insert("flat", {"items": [{"id": "late", "vector": [0.25] * 16}]})
+        assert refused.value.code == ErrorCode.OVERLOADED and refused.value.retry_after
+        with pytest.raises(ApiError):
+            again.create_index("hnsw", {"index": "exact"})  # index changes too
+        assert again.info("flat")["row_count"] == 586 and again.describe_index("hnsw")["info"]["serving"] == "HNSW"
+        # ... and lands once the check has passed, when it ends within the deadline.
+        monkeypatch.setattr(front_module, "CHECK_WAIT_S", 60.0)
+        reached_lite: list[bool] = []
+        real_insert = again.store.insert
+
+        def spied_insert(name: str, rows: list[dict]) -> None:
+            reached_lite.append(held.released.is_set())
+            real_insert(name, rows)
+
+        monkeypatch.setattr(again.store, "insert", spied_insert)
+        insert = insert_waiting_for_the_check(again, monkeypatch, "flat", [{"id": "late", "vector": [0.25] * 16}])
+        assert insert.is_alive() and reached_lite == []
+        held.release()
+        insert.join(60)
+        assert not insert.is_alive() and reached_lite == [True]
+        wait_until(lambda: checks_done(again, queries), timeout=60, what="the background ids checks")
+        assert {check_state(again, n) for n in queries} == {"passed"}
+        assert again.search("flat", {"vector": [0.25] * 16, "top_k": 1})["results"][0][0]["id"] == "late"
+        assert again.info("flat")["row_count"] == 587
+    finally:
+        held.release()
+        again.close()
+
+
+def test_a_shutdown_during_the_ids_check_stops_it_and_keeps_the_snapshot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Closing stops the scan at its next id (Lite is closed after it, never under it); an unfinished
+    check is no mismatch, so the snapshots stay and the next start loads and checks them again."""
+    db = tmp_path / "stop.db"
+    service = open_service(db)
+    queries = fill(service)
+    service.close()
+    held = HeldIds(monkeypatch)
+    again = open_service(db)
+    assert again.front is not None
+    closing = threading.Thread(target=again.close)
+    with caplog.at_level(logging.INFO, logger="vectors"):
+        closing.start()
+        wait_until(again.front._stop.is_set, timeout=30, what="the shutdown to begin")
+        held.release()
+        closing.join(60)
+    assert not closing.is_alive()
+    assert "cut short by the shutdown" in caplog.text and "not keeping" not in caplog.text
+    assert all((Path(str(db) + ".index") / name / MANIFEST).is_file() for name in queries)
+    monkeypatch.undo()  # the real ids scan again
+    third = open_service(db)
+    wait_until(lambda: checks_done(third, queries), timeout=60, what="the background ids checks")
+    assert {check_state(third, n) for n in queries} == {"passed"}
+    third.close()
 
 
 def test_a_write_removes_the_manifest_before_lite_sees_it(tmp_path: Path) -> None:
