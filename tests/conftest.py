@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -17,3 +18,14 @@ def etcd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluste
     cluster = EtcdCluster(tmp_path_factory.mktemp("etcd"), size=1).start()
     yield cluster
     cluster.stop()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Stop the Milvus Lite servers of in-process vector tests while pytest's streams are still open.
+
+    Milvus Lite keeps one server per file until interpreter exit, and its exit handler logs each
+    stop: after pytest has closed its capture streams, which printed "I/O operation on closed file".
+    """
+    manager = sys.modules.get("milvus_lite.server_manager")
+    if manager is not None:
+        manager.server_manager_instance.release_all()
