@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Iterator
 
@@ -21,11 +22,14 @@ def etcd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluste
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Stop the Milvus Lite servers of in-process vector tests while pytest's streams are still open.
+    """Stop the Milvus Lite servers of in-process vector tests quietly, once every test has run.
 
-    Milvus Lite keeps one server per file until interpreter exit, and its exit handler logs each
-    stop: after pytest has closed its capture streams, which printed "I/O operation on closed file".
+    Milvus Lite keeps one server per file until interpreter exit, and it and its background threads
+    log each step at INFO through handlers some test set up on a capture stream that pytest has
+    closed since ("--- Logging error --- ... I/O operation on closed file" at the end of a run).
+    The session is over, so nothing of ours logs at INFO after this.
     """
+    logging.disable(logging.INFO)
     manager = sys.modules.get("milvus_lite.server_manager")
     if manager is not None:
         manager.server_manager_instance.release_all()
