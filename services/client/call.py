@@ -53,6 +53,7 @@ class CallState:
     attempts: list[Attempt] = field(default_factory=list)
     tried: set[str] = field(default_factory=set)
     tries: int = 0
+    budget_spent: bool = False  # a retry was refused by the retry budget
 
     def record(self, service: str, inst: Instance | None, outcome: str, **fields: Any) -> Attempt:
         """Note one try (or one chain link with nothing to try); ``service`` is the chain link."""

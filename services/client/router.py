@@ -4,7 +4,10 @@ One call walks the fallback chain (``compass`` → ``compass-lite``). For each s
 candidates (:mod:`~services.client.selection`), lets the balancer choose one, and sends the
 request with a timeout bounded by the call's deadline. A failed try moves to *another*
 instance when the failure proves the request did not run, or when the call is idempotent;
-each retry spends from a shared budget. A service whose instances are all unhealthy is kept
+each retry spends from a shared budget. The first try on a fallback is not a retry: it goes to
+other instances, at most once per link of the chain, so a spent budget ends the primary's
+tries and the chain goes on (otherwise the fallback would fail exactly when it is needed, the
+moment a fleet dies and before the registry has said so). A service whose instances are all unhealthy is kept
 as a last resort behind the rest of the chain (panic mode), so a healthy fallback wins over a
 probably-dead primary.
 """
@@ -234,6 +237,14 @@ class Router:
             raise NoInstanceAvailable(
                 f"no usable instance of {' → '.join(chain)}", target=target, services=chain, attempts=call.attempts
             )
+        if call.budget_spent:
+            raise AllAttemptsFailed(
+                f"{method} {path}: retry budget exhausted ({self.retry.budget_ratio:.0%} of recent requests, "
+                f"minimum {self.retry.budget_min}; {call.tries} tries over {' → '.join(chain)})",
+                target=target,
+                attempts=call.attempts,
+                reason="retry budget exhausted",
+            )
         raise AllAttemptsFailed(
             f"{method} {path} failed on every instance tried ({call.tries} tries over {' → '.join(chain)})",
             target=target,
@@ -287,28 +298,25 @@ class Router:
                 if attempt == 0:
                     call.record(service, None, "no-instance", details=census(snap))
                 return None
-            if call.tries:
-                self._before_retry(call)
+            if attempt and not self._before_retry(call):
+                return None  # no retry left: the next link of the chain gets its first try
             inst = self.balancer.choose(below_capacity(sel.candidates, self.loads.inflight), self.loads)
             result = self._send(call, service, inst, snap, sel.panic)
             if result is not None:
                 return result
         return None
 
-    def _before_retry(self, call: CallState) -> None:
+    def _before_retry(self, call: CallState) -> bool:
+        """Spend one retry from the budget and back off; False (noted on the call) when it is spent."""
         if not self.budget.try_spend():
-            raise AllAttemptsFailed(
-                f"{call.method} {call.path}: retry budget exhausted "
-                f"({self.retry.budget_ratio:.0%} of recent requests, minimum {self.retry.budget_min})",
-                target=call.target,
-                attempts=call.attempts,
-                reason="retry budget exhausted",
-            )
+            call.budget_spent = True
+            return False
         pause = self.retry.backoff_s(call.tries, self._rng)
         if self._clock.monotonic() + pause >= call.ends:
             raise call.deadline_error(self._clock.monotonic())
         if pause > 0:
             self._sleep(pause)
+        return True
 
     def _send(self, call: CallState, service: str, inst: Instance, snap: Snapshot, panic: bool) -> CallResult | None:
         """One try on ``inst``: a result, None to try elsewhere, or raise when nothing more may be tried."""

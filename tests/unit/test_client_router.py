@@ -215,6 +215,25 @@ def test_the_retry_budget_allows_the_minimum_then_stops_retries(mock, clock) -> 
     assert len(mock.calls) == 5, "no retry left in the window"
 
 
+def test_a_spent_retry_budget_still_lets_the_fallback_serve(mock, clock) -> None:
+    """The moment a fleet dies, before the registry says so: every call fails on a primary first."""
+    for n in range(2):
+        add(mock, "POST", f"http://echo-{n}.test/predict", status=503, body=err_body("OVERLOADED"))
+    add(mock, "POST", "http://echo-lite-0.test/predict", body={"ok": True})
+    router = make_router(
+        [inst("echo", 0), inst("echo", 1), inst("echo-lite", 0)],
+        clock,
+        retry=RetryPolicy(max_attempts=3, budget_min=3, budget_ratio=0.2),
+    )
+    results = [router.call("echo", "POST", "/predict", json={}, fallbacks=["echo-lite"]) for _ in range(20)]
+    assert {(r.service, r.fallback_used) for r in results} == {("echo-lite", True)}
+    tries = [r.attempts for r in results]
+    assert tries[:3] == [3, 3, 3], "both primaries, then the fallback, while the budget lasts"
+    assert set(tries[3:15]) == {2}, "one primary try, no retry left, then the fallback's first try"
+    retries = sum(t - 2 for t in tries)  # every call made one primary try and one fallback try
+    assert retries == router.budget.allowance() == 4, "20 % of 20 requests; the fallback hops spent nothing"
+
+
 def test_the_retry_budget_grows_with_traffic(mock, clock) -> None:
     add(mock, "GET", "http://echo-0.test/ok")
     add(mock, "GET", "http://echo-0.test/x", status=503, body=err_body("OVERLOADED"))
