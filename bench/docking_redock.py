@@ -6,7 +6,9 @@ seed (``--start random``, the default) or rebuilt from its SMILES through the pr
 path with protonation at pH 7.4 (``--start smiles``): never the crystal pose. Box = crystal
 ligand heavy atoms + ``--padding`` (4 Å); exhaustiveness 8; 9 poses. Success = heavy-atom RMSD
 ≤ 2 Å to the crystal ligand, symmetry-corrected (RDKit ``CalcRMS``, no alignment), for the
-top-ranked pose (top-1) and the best of the first three (top-3).
+top-ranked pose (top-1) and the best of the first three (top-3). ``--ring-conformers K`` docks
+from up to K starts with distinct ring puckers and pools the poses, as the worker's
+``ring_conformers`` does (results go to ``…_rcK`` by default, so runs of different K never mix).
 
 Then affinity from docked poses: the shipped COMPASS model scores the docked top pose and the
 crystal pose of every complex with the same pocket file; Pearson R of each against the CASF pK.
@@ -16,7 +18,7 @@ rank the poses by COMPASS pK; and pose clustering, which takes the pose with the
 within 2 Å among those within 1 kcal/mol of Vina's best.
 
     python -m bench.docking_redock --quick            # one complex per CASF cluster (57)
-    python -m bench.docking_redock [--ids 1a30,1bcu] [--limit N] [--out DIR]
+    python -m bench.docking_redock [--ids 1a30,1bcu] [--limit N] [--out DIR] [--ring-conformers K]
 
 Resumable: each complex's result is a JSON file in ``--out``; a re-run skips those done.
 Published anchors (McNutt et al. 2021, J. Cheminform. 13:43, redocking, defined pocket): Vina
@@ -122,8 +124,15 @@ def redock_one(pdb_id: str, data: Path, out: Path, args: argparse.Namespace) -> 
     receptor = rec.prepare((folder / f"{pdb_id}_pocket.pdb").read_text(), rec.ReceptorOptions(), out / "receptors")
     mol = start_molecule(crystal, args.start, args.seed)
     start_rmsd = rmsd(mol, crystal)
-    params = engine.DockParams(exhaustiveness=args.exhaustiveness, n_poses=9, seed=args.seed)
-    poses, timings = engine.dock(receptor, mol, box, params)
+    params = engine.DockParams(
+        exhaustiveness=args.exhaustiveness, n_poses=9, seed=args.seed, ring_conformers=args.ring_conformers
+    )
+    t_starts = time.perf_counter()
+    starts = engine.start_conformers(mol, params)
+    t_starts = (time.perf_counter() - t_starts) * 1e3
+    poses, timings = engine.dock(receptor, mol, box, params, starts=starts)
+    if args.ring_conformers > 1:
+        timings["conformers"] = round(t_starts, 1)
     rmsds = [rmsd(p.mol, crystal) for p in poses]
     with open(out / "poses" / f"{pdb_id}.sdf", "w") as fh:
         for p in poses:
@@ -134,6 +143,9 @@ def redock_one(pdb_id: str, data: Path, out: Path, args: argparse.Namespace) -> 
         "n_poses": len(poses),
         "vina_scores": [round(p.vina_score, 3) for p in poses],
         "rmsd": [round(r, 3) for r in rmsds],
+        "ring_conformers": args.ring_conformers,
+        "starts": len(starts),
+        "start_conformer": [p.start or 0 for p in poses],
         "start_rmsd": round(start_rmsd, 3),
         "cluster_pick": cluster_pick(scores, [p.mol for p in poses]) if poses else None,
         "heavy_atoms": int(heavy.sum()),
@@ -238,7 +250,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--padding", type=float, default=4.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--start", choices=["random", "smiles"], default="random")
-    parser.add_argument("--out", type=Path, default=None, help="result folder (default: runs/docking_redock[_quick])")
+    parser.add_argument(
+        "--ring-conformers", type=int, default=1, help="starts with distinct ring puckers, pooled (default 1)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="result folder (default: runs/docking_redock[_quick][_rcK])"
+    )
     parser.add_argument("--no-compass", action="store_true", help="skip COMPASS scoring")
     parser.add_argument("--summary-only", action="store_true", help="summarise the results in --out, dock nothing")
     args = parser.parse_args(argv)
@@ -250,12 +267,13 @@ def main(argv: list[str] | None = None) -> int:
     ids = [i.strip() for i in args.ids.split(",") if i.strip()] or (quick_ids(rows) if args.quick else sorted(labels))
     if args.limit:
         ids = ids[: args.limit]
-    out = args.out or REPO / "runs" / ("docking_redock_quick" if args.quick else "docking_redock")
+    suffix = f"_rc{args.ring_conformers}" if args.ring_conformers > 1 else ""
+    out = args.out or REPO / "runs" / (("docking_redock_quick" if args.quick else "docking_redock") + suffix)
     for sub in ("complexes", "poses", "receptors"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     print(
         f"redocking {len(ids)} complexes ({args.start} start, exhaustiveness {args.exhaustiveness}, "
-        f"padding {args.padding} Å, seed {args.seed}) into {out}",
+        f"padding {args.padding} Å, seed {args.seed}, ring conformers {args.ring_conformers}) into {out}",
         flush=True,
     )
     results = []

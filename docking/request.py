@@ -138,8 +138,9 @@ def parse(payload: dict[str, Any], settings: DockSettings) -> DockRequest:
     params = engine.DockParams(
         exhaustiveness=_int(payload, "exhaustiveness", 8, 1, settings.max_exhaustiveness),
         n_poses=_int(payload, "n_poses", 9, 1, settings.max_poses),
-        seed=_int(payload, "seed", 0, 0, 2**31 - 1),
+        seed=_int(payload, "seed", 0, 0, 2**31 - 2),  # Vina's seed is seed + 1, an int32
         cpu=settings.vina_cpu,
+        ring_conformers=_int(payload, "ring_conformers", 1, 1, settings.max_ring_conformers),
     )
     options = rec.ReceptorOptions(
         ph=_ph(payload) or 7.4,
@@ -211,9 +212,14 @@ def run(req: DockRequest, settings: DockSettings) -> dict[str, Any]:
     )
     t_receptor = time.perf_counter()
     box, source, pockets = resolve_box(req, settings, atoms, receptor)
-    poses, timings = engine.dock(receptor, mol, box, req.params)
+    t_box = time.perf_counter()
+    starts = engine.start_conformers(mol, req.params)
+    t_starts = time.perf_counter()
+    poses, timings = engine.dock(receptor, mol, box, req.params, starts=starts)
     name = req.name or (mol.GetProp("_Name") if mol.HasProp("_Name") else "")
     timings.update(ligand_3d=(t_ligand - started) * 1e3, receptor=(t_receptor - t_ligand) * 1e3)
+    if req.params.ring_conformers > 1:
+        timings["conformers"] = (t_starts - t_box) * 1e3
     timings["total"] = (time.perf_counter() - started) * 1e3
     return {
         "name": name,
@@ -222,10 +228,12 @@ def run(req: DockRequest, settings: DockSettings) -> dict[str, Any]:
         "box": {**box.as_dict(), "source": source},
         "pockets": pockets,
         "receptor": {"key": receptor.key[:16], "cached": receptor.cached},
+        "starts": len(starts),
         "params": {
             "exhaustiveness": req.params.exhaustiveness,
             "n_poses": req.params.n_poses,
             "seed": req.params.seed,
+            "ring_conformers": req.params.ring_conformers,
             "ph": req.ph,
         },
         "timings_ms": {k: round(v, 1) for k, v in timings.items()},

@@ -199,7 +199,14 @@ def screen_params(settings: ClientSettings) -> list[click.Parameter]:
         ),
         click.Option(["--exhaustiveness"], type=click.IntRange(min=1), default=8, show_default=True),
         click.Option(["--n-poses"], type=click.IntRange(min=1), default=9, show_default=True),
-        click.Option(["--seed"], type=click.IntRange(min=0), default=0, show_default=True),
+        click.Option(["--seed"], type=click.IntRange(0, 2**31 - 2), default=0, show_default=True),
+        click.Option(
+            ["--ring-conformers"],
+            type=click.IntRange(min=1),
+            default=1,
+            show_default=True,
+            help="starts with distinct ring puckers per ligand (each one more Vina search)",
+        ),
         click.Option(["--ph"], type=float, default=7.4, show_default=True, help="protonation pH for SMILES"),
         click.Option(["--no-score"], is_flag=True, help="skip COMPASS scoring"),
         *routing_params(replace(settings, deadline_s=1800.0, balancer=SCREEN_BALANCER), "ligand"),
@@ -240,6 +247,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "ph": args.ph,
         "score": not args.no_score,
     }
+    if args.ring_conformers > 1:  # only then: a folder screened before the flag existed still resumes
+        common["ring_conformers"] = args.ring_conformers
     manifest = {k: v for k, v in common.items() if k != "protein_pdb"}
     manifest.update(
         protein_sha256=hashlib.sha256(protein.encode()).hexdigest(),

@@ -38,6 +38,12 @@ class DockSettings:
     max_box_side: float = setting(40.0, "largest box side, Å", env="DOCK_MAX_BOX_SIDE", type=_POSITIVE)
     max_exhaustiveness: int = setting(64, "largest exhaustiveness", env="DOCK_MAX_EXHAUSTIVENESS", type=_AT_LEAST_1)
     max_poses: int = setting(20, "most poses per ligand", env="DOCK_MAX_POSES", type=_AT_LEAST_1)
+    max_ring_conformers: int = setting(
+        8,
+        "most ring-conformer starts per ligand (each is one more Vina search)",
+        env="DOCK_MAX_RING_CONFORMERS",
+        type=_AT_LEAST_1,
+    )
     max_rotatable_bonds: int = setting(
         32,
         "most rotatable bonds in a ligand (Vina's search degrades past it)",

@@ -127,12 +127,28 @@ with st.expander("Docking settings"):
     cols = st.columns(4)
     exhaustiveness = cols[0].number_input("Exhaustiveness", 1, 64, 8, key="dock_exh")
     n_poses = cols[1].number_input("Poses", 1, 20, 9, key="dock_poses")
-    seed = cols[2].number_input("Seed", 0, 2**31 - 1, 0, key="dock_seed")
+    seed = cols[2].number_input("Seed", 0, 2**31 - 2, 0, key="dock_seed")
     ph = cols[3].number_input("pH", 0.0, 14.0, 7.4, 0.1, key="dock_ph")
+    rings = st.number_input(
+        "Ring conformers",
+        1,
+        8,
+        1,
+        key="dock_rings",
+        help="Vina keeps rings rigid: dock from up to this many distinct ring puckers and pool the poses. "
+        "Only ligands with a non-aromatic ring get more than one start; each start is one more Vina search.",
+    )
     score = st.checkbox("Score poses with COMPASS (fallback compass-lite)", True, key="dock_score")
 
 ligands = read_ligands(smiles_text, library)
-params = {"exhaustiveness": int(exhaustiveness), "n_poses": int(n_poses), "seed": int(seed), "ph": ph, "score": score}
+params = {
+    "exhaustiveness": int(exhaustiveness),
+    "n_poses": int(n_poses),
+    "seed": int(seed),
+    "ring_conformers": int(rings),
+    "ph": ph,
+    "score": score,
+}
 ready = bool(protein_text and ligands and box is not None and len(ligands) <= MAX_LIGANDS)
 if len(ligands) > MAX_LIGANDS:
     st.error(f"{len(ligands)} ligands: the page docks at most {MAX_LIGANDS}; use `python -m docking.screen`.")

@@ -200,6 +200,9 @@ def build_mcp_server(get_gateway: Callable[[], Gateway | None], caller_token: st
         ] = None,
         exhaustiveness: Annotated[int, Field(ge=1, le=64)] = 8,
         n_poses: Annotated[int, Field(ge=1, le=20)] = 9,
+        ring_conformers: Annotated[
+            int, Field(ge=1, le=8, description="starts with distinct ring puckers, docked and pooled")
+        ] = 1,
     ) -> CallToolResult:
         """Dock a molecule (SMILES) into a protein: ranked poses with Vina scores and a COMPASS pK."""
         if reference_ligand_sdf:
@@ -209,7 +212,7 @@ def build_mcp_server(get_gateway: Callable[[], Gateway | None], caller_token: st
         else:
             return answer(_raise(ErrorCode.INVALID_REQUEST, "give the box: center and size, or reference_ligand_sdf"))
         body = {"protein_pdb": protein_pdb, "ligand_smiles": ligand_smiles, "box": box}
-        body |= {"exhaustiveness": exhaustiveness, "n_poses": n_poses}
+        body |= {"exhaustiveness": exhaustiveness, "n_poses": n_poses, "ring_conformers": ring_conformers}
         return answer(
             lambda: gw().call_capability(
                 "docking", "POST", "/dock", json=body, authorization=auth(ctx), idempotent=True

@@ -40,6 +40,7 @@ def fill(at: Any, smiles: str) -> None:
     at.number_input(key="dock_padding").set_value(2.0)
     at.number_input(key="dock_exh").set_value(1)
     at.number_input(key="dock_poses").set_value(2)
+    at.number_input(key="dock_rings").set_value(2)
 
 
 def test_dock_one_smiles_shows_poses_scores_and_the_3d_view(dock_worker: Proc) -> None:
@@ -58,6 +59,8 @@ def test_dock_one_smiles_shows_poses_scores_and_the_3d_view(dock_worker: Proc) -
     assert '"format": "sdf"' in view.proto.srcdoc and "benzamidine" in view.proto.srcdoc
     assert {b.label for b in at.get("download_button")} >= {"Best poses (SDF)", "Table (CSV)"}
     assert "served by **dock**" in texts(at)
+    answer = at.session_state["dock"]["rows"][0]
+    assert answer["params"]["ring_conformers"] == 2 and answer["starts"] == 1, "an aromatic-only ligand: one start"
     # The box is drawn with the pose, and the pose lies inside it.
     drawn = json.loads(re.search(r"const D = (\{.*?\});\n", view.proto.srcdoc).group(1))
     (centre, size), pose = drawn["box"], Chem.MolFromMolBlock(drawn["ligand"])

@@ -101,6 +101,16 @@ def test_dock_smiles_poses_in_box_scored_by_fallback(mesh: dict[str, Any]) -> No
     assert {"vina", "maps", "receptor", "total"} <= set(data["timings_ms"])
 
 
+def test_dock_ring_conformers_pools_starts(mesh: dict[str, Any]) -> None:
+    body = {"protein_pdb": PROTEIN, "ligand_smiles": "NC(=[NH2+])c1ccc(cc1)C1CCC(O)CC1", "box": BOX, **FAST}
+    data = ok_data(post(mesh["dock"], "/dock", json={**body, "ring_conformers": 2, "score": False}))
+    check_poses(data, heavy_atoms=16)
+    assert data["params"]["ring_conformers"] == 2 and data["starts"] == 2
+    assert "conformers" in data["timings_ms"]
+    tags = {p["sdf"].split("<start_conformer>")[1].splitlines()[1].strip() for p in data["poses"]}
+    assert tags <= {"0", "1"}, "every pose says which start it came from"
+
+
 def test_predict_multipart_sdf_uses_the_receptor_cache(mesh: dict[str, Any]) -> None:
     mol = Chem.AddHs(Chem.MolFromSmiles("NC(=[NH2+])c1ccccc1"))
     AllChem.EmbedMolecule(mol, randomSeed=3)
@@ -124,6 +134,7 @@ def test_predict_multipart_sdf_uses_the_receptor_cache(mesh: dict[str, Any]) -> 
         ({"protein_pdb": "HEADER    EMPTY\nEND\n"}, "INVALID_STRUCTURE", "no ATOM records"),
         ({"exhaustiveness": 65}, "INVALID_REQUEST", "exhaustiveness"),
         ({"n_poses": 21}, "INVALID_REQUEST", "n_poses"),
+        ({"ring_conformers": 9}, "INVALID_REQUEST", "ring_conformers"),
         ({"ligand_sdf": REFERENCE}, "INVALID_REQUEST", "exactly one"),
         ({"box": {"residues": ["Z:9999"]}}, "INVALID_REQUEST", "not in the protein"),
     ],
@@ -152,7 +163,7 @@ def job_url(mesh: dict[str, Any], job_id: str = "") -> str:
 
 def test_job_docks_every_ligand_with_progress(mesh: dict[str, Any]) -> None:
     body = {"protein_pdb": PROTEIN, "ligands": [BENZAMIDINE, "Oc1ccccc1"], "names": ["bza", "phenol"], "box": BOX}
-    body.update(FAST, score=False)
+    body.update(FAST, score=False, ring_conformers=2)  # no saturated ring: one start each, passed through
     assert requests.post(job_url(mesh), json=body, timeout=30).status_code == 401, "creating a job needs the token"
     job = ok_data(requests.post(job_url(mesh), json=body, headers=AUTH, timeout=30), 201)
 
@@ -165,6 +176,7 @@ def test_job_docks_every_ligand_with_progress(mesh: dict[str, Any]) -> None:
     assert view["progress"]["done"] == 2 and view["progress"]["total"] == 2
     assert [r["name"] for r in view["results"]] == ["bza", "phenol"] and view["n_results"] == 2
     assert all(r["status"] == "success" and r["poses"] for r in view["results"])
+    assert all(r["params"]["ring_conformers"] == 2 and r["starts"] == 1 for r in view["results"])
 
 
 def test_cancel_stops_the_vina_process(mesh: dict[str, Any]) -> None:
@@ -210,7 +222,7 @@ def run_screen(mesh: dict[str, Any], out: Path, library: Path) -> subprocess.Pop
     args = [sys.executable, "-m", "docking.screen", "--registry", mesh["registry"].base_url, "--out", str(out)]
     args += ["--protein", str(EXAMPLE / "1o3f_pocket.pdb"), "--ligands", str(library)]
     args += ["--box-ligand", str(EXAMPLE / "1o3f_ligand.sdf"), "--padding", "2", "--exhaustiveness", "1"]
-    args += ["--n-poses", "2", "--no-score", "--concurrency", "1", "--no-progress"]
+    args += ["--n-poses", "2", "--no-score", "--concurrency", "1", "--no-progress", "--ring-conformers", "2"]
     return subprocess.Popen(
         args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=python_env(), cwd=REPO
     )
@@ -238,3 +250,4 @@ def test_screen_resumes_after_kill9_and_ranks(mesh: dict[str, Any]) -> None:
     assert scores == sorted(scores)
     poses = [m for m in Chem.SDMolSupplier(str(out / "poses.sdf")) if m is not None]
     assert sorted(m.GetProp("_Name") for m in poses) == ["bza", "phenol", "toluidine"]
+    assert json.loads((out / "screen.json").read_text())["ring_conformers"] == 2

@@ -43,6 +43,9 @@ def test_no_box_means_pocket_detection() -> None:
         ({"exhaustiveness": 0}, "between 1 and 64"),
         ({"exhaustiveness": 2.5}, "integer"),
         ({"n_poses": True}, "integer"),
+        ({"ring_conformers": 9}, "'ring_conformers' must be between 1 and 8"),
+        ({"ring_conformers": 0}, "between 1 and 8"),
+        ({"ring_conformers": 1.5}, "integer"),
         ({"ph": 15}, "between 0 and 14"),
         ({"score": "maybe"}, "true or false"),
         ({"box": "[1, 2"}, "JSON object"),
@@ -52,6 +55,16 @@ def test_no_box_means_pocket_detection() -> None:
 def test_bad_fields(change: dict, words: str) -> None:
     with pytest.raises(DockingError, match=words):
         dock_request.parse({**BASE, **change}, DockSettings())
+
+
+def test_ring_conformers_default_cap_and_envelope() -> None:
+    assert dock_request.parse(BASE, DockSettings()).params.ring_conformers == 1
+    assert dock_request.parse({**BASE, "ring_conformers": "4"}, DockSettings()).params.ring_conformers == 4
+    with pytest.raises(DockingError) as info:
+        dock_request.parse({**BASE, "ring_conformers": 3}, DockSettings(max_ring_conformers=2))
+    assert info.value.code == "INVALID_REQUEST" and "between 1 and 2" in info.value.details
+    api = api_error(info.value)
+    assert api.status == 400 and api.code.value == "INVALID_REQUEST"
 
 
 def test_size_cap() -> None:
