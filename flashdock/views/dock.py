@@ -124,12 +124,12 @@ if box and protein_text and "center" in box and "size" in box:  # a pocket or an
         show_complex(protein_text, "", "sdf", key="dock-box-view", box=(tuple(box["center"]), tuple(box["size"])))
 
 with st.expander("Docking settings"):
-    cols = st.columns(4)
+    cols = st.columns(5)
     exhaustiveness = cols[0].number_input("Exhaustiveness", 1, 64, 8, key="dock_exh")
     n_poses = cols[1].number_input("Poses", 1, 20, 9, key="dock_poses")
     seed = cols[2].number_input("Seed", 0, 2**31 - 2, 0, key="dock_seed")
     ph = cols[3].number_input("pH", 0.0, 14.0, 7.4, 0.1, key="dock_ph")
-    rings = st.number_input(
+    rings = cols[4].number_input(
         "Ring conformers",
         1,
         8,

@@ -64,6 +64,8 @@ def test_dock_a_smiles_and_see_the_pose(app: dict[str, Any], browser: Any, dock_
     set_number(browser, "Exhaustiveness", "1")
     set_number(browser, "Poses", "2")
     wait_text(browser, "Box: padding")
+    assert "Ring conformers" in body(browser)
+    shoot(browser, "chemist_5_dock_settings")
     click_button(browser, "Dock")
     wait_text(browser, "compass-lite", timeout=300)
     wait_until(lambda: viewer_ready(browser), timeout=60, what="the docked pose in 3D")
