@@ -17,8 +17,13 @@ import hashlib
 import io
 import json
 import logging
+import random
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +32,13 @@ from services.common.files import atomic_path
 
 log = logging.getLogger(__name__)
 
-PREP_VERSION = "1"  # part of the cache key: bump when the preparation changes
+PREP_VERSION = "2"  # part of the cache key: bump when the preparation changes (2: seeded hydrogens, Reference platform)
+# OpenMM puts each new hydrogen at a position drawn from Python's global ``random`` and then
+# minimises: unseeded, two preparations of one file differed in their polar hydrogens, so a fresh
+# worker and a cached one docked the same request differently. Seeded, the same PDB text always
+# gives the same receptor.
+PREP_SEED = 0
+_random_lock = threading.Lock()
 WATERS = frozenset({"HOH", "WAT", "DOD", "H2O", "TIP", "TIP3", "SOL"})
 METALS = frozenset({"ZN", "FE", "MG", "CA", "MN", "CO", "NI", "CU", "NA", "K"})
 # Element → AutoDock type for atoms with no special rule (Vina ignores the others).
@@ -162,13 +173,14 @@ def _fix_and_type(pdb_text: str, atoms: list[PdbAtom], options: ReceptorOptions)
 
     protein_lines = [ln for ln in pdb_text.splitlines() if ln.startswith(("ATOM  ", "TER", "END"))]
     try:
-        fixer = PDBFixer(pdbfile=io.StringIO("\n".join(protein_lines) + "\n"))
+        fixer = PDBFixer(pdbfile=io.StringIO("\n".join(protein_lines) + "\n"), platform=_reference_platform())
         fixer.missingResidues = {}  # never invent loops: pocket files are fragments by design
         fixer.findNonstandardResidues()
         fixer.replaceNonstandardResidues()
         fixer.findMissingAtoms()
-        fixer.addMissingAtoms()
-        fixer.addMissingHydrogens(options.ph)
+        with seeded_random(PREP_SEED):
+            fixer.addMissingAtoms(seed=PREP_SEED)
+            fixer.addMissingHydrogens(options.ph)
     except Exception as exc:  # OpenMM raises ValueError/Exception for residues it cannot template
         raise DockingError(INVALID_STRUCTURE, f"PDBFixer cannot prepare the protein: {exc}"[:400]) from None
     out = io.StringIO()
@@ -188,6 +200,26 @@ def _fix_and_type(pdb_text: str, atoms: list[PdbAtom], options: ReceptorOptions)
         for i, a in enumerate(kept, start=1)
     )
     return out.getvalue().replace("END\n", het_pdb + "END\n"), "\n".join(lines) + "\n"
+
+
+def _reference_platform() -> Any:
+    """OpenMM's Reference platform: its minimisation gives the same hydrogens on any number of cores
+    (the CPU platform's result depends on its thread count, i.e. on the machine)."""
+    from openmm import Platform
+
+    return Platform.getPlatformByName("Reference")
+
+
+@contextmanager
+def seeded_random(seed: int) -> Iterator[None]:
+    """Python's global ``random`` seeded for the block (OpenMM draws from it), its state restored after."""
+    with _random_lock:
+        state = random.getstate()
+        random.seed(seed)
+        try:
+            yield
+        finally:
+            random.setstate(state)
 
 
 def _keep_het(atom: PdbAtom, options: ReceptorOptions) -> bool:

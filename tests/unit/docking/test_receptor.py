@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,20 @@ def test_prepared_from_a_pdb_without_hydrogens_and_cached(tmp_path: Path) -> Non
     assert again.cached and again.key == first.key and not first.cached
     other = rec.prepare(NO_H, rec.ReceptorOptions(ph=5.0), tmp_path)
     assert other.key != first.key, "options are part of the cache key"
+
+
+def test_the_same_pdb_gives_the_same_receptor_whatever_the_random_state(tmp_path: Path) -> None:
+    """OpenMM draws new hydrogens' positions from Python's global ``random``: seeded, a fresh worker
+    prepares the receptor a cached one has, byte for byte, and the caller's random state is untouched."""
+    random.seed(1)
+    first = rec.prepare(NO_H, rec.ReceptorOptions(), tmp_path / "a")
+    random.seed(2)
+    state = random.getstate()
+    second = rec.prepare(NO_H, rec.ReceptorOptions(), tmp_path / "b")
+    assert random.getstate() == state, "the global random state is restored"
+    assert not first.cached and not second.cached
+    assert second.pdb.read_text() == first.pdb.read_text()
+    assert second.pdbqt.read_text() == first.pdbqt.read_text()
 
 
 def test_waters_go_unless_kept(tmp_path: Path) -> None:
