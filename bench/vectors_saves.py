@@ -21,10 +21,10 @@ write), and measures one search at a time from this process, over gRPC and over 
   log dates it ("saved NAME: N rows in S s", logged when it ends), are reported as "in a save"
   too, and all the cycle's searches as "all".
 
-``restart`` times a start on a copy of the fixture: until ``/health/ready``, one search per
-collection right after it, and until the background check of each loaded snapshot's ids against
-Lite has finished (``index_info.snapshot_check`` of each collection; a worker without that check
-finishes it before ready).
+``restart`` times a start on a copy of the fixture: until ``/health/ready``, one search and then
+one upsert (a new id) per collection right after it, and until the background check of each
+loaded snapshot's ids against Lite has finished (``index_info.snapshot_check`` of each
+collection; a worker without that check finishes it before ready).
 
 Figures only; it never asserts. Run the same fixture against two code trees (``git archive`` a
 commit into a folder and run the probe from there) for a before/after on the same machine.
@@ -278,7 +278,7 @@ def check_state(base_url: str, name: str) -> str:
 
 
 def restart_once(fixture: Path) -> dict[str, Any]:
-    """One start on a copy of the fixture: ready, a search per collection, the end of the ids checks."""
+    """One start on a copy of the fixture: ready, a search and an upsert per collection, the end of the ids checks."""
     qs = np.load(fixture / "queries.npy")[:1]
     fq = json.loads((fixture / "fp_queries.json").read_text())[:1]
     bodies = {
@@ -299,6 +299,12 @@ def restart_once(fixture: Path) -> dict[str, Any]:
                 client.search(name, bodies[name])
                 out[f"{name}_first_search_ms"] = 1000 * (time.perf_counter() - a)
                 out[f"{name}_check_at_first_search"] = check_state(proc.base_url, name)
+            for name in COLLECTIONS:  # a write right after ready: it used to wait for the ids check
+                vector = bodies[name]["vectors"][0]
+                a = time.perf_counter()
+                client.upsert(name, [{"id": "restart-probe", "vector": vector}])
+                out[f"{name}_first_write_ms"] = 1000 * (time.perf_counter() - a)
+                out[f"{name}_check_at_first_write"] = check_state(proc.base_url, name)
             for name in COLLECTIONS:
                 # each poll asks Lite for the row count too: not too often, it competes with the check
                 wait_until(lambda n=name: check_state(proc.base_url, n) not in PENDING, timeout=600, interval=0.5)
@@ -323,7 +329,8 @@ def restart(fixture: Path, runs: int, report: dict[str, Any]) -> None:
         r = restart_once(fixture)
         report["restarts"].append(r)
         searches = ", ".join(
-            f"{n} first search {r[f'{n}_first_search_ms']:.0f} ms (check {r[f'{n}_check_at_first_search']})"
+            f"{n} first search {r[f'{n}_first_search_ms']:.0f} ms (check {r[f'{n}_check_at_first_search']}), "
+            f"first upsert {r[f'{n}_first_write_ms']:.0f} ms (check {r[f'{n}_check_at_first_write']})"
             for n in COLLECTIONS
         )
         states = ", ".join(f"{n} {r[n + '_check_state']}" for n in COLLECTIONS)

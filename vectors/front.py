@@ -10,9 +10,10 @@ that; with a Milvus server URI there is no front and searches go to the server.
   dies loses nothing: on start the copy comes from a saved snapshot that provably matches Lite
   (:mod:`vectors.snapshot`), else it is rebuilt from Lite.
 * Start-up: a snapshot that passes the quick checks answers at once; the scan of Lite's ids that
-  completes the proof runs in the background (:class:`IdCheck`). Writes to that collection wait
-  for it (:meth:`Front.settled`: Lite must not change under the scan); searches do not. A
-  mismatch drops the snapshot and rebuilds the copy from Lite, as a refused snapshot does at start.
+  completes the proof runs in the background (:class:`IdCheck`). Searches and writes go on
+  meanwhile: the ids a write touches are left out of the comparison (:meth:`IdCheck.touch`);
+  index changes, compaction and drops wait for it (:meth:`Front.settled`). A mismatch drops the
+  snapshot and rebuilds the copy from Lite, as a refused snapshot does at start.
 * Concurrency: a reader-writer lock per collection (:mod:`vectors.rwlock`): searches run side by
   side (faiss releases the GIL), writes alone.
 * No stalls: a rebuild (compaction once dead rows pile up, ``PUT /index``, HNSW after a start
@@ -41,7 +42,7 @@ from services.common.envelope import ApiError, ErrorCode
 from services.worker.limits import OVERLOADED_RETRY_AFTER_S
 from vectors import rowfilter
 from vectors.memindex import FloatIndex
-from vectors.rows import Op, Rows, new_index, public_vector
+from vectors.rows import Op, Rows, new_index, op_ids, public_vector
 from vectors.rwlock import RWLock
 from vectors.snapshot import MANIFEST, Snapshots, ids_digest
 from vectors.store import CollectionConfig, MilvusStore
@@ -55,22 +56,30 @@ MIN_DEAD = 1024
 # A rebuild replays writes that arrived during its build outside the lock until this few are left.
 REPLAY_UNDER_LOCK = 64
 LABELS = {"approximate": "HNSW", "exact": "FLAT", "fingerprint": "TANIMOTO"}
-# How long a write waits for the background ids check of a loaded snapshot before it is answered
-# 503 OVERLOADED (retryable): the scan takes ~5-30 s per 100k rows on a busy 2-core machine.
+# How long an index change, compaction or drop waits for the background ids check of a loaded
+# snapshot before it is answered 503 OVERLOADED (retryable): the scan takes ~5-30 s per 100k rows
+# on a busy 2-core machine. Inserts, upserts and deletes do not wait for it.
 CHECK_WAIT_S = 30.0
 
 
 @dataclass(eq=False)
 class IdCheck:
-    """The background scan of Lite's ids against a loaded snapshot's digest, and how far it got.
+    """The background scan of Lite's ids against a loaded snapshot's ids, and how far it got.
 
     Why in the background: Lite iterates its ids in Python (~5-30 s at 100k rows); the manifest
     protocol already rules out this process's own writes, the scan only catches another program
     having written the file, so the loaded index may answer searches meanwhile.
+
+    Writes go on meanwhile too. Each one names its ids here before it reaches Lite
+    (:meth:`touch`), and those ids are left out on both sides of the comparison: a scan that
+    passes an id before or after a write to it proves nothing either way, and every other id must
+    be in Lite exactly as often as in the snapshot.
     """
 
     digest: str  # the manifest's SHA-256 of the sorted ids
     row_count: int
+    loaded: list[str] = field(default_factory=list)  # the snapshot's alive ids (dropped once checked)
+    touched: set[str] = field(default_factory=set)  # ids written since the load
     state: str = "queued"  # then "running" (the scan), then "passed" or "refused"
     reason: str = ""
     ids_checked: int = 0
@@ -87,11 +96,27 @@ class IdCheck:
             self.ids_checked += 1
             yield i
 
+    def touch(self, ids: Iterable[str]) -> None:
+        """A write to these ids is about to reach Lite (the caller holds the collection's write lock)."""
+        if not self.done.is_set():
+            self.touched.update(ids)
+
+    def compare(self, scanned: list[str]) -> str:
+        """Why Lite's ids (``scanned``) do not prove the snapshot; '' when they do."""
+        if ids_digest(self.loaded) != self.digest:
+            return "the snapshot's ids table differs from its manifest"
+        touched = set(self.touched)  # a copy: writes may add to it meanwhile (their ids were not scanned yet)
+        lite = sorted(i for i in scanned if i not in touched)  # duplicates in Lite count: sorted lists, not sets
+        if lite != sorted(i for i in self.loaded if i not in touched):
+            return "Lite's ids differ from the snapshot's"
+        return ""
+
     def begin(self) -> None:
         self.state, self.started = "running", time.monotonic()
 
     def finish(self, why: str) -> None:
         self.state, self.reason = ("refused", why) if why else ("passed", "")
+        self.loaded = []
         self.seconds = time.monotonic() - (self.started or time.monotonic())
 
     def describe(self) -> dict[str, Any]:
@@ -121,7 +146,8 @@ class Copy:
     save_lock: threading.Lock = field(default_factory=threading.Lock)
     masks: OrderedDict[str, np.ndarray] = field(default_factory=OrderedDict)
     mask_lock: threading.Lock = field(default_factory=threading.Lock)
-    check: IdCheck | None = None  # loaded from a snapshot: the ids check against Lite (writes wait for it)
+    check: IdCheck | None = None  # loaded from a snapshot: the ids check against Lite
+    proven: bool = True  # memory known to mirror Lite: filled from Lite, or a snapshot whose ids check passed
 
     @property
     def index(self) -> Any:
@@ -213,8 +239,8 @@ class Front:
                 len(saved.rows.where),
                 time.perf_counter() - t0,
             )
-            check = IdCheck(saved.ids_sha256, len(saved.rows.where))
-            return Copy(cfg, saved.rows, saved_gen=0, manifest_present=True, check=check)
+            check = IdCheck(saved.ids_sha256, len(saved.rows.where), loaded=saved.rows.alive_ids())
+            return Copy(cfg, saved.rows, saved_gen=0, manifest_present=True, check=check, proven=False)
         return self._from_lite(cfg, present)
 
     def _from_lite(self, cfg: CollectionConfig, present: bool) -> Copy:
@@ -235,10 +261,10 @@ class Front:
         self._checker.submit(self._check_ids, copy)
 
     def _check_ids(self, copy: Copy) -> None:
-        """Lite's ids against the loaded snapshot's digest; on a mismatch the copy is rebuilt from Lite.
+        """Lite's ids against the loaded snapshot's; on a mismatch the copy is rebuilt from Lite.
 
-        Writes to the collection wait until this ends (:meth:`settled`), so Lite's ids cannot change
-        under the scan; the loaded index answers searches meanwhile.
+        The loaded index answers searches and takes writes meanwhile (:class:`IdCheck`); index
+        changes, compaction and drops wait until this ends (:meth:`settled`).
         """
         check, name = copy.check, copy.cfg.name
         assert check is not None
@@ -246,6 +272,7 @@ class Front:
         try:
             why = self._ids_mismatch(name, check)
             check.finish(why)
+            copy.proven = not why
             if not why:
                 log.info(
                     "ids of %s match its saved index: %d checked in %.1f s", name, check.ids_checked, check.seconds
@@ -265,10 +292,10 @@ class Front:
         if self._stop.is_set():
             return "not checked: the worker is shutting down"
         try:
-            same = ids_digest(check.count(self.store.ids(name), self._stop)) == check.digest
+            scanned = list(check.count(self.store.ids(name), self._stop))
         except Exception as err:  # unproven is refused, as at start
             return f"the scan of Lite's ids failed ({err})"
-        return "" if same else "Lite's ids differ from the snapshot's"
+        return check.compare(scanned)
 
     def _replace_from_lite(self, copy: Copy) -> None:
         """Retire a copy whose snapshot Lite contradicts and load its successor from Lite.
@@ -277,13 +304,14 @@ class Front:
         as any first use of a collection does, rather than read the contradicted index.
         """
         name = copy.cfg.name
-        self.snapshots.discard(name)  # first: the successor must load from Lite, and no later start may trust it
-        self.forget(name)
+        with copy.writing():  # writes in flight end first; later ones find the copy retired and take the successor
+            self.snapshots.discard(name)  # first: the successor must load from Lite, and no later start may trust it
+            self.forget(name)
         successor = self.copy(copy.cfg)
         successor.check = successor.check or copy.check  # its state stays reported (refused, and why)
 
     def settled(self, name: str) -> None:
-        """Wait until no ids check runs on ``name`` (writes and index changes: Lite must not change under it).
+        """Wait until no ids check runs on ``name`` (index changes, compaction, drops: not under the scan).
 
         Bounded by :data:`CHECK_WAIT_S`; then 503 OVERLOADED, which clients retry.
         """
@@ -333,22 +361,29 @@ class Front:
     # -- writes and searches ----------------------------------------------------------------------
 
     def apply(self, cfg: CollectionConfig, write: Callable[[], Any], op: Op) -> Any:
-        """Run ``write`` on Lite, then ``op`` on the copy, under the copy's write lock; ``write``'s answer."""
+        """Run ``write`` on Lite, then ``op`` on the copy, under the copy's write lock; ``write``'s answer.
+
+        A copy retired while this waited for its lock (a refused snapshot, a drop) is not written:
+        the collection's current copy, loaded from Lite, takes the write.
+        """
         copy = self.copy(cfg)
-        self._await_check(copy)
-        if copy.retired and copy.check and copy.check.state == "refused":  # the successor, from Lite, takes it
+        while True:
+            with copy.writing():
+                if not copy.retired:
+                    if copy.check is not None:
+                        copy.check.touch(op_ids(op))
+                    self.snapshots.invalidate(copy)  # before Lite changes: no snapshot may outlive this write
+                    answer = write()
+                    try:
+                        copy.apply(op)
+                    except Exception:
+                        log.exception("in-memory index of %s out of step; it will be rebuilt from Lite", cfg.name)
+                        self.forget(cfg.name)
+                        return answer
+                    crowded = copy.crowded() and not copy.building
+                    copy.building = copy.building or crowded
+                    break
             copy = self.copy(cfg)
-        with copy.writing():
-            self.snapshots.invalidate(copy)  # before Lite changes: no snapshot may outlive this write
-            answer = write()
-            try:
-                copy.apply(op)
-            except Exception:
-                log.exception("in-memory index of %s out of step; it will be rebuilt from Lite", cfg.name)
-                self.forget(cfg.name)
-                return answer
-            crowded = copy.crowded() and not copy.building
-            copy.building = copy.building or crowded
         if crowded:
             self.rebuild_later(copy)
         return answer

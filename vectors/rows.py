@@ -21,6 +21,12 @@ from vectors.store import CollectionConfig
 Op = tuple[str, Any]
 
 
+def op_ids(op: Op) -> list[str]:
+    """The ids a write operation touches."""
+    kind, arg = op
+    return [r["id"] for r in arg] if kind == "add" else list(arg)
+
+
 def wanted_kind(cfg: CollectionConfig) -> str:
     """The in-process index a collection asks for: ``approximate`` (HNSW), ``exact``, or ``fingerprint``."""
     if cfg.vector_type == "binary":

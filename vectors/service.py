@@ -164,8 +164,10 @@ class VectorService:
         ids = [r["id"] for r in rows]
 
         def write() -> None:
-            # With a Lite file memory mirrors it (we hold the collection's write lock): no Lite lookup.
-            taken = self.front.copy(cfg).taken(ids) if self.front else self.store.existing_ids(cfg.name, ids)
+            # With a Lite file memory mirrors it (we hold the collection's write lock): no Lite lookup,
+            # unless the copy came from a snapshot whose ids check against Lite has not passed yet.
+            mirror = self.front.copy(cfg) if self.front else None
+            taken = mirror.taken(ids) if mirror and mirror.proven else self.store.existing_ids(cfg.name, ids)
             if taken:
                 shown = ", ".join(repr(t) for t in taken[:5])
                 raise ApiError(ErrorCode.CONFLICT, f"{len(taken)} id(s) already exist ({shown}); use upsert to replace")
