@@ -22,9 +22,10 @@ write), and measures one search at a time from this process, over gRPC and over 
   too, and all the cycle's searches as "all".
 
 ``restart`` times a start on a copy of the fixture: until ``/health/ready``, one search and then
-one upsert (a new id) per collection right after it, and until the background check of each
+one upsert (a new id) per collection right after it, until the background check of each
 loaded snapshot's ids against Lite has finished (``index_info.snapshot_check`` of each
-collection; a worker without that check finishes it before ready).
+collection; a worker without that check finishes it before ready), and one more upsert per
+collection after that (the same write on a settled worker).
 
 Figures only; it never asserts. Run the same fixture against two code trees (``git archive`` a
 commit into a folder and run the probe from there) for a before/after on the same machine.
@@ -310,6 +311,10 @@ def restart_once(fixture: Path) -> dict[str, Any]:
                 wait_until(lambda n=name: check_state(proc.base_url, n) not in PENDING, timeout=600, interval=0.5)
                 out[f"{name}_check_state"] = check_state(proc.base_url, name)
             out["checks_done_s"] = time.perf_counter() - t0
+            for name in COLLECTIONS:  # the same write once the checks are over: the baseline
+                a = time.perf_counter()
+                client.upsert(name, [{"id": "restart-probe-2", "vector": bodies[name]["vectors"][0]}])
+                out[f"{name}_write_after_check_ms"] = 1000 * (time.perf_counter() - a)
             checked = r"checked the saved index of (\w+) against Milvus Lite in ([\d.]+) s"
             text = proc.log()
             out["checked_in_log"] = re.findall(checked, text)
@@ -330,7 +335,8 @@ def restart(fixture: Path, runs: int, report: dict[str, Any]) -> None:
         report["restarts"].append(r)
         searches = ", ".join(
             f"{n} first search {r[f'{n}_first_search_ms']:.0f} ms (check {r[f'{n}_check_at_first_search']}), "
-            f"first upsert {r[f'{n}_first_write_ms']:.0f} ms (check {r[f'{n}_check_at_first_write']})"
+            f"first upsert {r[f'{n}_first_write_ms']:.0f} ms (check {r[f'{n}_check_at_first_write']}), "
+            f"upsert after the checks {r[f'{n}_write_after_check_ms']:.0f} ms"
             for n in COLLECTIONS
         )
         states = ", ".join(f"{n} {r[n + '_check_state']}" for n in COLLECTIONS)
