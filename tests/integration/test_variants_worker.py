@@ -39,6 +39,8 @@ def start_variant(tmp: Path, registry: Proc, name: str, state: Path) -> Proc:
     proc = spawn(args, tmp / f"{name}.log", "", env=env)
     try:
         proc.base_url = read_json_line(proc, "event", timeout=90)["base_url"]
+        # The line comes when the port is bound; the model (an activated one included) loads after it.
+        wait_until(lambda: requests.get(proc.base_url + "/health/ready", timeout=2).ok, timeout=90, what=name)
     except BaseException:
         proc.stop()
         raise
