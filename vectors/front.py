@@ -360,30 +360,35 @@ class Front:
 
     # -- writes and searches ----------------------------------------------------------------------
 
+    @contextmanager
+    def _writing(self, cfg: CollectionConfig) -> Iterator[Copy]:
+        """The collection's current copy under its write lock; a copy retired while this waited is skipped."""
+        while True:
+            copy = self.copy(cfg)
+            with copy.writing():
+                if not copy.retired:
+                    yield copy
+                    return
+
     def apply(self, cfg: CollectionConfig, write: Callable[[], Any], op: Op) -> Any:
         """Run ``write`` on Lite, then ``op`` on the copy, under the copy's write lock; ``write``'s answer.
 
         A copy retired while this waited for its lock (a refused snapshot, a drop) is not written:
-        the collection's current copy, loaded from Lite, takes the write.
+        the collection's current copy, loaded from Lite, takes the write (:meth:`_writing`).
         """
-        copy = self.copy(cfg)
-        while True:
-            with copy.writing():
-                if not copy.retired:
-                    if copy.check is not None:
-                        copy.check.touch(op_ids(op))
-                    self.snapshots.invalidate(copy)  # before Lite changes: no snapshot may outlive this write
-                    answer = write()
-                    try:
-                        copy.apply(op)
-                    except Exception:
-                        log.exception("in-memory index of %s out of step; it will be rebuilt from Lite", cfg.name)
-                        self.forget(cfg.name)
-                        return answer
-                    crowded = copy.crowded() and not copy.building
-                    copy.building = copy.building or crowded
-                    break
-            copy = self.copy(cfg)
+        with self._writing(cfg) as copy:
+            if copy.check is not None:
+                copy.check.touch(op_ids(op))
+            self.snapshots.invalidate(copy)  # before Lite changes: no snapshot may outlive this write
+            answer = write()
+            try:
+                copy.apply(op)
+            except Exception:
+                log.exception("in-memory index of %s out of step; it will be rebuilt from Lite", cfg.name)
+                self.forget(cfg.name)
+                return answer
+            crowded = copy.crowded() and not copy.building
+            copy.building = copy.building or crowded
         if crowded:
             self.rebuild_later(copy)
         return answer
